@@ -1,0 +1,30 @@
+# The README's commands. `make test` builds .venv with the pinned stack and runs lint + tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: test lint demo bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check audiodiff tests bench examples
+	$(BIN)/ruff format --check audiodiff tests bench examples
+
+test: lint
+	$(BIN)/python -m pytest -q -n 2 tests
+
+demo: $(STAMP)
+	$(BIN)/python examples/spectral_losses.py
+
+bench: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python bench/losses.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

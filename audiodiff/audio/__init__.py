@@ -1,0 +1,1 @@
+"""Audio front-end: mel filterbanks and features (torch.stft + librosa filters)."""

@@ -1,0 +1,120 @@
+"""The shared spectral loss core: tensors in, one loss per example (B,) out.
+
+Every loss compares the model's clean-signal estimate `x0_hat` with the real signal `x0`
+(arXiv 2603.02447). Build weighted combinations from config entries with
+`build_spectral_loss([{"name": "amp", "weight": 1.0, "kwargs": {...}}, ...])`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from audiodiff.losses.fourier import AmplitudeLoss, AmplitudePhaseLoss
+from audiodiff.losses.stft import MelSTFTLoss, MultiResolutionSTFTLoss, STFTLoss
+from audiodiff.losses.wavelet import WaveletLoss
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "amp": AmplitudeLoss,
+    "amp_phase": AmplitudePhaseLoss,
+    "wavelet": WaveletLoss,
+    "stft": STFTLoss,
+    "mrstft": MultiResolutionSTFTLoss,
+    "mel": MelSTFTLoss,
+}
+ENTRY_KEYS = ("name", "weight", "kwargs", "label")
+
+__all__ = [
+    "LOSSES",
+    "AmplitudeLoss",
+    "AmplitudePhaseLoss",
+    "MelSTFTLoss",
+    "MultiResolutionSTFTLoss",
+    "STFTLoss",
+    "SpectralLossSum",
+    "WaveletLoss",
+    "build_loss",
+    "build_spectral_loss",
+]
+
+
+def build_loss(name: str, **kwargs) -> nn.Module:
+    """Instantiate one registered loss, with errors that name the bad key and the allowed ones."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown spectral loss {name!r}; choose one of {sorted(LOSSES)}")
+    cls = LOSSES[name]
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"spectral loss {name!r}: unknown option(s) {unknown}; allowed: {params}")
+    return cls(**kwargs)
+
+
+class SpectralLossSum(nn.Module):
+    """A weighted sum of spectral losses that also exposes each term.
+
+    `terms()` returns the unweighted per-example value of every term (for logging);
+    `forward()` returns `sum_i weight_i * term_i`. An empty sum returns zeros.
+
+    Shapes:
+        x0_hat, x0: (B, C, T) or (B, C, H, W) -> (B,)
+    """
+
+    def __init__(self, losses: Mapping[str, nn.Module], weights: Mapping[str, float]) -> None:
+        super().__init__()
+        if set(losses) != set(weights):
+            raise ValueError(f"losses {sorted(losses)} and weights {sorted(weights)} must have the same labels")
+        self.losses = nn.ModuleDict(losses)
+        self.weights = dict(weights)
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def terms(self, x0_hat: Tensor, x0: Tensor) -> dict[str, Tensor]:
+        """Unweighted per-example value of each term: {label: (B,)}."""
+        return {label: loss(x0_hat, x0) for label, loss in self.losses.items()}
+
+    def combine(self, terms: Mapping[str, Tensor]) -> Tensor:
+        """Weighted sum of the values returned by `terms()`, (B,)."""
+        total = None
+        for label, value in terms.items():
+            value = self.weights[label] * value
+            total = value if total is None else total + value
+        if total is None:
+            raise ValueError("combine() needs at least one term; check len(loss) before calling it")
+        return total
+
+    def forward(self, x0_hat: Tensor, x0: Tensor) -> Tensor:
+        if not self.losses:
+            return torch.zeros(x0.shape[0], device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
+        return self.combine(self.terms(x0_hat, x0))
+
+
+def build_spectral_loss(entries: Sequence[Mapping]) -> SpectralLossSum:
+    """Build a SpectralLossSum from config entries.
+
+    Args:
+        entries: each a mapping with `name` (a key of LOSSES), optional `weight` (default 1.0),
+            optional `kwargs` (constructor options) and optional `label` (defaults to the name;
+            set it to use one loss twice, e.g. two wavelets).
+
+    Returns:
+        The combined loss module.
+    """
+    losses: dict[str, nn.Module] = {}
+    weights: dict[str, float] = {}
+    for i, entry in enumerate(entries):
+        unknown = sorted(set(entry) - set(ENTRY_KEYS))
+        if unknown:
+            raise ValueError(f"spectral loss entry {i}: unknown key(s) {unknown}; allowed: {list(ENTRY_KEYS)}")
+        if "name" not in entry:
+            raise ValueError(f"spectral loss entry {i}: missing 'name'; choose one of {sorted(LOSSES)}")
+        label = entry.get("label") or entry["name"]
+        if label in losses:
+            raise ValueError(f"spectral loss entry {i}: label {label!r} used twice; give one a distinct 'label'")
+        losses[label] = build_loss(entry["name"], **dict(entry.get("kwargs") or {}))
+        weights[label] = float(entry.get("weight", 1.0))
+    return SpectralLossSum(losses, weights)
