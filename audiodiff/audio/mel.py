@@ -16,8 +16,9 @@ def mel_filterbank(
     fmax: float | None = None,
     htk: bool = False,
     norm: str | None = "slaney",
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Mel filterbank matrix of shape (n_mels, n_fft // 2 + 1), float32.
+    """Mel filterbank matrix of shape (n_mels, n_fft // 2 + 1), float32 unless `dtype` says otherwise.
 
     Args:
         sample_rate: sampling rate in Hz.
@@ -30,6 +31,6 @@ def mel_filterbank(
     if fmax is not None and not 0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"mel filterbank: need 0 <= fmin < fmax <= sample_rate/2, got fmin={fmin}, fmax={fmax}")
     fb = librosa.filters.mel(
-        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=np.float32
+        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=np.float64
     )
-    return torch.from_numpy(fb)
+    return torch.from_numpy(fb).to(dtype)

@@ -1,0 +1,183 @@
+"""DiffWave (Kong et al. 2021, arXiv 2009.09761): a non-causal dilated-convolution WaveNet.
+
+Shapes: audio (B, 1, T); diffusion step t (B,) float (fractional steps allowed); mel condition
+(B, n_mels, frames) with T = frames * hop. Each residual layer adds a projection of the step
+embedding, applies a dilated convolution (dilation 2^(i mod cycle)), adds the projected
+(upsampled) mel, a gated tanh/sigmoid unit, and splits a 1x1 output into residual and skip
+paths. The summed skips go through two 1x1 convolutions to the output (zero-initialised).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class DiffWaveConfig:
+    """DiffWave sizes. `n_mels = 0` builds the unconditional model.
+
+    Attributes:
+        layers: residual layers (base 30).
+        channels: residual channels (base 64).
+        cycle: dilation cycle length (base 10: dilations 1, 2, ..., 512, repeated).
+        n_mels: mel bands of the condition (80), or 0 for unconditional.
+        hop: samples per mel frame; the upsampler's strides multiply to it (256 = 16 x 16).
+        embed_dim: width of the step-embedding MLP (512).
+        embed_interp: "exact" sinusoids of fractional t, or "lerp" between integer-step
+            embeddings (lmnt-com/diffwave's behaviour, used for imported checkpoints).
+    """
+
+    layers: int = 30
+    channels: int = 64
+    cycle: int = 10
+    n_mels: int = 80
+    hop: int = 256
+    embed_dim: int = 512
+    embed_interp: str = "exact"
+
+
+DIFFWAVE_PRESETS: dict[str, DiffWaveConfig] = {
+    "base": DiffWaveConfig(),  # vocoder, 2.62M parameters (the paper's 2.64M "base")
+    "large": DiffWaveConfig(channels=128),
+    "unconditional": DiffWaveConfig(layers=36, channels=256, cycle=12, n_mels=0),  # SC09 in the paper
+    "small": DiffWaveConfig(layers=12, channels=32, cycle=6),
+    "small_uncond": DiffWaveConfig(layers=12, channels=32, cycle=6, n_mels=0),
+}
+
+
+def upsample_factors(hop: int, max_factor: int = 16) -> list[int]:
+    """Split a hop into upsampling strides <= max_factor (256 -> [16, 16], 300 -> [5, 15, 4])."""
+    if hop < 1:
+        raise ValueError(f"hop must be >= 1, got {hop}")
+    primes, n, p = [], hop, 2
+    while n > 1:
+        while n % p == 0:
+            primes.append(p)
+            n //= p
+        p += 1
+    if any(q > max_factor for q in primes):
+        raise ValueError(f"hop={hop} has a prime factor above {max_factor}; choose a hop that factors (e.g. 256, 200)")
+    stages, cur = [], 1
+    for q in sorted(primes, reverse=True):
+        if cur * q > max_factor:
+            stages.append(cur)
+            cur = 1
+        cur *= q
+    return stages + [cur] if cur > 1 or not stages else stages
+
+
+class StepEmbedding(nn.Module):
+    """Sinusoidal embedding of the (fractional) step, 64 frequencies 10^(4 i / 63), then a 2-layer MLP."""
+
+    def __init__(self, embed_dim: int, interp: str = "exact") -> None:
+        super().__init__()
+        if interp not in ("exact", "lerp"):
+            raise ValueError(f"embed_interp={interp!r} is not allowed; choose one of ['exact', 'lerp']")
+        self.interp = interp
+        self.register_buffer("freqs", 10.0 ** (torch.arange(64) * 4.0 / 63.0), persistent=False)
+        self.fc1 = nn.Linear(128, embed_dim)
+        self.fc2 = nn.Linear(embed_dim, embed_dim)
+
+    def sinusoids(self, t: Tensor) -> Tensor:
+        """(B,) -> (B, 128)."""
+        arg = t.float()[:, None] * self.freqs[None]
+        return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+    def forward(self, t: Tensor) -> Tensor:
+        if self.interp == "lerp":
+            lo = t.float().floor()
+            frac = (t.float() - lo)[:, None]
+            emb = torch.lerp(self.sinusoids(lo), self.sinusoids(lo + 1), frac)
+        else:
+            emb = self.sinusoids(t)
+        return F.silu(self.fc2(F.silu(self.fc1(emb))))
+
+
+class MelUpsampler(nn.Module):
+    """Transposed 2-D convolutions over (mel, time) that stretch frames by the hop, leaky ReLU 0.4."""
+
+    def __init__(self, hop: int) -> None:
+        super().__init__()
+        self.factors = upsample_factors(hop)
+        self.stages = nn.ModuleList(
+            nn.ConvTranspose2d(1, 1, (3, 2 * f), stride=(1, f), padding=(1, f // 2)) for f in self.factors
+        )
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """(B, n_mels, frames) -> (B, n_mels, frames * hop)."""
+        x = mel[:, None]
+        for stage, f in zip(self.stages, self.factors):
+            x = F.leaky_relu(stage(x), 0.4)
+            x = x[..., : x.shape[-1] - (f % 2)] if f % 2 else x  # odd strides overshoot by one sample
+        return x[:, 0]
+
+
+class ResidualLayer(nn.Module):
+    def __init__(self, channels: int, dilation: int, embed_dim: int, n_mels: int) -> None:
+        super().__init__()
+        self.dilated = nn.Conv1d(channels, 2 * channels, 3, padding=dilation, dilation=dilation)
+        self.step_proj = nn.Linear(embed_dim, channels)
+        self.cond_proj = nn.Conv1d(n_mels, 2 * channels, 1) if n_mels else None
+        self.out_proj = nn.Conv1d(channels, 2 * channels, 1)
+
+    def forward(self, x: Tensor, emb: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x (B, C, T), emb (B, E), cond (B, n_mels, T) -> (residual out, skip), each (B, C, T)."""
+        y = self.dilated(x + self.step_proj(emb)[:, :, None])
+        if self.cond_proj is not None:
+            y = y + self.cond_proj(cond)
+        gate, filt = y.chunk(2, dim=1)
+        y = self.out_proj(torch.sigmoid(gate) * torch.tanh(filt))
+        residual, skip = y.chunk(2, dim=1)
+        return (x + residual) * (1 / math.sqrt(2)), skip
+
+
+class DiffWave(nn.Module):
+    """DiffWave network `net(x, t, cond) -> (B, 1, T)` (eps, x0 or v, by the formulation).
+
+    Args:
+        config: sizes; see DiffWaveConfig and DIFFWAVE_PRESETS.
+    """
+
+    def __init__(self, config: DiffWaveConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or DiffWaveConfig()
+        if cfg.layers < 1 or cfg.channels < 1 or cfg.cycle < 1:
+            raise ValueError(f"DiffWave: layers, channels and cycle must be >= 1, got {cfg}")
+        self.inp = nn.Conv1d(1, cfg.channels, 1)
+        self.step_embed = StepEmbedding(cfg.embed_dim, cfg.embed_interp)
+        self.upsampler = MelUpsampler(cfg.hop) if cfg.n_mels else None
+        self.layers = nn.ModuleList(
+            ResidualLayer(cfg.channels, 2 ** (i % cfg.cycle), cfg.embed_dim, cfg.n_mels) for i in range(cfg.layers)
+        )
+        self.skip_out = nn.Conv1d(cfg.channels, cfg.channels, 1)
+        self.out = nn.Conv1d(cfg.channels, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples seen by one output sample: 1 + 2 * sum of dilations (kernel 3)."""
+        return 1 + 2 * sum(2 ** (i % self.config.cycle) for i in range(self.config.layers))
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        """x (B, 1, T), t (B,), cond (B, n_mels, T / hop) or None -> (B, 1, T)."""
+        if (cond is None) != (self.upsampler is None):
+            need = "a mel condition (B, n_mels, frames)" if self.upsampler is not None else "no condition"
+            raise ValueError(f"DiffWave(n_mels={self.config.n_mels}) needs {need}")
+        if cond is not None:
+            cond = self.upsampler(cond)
+            if cond.shape[-1] != x.shape[-1]:
+                raise ValueError(f"DiffWave: mel frames x hop = {cond.shape[-1]} samples, but audio has {x.shape[-1]}")
+        h = F.relu(self.inp(x))
+        emb = self.step_embed(t)
+        skips = None
+        for layer in self.layers:
+            h, skip = layer(h, emb, cond)
+            skips = skip if skips is None else skips + skip
+        h = F.relu(self.skip_out(skips * (1 / math.sqrt(len(self.layers)))))
+        return self.out(h)

@@ -1,0 +1,160 @@
+import sys
+import types
+
+import pytest
+import torch
+
+from audiodiff.models import DIFFWAVE_PRESETS, DiffWave, DiffWaveConfig
+from audiodiff.models.diffwave import upsample_factors
+from audiodiff.models.lmnt import config_from_lmnt_state, lmnt_to_ours, load_lmnt_checkpoint, ours_to_lmnt
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def randomize_output(model):
+    torch.nn.init.normal_(model.out.weight, std=0.1)
+    return model
+
+
+def test_base_has_the_papers_parameter_count():
+    assert n_params(DiffWave(DIFFWAVE_PRESETS["base"])) == pytest.approx(2.64e6, rel=0.01)
+    assert n_params(DiffWave(DIFFWAVE_PRESETS["unconditional"])) == pytest.approx(24.1e6, rel=0.01)
+
+
+def test_shapes_conditional_and_unconditional():
+    cond = DiffWave(DiffWaveConfig(layers=4, channels=8, cycle=2, n_mels=16, hop=64))
+    x, t, mel = torch.randn(3, 1, 10 * 64), torch.tensor([0.0, 5.5, 49.0]), torch.randn(3, 16, 10)
+    assert cond(x, t, mel).shape == x.shape
+    unc = DiffWave(DiffWaveConfig(layers=4, channels=8, cycle=2, n_mels=0))
+    assert unc(x, t).shape == x.shape
+    with pytest.raises(ValueError, match="needs a mel condition"):
+        cond(x, t)
+    with pytest.raises(ValueError, match="needs no condition"):
+        unc(x, t, mel)
+    with pytest.raises(ValueError, match="640 samples, but audio has 600"):
+        cond(x[..., :600], t, mel)
+    # the condition matters
+    randomize_output(cond)
+    assert not torch.allclose(cond(x, t, mel), cond(x, t, mel + 1))
+
+
+def test_receptive_field_matches_the_formula():
+    model = randomize_output(DiffWave(DiffWaveConfig(layers=5, channels=8, cycle=3, n_mels=0)))
+    rf = model.receptive_field
+    assert rf == 1 + 2 * (1 + 2 + 4 + 1 + 2)
+    x = torch.randn(1, 1, 101, requires_grad=True)
+    model(x, torch.tensor([3.0]))[0, 0, 50].backward()
+    seen = (x.grad[0, 0] != 0).nonzero().flatten()
+    assert seen.min().item() == 50 - (rf - 1) // 2 and seen.max().item() == 50 + (rf - 1) // 2
+
+
+def test_examples_do_not_mix_across_the_batch():
+    model = randomize_output(DiffWave(DiffWaveConfig(layers=3, channels=8, cycle=3, n_mels=8, hop=16)))
+    x, t, mel = torch.randn(4, 1, 160), torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.randn(4, 8, 10)
+    full = model(x, t, mel)
+    for i in range(4):
+        torch.testing.assert_close(model(x[i : i + 1], t[i : i + 1], mel[i : i + 1]), full[i : i + 1])
+
+
+@pytest.mark.parametrize("hop,factors", [(256, [16, 16]), (300, [5, 15, 4]), (1, [1]), (64, [16, 4])])
+def test_any_hop_that_factors(hop, factors):
+    assert upsample_factors(hop) == factors
+    model = DiffWave(DiffWaveConfig(layers=2, channels=4, n_mels=8, hop=hop))
+    assert model(torch.randn(1, 1, 7 * hop), torch.tensor([1.0]), torch.randn(1, 8, 7)).shape[-1] == 7 * hop
+    with pytest.raises(ValueError, match="prime factor above 16"):
+        upsample_factors(257)
+
+
+def test_lerp_embedding_equals_exact_at_integer_steps():
+    a = DiffWave(DiffWaveConfig(layers=1, channels=4, n_mels=0))
+    b = DiffWave(DiffWaveConfig(layers=1, channels=4, n_mels=0, embed_interp="lerp"))
+    b.load_state_dict(a.state_dict())
+    t = torch.tensor([0.0, 7.0, 49.0])
+    torch.testing.assert_close(a.step_embed(t), b.step_embed(t))
+    assert not torch.allclose(a.step_embed(t + 0.5), b.step_embed(t + 0.5))
+
+
+def lmnt_style_state(layers=3, channels=8, n_mels=80):
+    """A state dict with lmnt-com/diffwave's names and shapes, as their model would save it."""
+    sd = {
+        "input_projection.weight": torch.randn(channels, 1, 1),
+        "input_projection.bias": torch.randn(channels),
+        "diffusion_embedding.embedding": torch.randn(50, 128),
+        "diffusion_embedding.projection1.weight": torch.randn(512, 128),
+        "diffusion_embedding.projection1.bias": torch.randn(512),
+        "diffusion_embedding.projection2.weight": torch.randn(512, 512),
+        "diffusion_embedding.projection2.bias": torch.randn(512),
+        "spectrogram_upsampler.conv1.weight": torch.randn(1, 1, 3, 32),
+        "spectrogram_upsampler.conv1.bias": torch.randn(1),
+        "spectrogram_upsampler.conv2.weight": torch.randn(1, 1, 3, 32),
+        "spectrogram_upsampler.conv2.bias": torch.randn(1),
+        "skip_projection.weight": torch.randn(channels, channels, 1),
+        "skip_projection.bias": torch.randn(channels),
+        "output_projection.weight": torch.randn(1, channels, 1),
+        "output_projection.bias": torch.randn(1),
+    }
+    for i in range(layers):
+        p = f"residual_layers.{i}."
+        sd |= {
+            p + "dilated_conv.weight": torch.randn(2 * channels, channels, 3),
+            p + "dilated_conv.bias": torch.randn(2 * channels),
+            p + "diffusion_projection.weight": torch.randn(channels, 512),
+            p + "diffusion_projection.bias": torch.randn(channels),
+            p + "conditioner_projection.weight": torch.randn(2 * channels, n_mels, 1),
+            p + "conditioner_projection.bias": torch.randn(2 * channels),
+            p + "output_projection.weight": torch.randn(2 * channels, channels, 1),
+            p + "output_projection.bias": torch.randn(2 * channels),
+        }
+    return sd
+
+
+def test_lmnt_names_map_onto_ours_and_back():
+    theirs = lmnt_style_state()
+    cfg = config_from_lmnt_state(theirs)
+    assert (cfg.layers, cfg.channels, cfg.n_mels, cfg.embed_interp) == (3, 8, 80, "lerp")
+    model = DiffWave(cfg)
+    model.load_state_dict(lmnt_to_ours(theirs), strict=True)
+    back = ours_to_lmnt(model.state_dict())
+    expected = {k for k in theirs if k != "diffusion_embedding.embedding"}
+    assert set(back) == expected
+    for k in expected:
+        assert torch.equal(back[k], theirs[k]), k
+    with pytest.raises(ValueError, match="unexpected state-dict key 'decoder.weight'"):
+        lmnt_to_ours({"decoder.weight": torch.zeros(1)})
+
+
+def test_load_lmnt_checkpoint_file_without_running_pickled_code(tmp_path, monkeypatch):
+    # Their checkpoint: {"step", "model" (DDP "module." prefix), "optimizer", "params": AttrDict}
+    mod = types.ModuleType("diffwave.params")
+
+    class AttrDict(dict):
+        pass
+
+    AttrDict.__module__, AttrDict.__qualname__ = "diffwave.params", "AttrDict"
+    mod.AttrDict = AttrDict
+    monkeypatch.setitem(sys.modules, "diffwave", types.ModuleType("diffwave"))
+    monkeypatch.setitem(sys.modules, "diffwave.params", mod)
+    theirs = lmnt_style_state(layers=2)
+    path = tmp_path / "weights-1000000.pt"
+    params = AttrDict(batch_size=16, learning_rate=2e-4, hop_samples=256)
+    torch.save({"step": 1000000, "model": {f"module.{k}": v for k, v in theirs.items()}, "params": params}, path)
+    monkeypatch.delitem(sys.modules, "diffwave.params")
+    model, info = load_lmnt_checkpoint(path)
+    assert info["step"] == 1000000 and info["params"]["hop_samples"] == 256
+    torch.testing.assert_close(model.layers[1].dilated.weight, theirs["residual_layers.1.dilated_conv.weight"])
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_lmnt_checkpoint(tmp_path / "missing.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_load_lmnt_checkpoint_refuses_foreign_globals(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": lmnt_style_state(layers=1), "params": _Evil()}, path)
+    with pytest.raises(Exception, match="refusing to load .*print"):
+        load_lmnt_checkpoint(path)
