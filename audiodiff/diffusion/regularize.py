@@ -139,26 +139,22 @@ class SpectralObjective(nn.Module):
             out["loss"] = terms["denoise"]
             return out
         lam = self.lambda_eff(terms["sigma"], terms["weight"], sample.get("t"))
-        on = lam != 0
-        idx = on.nonzero().squeeze(1)
-        every = len(idx) == len(on)
-        spectral = torch.zeros_like(terms["denoise"])
-        if len(idx):
-            pick = (lambda v: v) if every else (lambda v: v[idx] if v is not None else None)
-            x0_hat = pick(terms["x0_hat"])
-            if self.x0_source == "rollout":
-                sub_cond = pick(cond)
-                x0_hat = ddim_rollout(
-                    lambda x, s: self.formulation.denoise(net, x, s, sub_cond),
-                    pick(terms["x"]),
-                    pick(terms["sigma"]),
-                    x0_hat,
-                    self.rollout_steps,
-                    self.rollout_sigma_min,
-                )
-            spec_terms = self.spectral.terms(x0_hat, pick(x0))
-            spectral = spectral.index_put((idx,), pick(lam) * self.spectral.combine(spec_terms))
-            for label, value in spec_terms.items():
-                out[f"spec/{label}"] = torch.zeros_like(spectral).index_put((idx,), value.detach())
+        # Computed for every example and multiplied by the gated lambda: no data-dependent
+        # indexing, so no host-device sync and the step stays capturable in a CUDA graph.
+        x0_hat = terms["x0_hat"]
+        if self.x0_source == "rollout":
+            x0_hat = ddim_rollout(
+                lambda x, s: self.formulation.denoise(net, x, s, cond),
+                terms["x"],
+                terms["sigma"],
+                x0_hat,
+                self.rollout_steps,
+                self.rollout_sigma_min,
+            )
+        spec_terms = self.spectral.terms(x0_hat, x0)
+        spectral = lam * self.spectral.combine(spec_terms)
+        on = (lam != 0).to(spectral.dtype)
+        for label, value in spec_terms.items():
+            out[f"spec/{label}"] = value.detach() * on
         out.update(loss=terms["denoise"] + spectral, spectral=spectral, lambda_eff=lam)
         return out
