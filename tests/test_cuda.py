@@ -76,3 +76,17 @@ def test_seeded_sampling_on_cuda_matches_cpu():
         x = noise(torch.zeros(2, 1, 64, device=dev)) * 10
         out.append(sample_heun(den, x, karras_sigmas(10, 0.01, 10.0).to(dev), s_churn=5, noise=noise).cpu())
     torch.testing.assert_close(out[0], out[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_compile_fullgraph_with_inductor(name):
+    loss = build_spectral_loss([{"name": name, "kwargs": KW.get(name, {})}]).cuda()
+    x, y = torch.randn(4, 1, 16000, device="cuda"), torch.randn(4, 1, 16000, device="cuda")
+    eager_x, comp_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ref = loss.total(eager_x, y)
+    ref.sum().backward()
+    loss.compile(fullgraph=True)
+    out = loss.combine(loss(comp_x, y))
+    out.sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(comp_x.grad, eager_x.grad, rtol=1e-3, atol=1e-6)

@@ -151,7 +151,7 @@ class SpectralObjective(nn.Module):
                 self.rollout_steps,
                 self.rollout_sigma_min,
             )
-        spec_terms = self.spectral.terms(x0_hat, x0)
+        spec_terms = self.spectral(x0_hat, x0)
         spectral = lam * self.spectral.combine(spec_terms)
         on = (lam != 0).to(spectral.dtype)
         for label, value in spec_terms.items():

@@ -54,22 +54,29 @@ class SeededNoise:
         return torch.stack(rows).to(like.device)
 
 
-def _sigma_batch(sigma: Tensor, x: Tensor) -> Tensor:
-    return sigma.to(x.dtype).expand(x.shape[0])
+def _sigma_batch(sigma: float, x: Tensor) -> Tensor:
+    return torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype)
 
 
-def _check_sigmas(sigmas: Tensor) -> None:
-    if sigmas.ndim != 1 or len(sigmas) < 2:
-        raise ValueError(f"sigmas must be a 1-D grid of at least 2 levels, got shape {tuple(sigmas.shape)}")
-    if not bool((sigmas[:-1] > sigmas[1:]).all()) or float(sigmas[-1]) < 0:
+def _grid(sigmas: Tensor | Sequence[float]) -> list[float]:
+    """Validate a noise-level grid and return it as Python floats (one host read, then no syncs).
+
+    Python floats keep the sampler loop free of 0-d tensor arithmetic and data-dependent branches,
+    so the whole loop can be captured by torch.compile / CUDA graphs.
+    """
+    grid = sigmas.tolist() if isinstance(sigmas, Tensor) else [float(s) for s in sigmas]
+    if len(grid) < 2 or (isinstance(sigmas, Tensor) and sigmas.ndim != 1):
+        raise ValueError(f"sigmas must be a 1-D grid of at least 2 levels, got {sigmas}")
+    if any(a <= b for a, b in zip(grid, grid[1:])) or grid[-1] < 0:
         raise ValueError("sigmas must be strictly decreasing and non-negative (usually ending in 0)")
+    return grid
 
 
 @torch.no_grad()
 def sample_ddim(
     denoiser: Denoiser,
     x: Tensor,
-    sigmas: Tensor,
+    sigmas: Tensor | Sequence[float],
     *,
     cond: Tensor | None = None,
     noise: Noise | None = None,
@@ -77,18 +84,16 @@ def sample_ddim(
     eta: float = 0.0,
 ) -> Tensor:
     """DDIM with eta (0 deterministic, 1 = DDPM ancestral). See the module docstring."""
-    _check_sigmas(sigmas)
+    grid = _grid(sigmas)
     noise = noise or torch.randn_like
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    for i, (sigma, sigma_next) in enumerate(zip(grid, grid[1:])):
         x0_hat = denoiser(x, _sigma_batch(sigma, x), cond)
         if callback is not None:
-            callback(i, float(sigma), x, x0_hat)
-        sigma_up = eta * sigma_next * (sigma**2 - sigma_next**2).sqrt() / sigma
-        sigma_up = torch.minimum(sigma_up, sigma_next)
-        sigma_down = (sigma_next**2 - sigma_up**2).sqrt()
-        x = x0_hat + sigma_down * (x - x0_hat) / sigma
-        if float(sigma_up) > 0:
+            callback(i, sigma, x, x0_hat)
+        sigma_up = min(sigma_next, eta * sigma_next * math.sqrt(sigma**2 - sigma_next**2) / sigma)
+        sigma_down = math.sqrt(sigma_next**2 - sigma_up**2)
+        x = x0_hat + (sigma_down / sigma) * (x - x0_hat)
+        if sigma_up > 0:
             x = x + sigma_up * noise(x)
     return x
 
@@ -96,7 +101,7 @@ def sample_ddim(
 def sample_ddpm(
     denoiser: Denoiser,
     x: Tensor,
-    sigmas: Tensor,
+    sigmas: Tensor | Sequence[float],
     *,
     cond: Tensor | None = None,
     noise: Noise | None = None,
@@ -113,7 +118,7 @@ def sample_ddpm(
 def sample_euler(
     denoiser: Denoiser,
     x: Tensor,
-    sigmas: Tensor,
+    sigmas: Tensor | Sequence[float],
     *,
     cond: Tensor | None = None,
     noise: Noise | None = None,
@@ -127,7 +132,7 @@ def sample_euler(
 def sample_heun(
     denoiser: Denoiser,
     x: Tensor,
-    sigmas: Tensor,
+    sigmas: Tensor | Sequence[float],
     *,
     cond: Tensor | None = None,
     noise: Noise | None = None,
@@ -144,21 +149,20 @@ def sample_heun(
     last step to sigma = 0). Churn adds noise to go from sigma up to sigma_hat = sigma (1 + gamma),
     gamma = min(s_churn / N, sqrt(2) - 1) for sigma in [s_tmin, s_tmax].
     """
-    _check_sigmas(sigmas)
+    grid = _grid(sigmas)
     noise = noise or torch.randn_like
-    n = len(sigmas) - 1
-    for i in range(n):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= float(sigma) <= s_tmax else 0.0
+    n = len(grid) - 1
+    for i, (sigma, sigma_next) in enumerate(zip(grid, grid[1:])):
+        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
         sigma_hat = sigma * (1 + gamma)
         if gamma > 0:
-            x = x + (sigma_hat**2 - sigma**2).sqrt() * s_noise * noise(x)
+            x = x + math.sqrt(sigma_hat**2 - sigma**2) * s_noise * noise(x)
         x0_hat = denoiser(x, _sigma_batch(sigma_hat, x), cond)
         if callback is not None:
-            callback(i, float(sigma_hat), x, x0_hat)
+            callback(i, sigma_hat, x, x0_hat)
         d = (x - x0_hat) / sigma_hat
         x_next = x + (sigma_next - sigma_hat) * d
-        if second_order and float(sigma_next) > 0:
+        if second_order and sigma_next > 0:
             d_next = (x_next - denoiser(x_next, _sigma_batch(sigma_next, x), cond)) / sigma_next
             x_next = x + (sigma_next - sigma_hat) * (d + d_next) / 2
         x = x_next

@@ -54,13 +54,14 @@ def build_loss(name: str, **kwargs) -> nn.Module:
 
 
 class SpectralLossSum(nn.Module):
-    """A weighted sum of spectral losses that also exposes each term.
+    """A weighted sum of spectral losses that exposes each term.
 
-    `terms()` returns the unweighted per-example value of every term (for logging);
-    `forward()` returns `sum_i weight_i * term_i`. An empty sum returns zeros.
+    `forward()` returns the unweighted per-example value of every term, {label: (B,)}, so the
+    whole module can be compiled (`module.compile()`, e.g. with CUDA graphs) and each term
+    logged; `combine(terms)` returns `sum_i weight_i * term_i`, and `total()` both at once.
 
     Shapes:
-        x0_hat, x0: (B, C, T) or (B, C, H, W) -> (B,)
+        x0_hat, x0: (B, C, T) or (B, C, H, W) -> {label: (B,)}
     """
 
     def __init__(self, losses: Mapping[str, nn.Module], weights: Mapping[str, float]) -> None:
@@ -73,12 +74,12 @@ class SpectralLossSum(nn.Module):
     def __len__(self) -> int:
         return len(self.losses)
 
-    def terms(self, x0_hat: Tensor, x0: Tensor) -> dict[str, Tensor]:
+    def forward(self, x0_hat: Tensor, x0: Tensor) -> dict[str, Tensor]:
         """Unweighted per-example value of each term: {label: (B,)}."""
         return {label: loss(x0_hat, x0) for label, loss in self.losses.items()}
 
     def combine(self, terms: Mapping[str, Tensor]) -> Tensor:
-        """Weighted sum of the values returned by `terms()`, (B,)."""
+        """Weighted sum of the values returned by `forward()`, (B,)."""
         total = None
         for label, value in terms.items():
             value = self.weights[label] * value
@@ -87,10 +88,11 @@ class SpectralLossSum(nn.Module):
             raise ValueError("combine() needs at least one term; check len(loss) before calling it")
         return total
 
-    def forward(self, x0_hat: Tensor, x0: Tensor) -> Tensor:
+    def total(self, x0_hat: Tensor, x0: Tensor) -> Tensor:
+        """Weighted sum of all terms, (B,); zeros for an empty sum."""
         if not self.losses:
             return torch.zeros(x0.shape[0], device=x0.device, dtype=torch.promote_types(x0.dtype, torch.float32))
-        return self.combine(self.terms(x0_hat, x0))
+        return self.combine(self(x0_hat, x0))
 
 
 def build_spectral_loss(entries: Sequence[Mapping]) -> SpectralLossSum:

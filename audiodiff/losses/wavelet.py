@@ -3,37 +3,34 @@
 Paper (arXiv 2603.02447, Section 4): `sum_l sum_b gamma_l * || W_lb x0 - W_lb x0_hat ||_1`
 over levels l and sub-bands b. The DWT is linear (the boundary extension modes included),
 so the coefficients of `x0_hat - x0` *are* the coefficient differences: we transform the
-difference once instead of transforming both signals. Transforms come from ptwt, filters
-from PyWavelets, so any discrete PyWavelets wavelet name works (haar, bior1.3, db4, ...).
+difference once instead of transforming both signals. The transform is `audiodiff.losses.dwt`
+(strided convolutions equal to PyWavelets to 1e-15; filters from PyWavelets, so any discrete
+wavelet name works: haar, bior1.3, db4, ...), kept as a buffer on the loss's device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import ptwt
 import pywt
+import torch
 from torch import Tensor, nn
 
 from audiodiff.losses._common import REDUCTIONS, SPECTRAL_NDIMS, check_choice, check_pair, spectral_ndim
+from audiodiff.losses.dwt import MODES, analysis_filters, wavedec
 
-MODES = ("symmetric", "reflect", "zero", "constant", "periodic")
 
+def max_level(shape: Sequence[int], filter_len: int) -> int:
+    """Deepest useful level for a spatial shape: pywt.dwt_max_level's rule, at least 1.
 
-def wavedec(x: Tensor, wavelet: str, level: int, mode: str, ndim: int) -> list[Tensor | tuple[Tensor, ...]]:
-    """pywt-ordered coefficients [cA_L, details_L, ..., details_1] over the trailing `ndim` axes.
-
-    Details are one tensor per level in 1-D and a (horizontal, vertical, diagonal) tuple in 2-D.
+    floor(log2(n / (filter_len - 1))) for the shortest side n, in integer arithmetic (no pywt
+    call, so the loss compiles with torch.compile(fullgraph=True)).
     """
-    if ndim == 1:
-        return ptwt.wavedec(x, wavelet, mode=mode, level=level, axis=-1)
-    coeffs = ptwt.wavedec2(x, wavelet, mode=mode, level=level, axes=(-2, -1))
-    return [coeffs[0], *(tuple(d) for d in coeffs[1:])]
-
-
-def max_level(shape: Sequence[int], wavelet: str) -> int:
-    """Deepest useful decomposition level for the given spatial shape (pywt's rule, at least 1)."""
-    return max(1, pywt.dwt_max_level(min(shape), pywt.Wavelet(wavelet).dec_len))
+    n, span = min(shape), max(1, filter_len - 1)
+    level = 0
+    while n >= span * 2 ** (level + 1):
+        level += 1
+    return max(1, level)
 
 
 class WaveletLoss(nn.Module):
@@ -83,20 +80,21 @@ class WaveletLoss(nn.Module):
         self.gamma = float(gamma) if isinstance(gamma, (int, float)) else [float(g) for g in gamma]
         self.approx_weight = float(approx_weight)
         self.band_weights = [float(w) for w in band_weights]
+        self.register_buffer("filters", analysis_filters(wavelet), persistent=False)
 
     def _band(self, c: Tensor) -> Tensor:
-        """(B, ...) coefficients -> (B,) L1 norm or mean absolute value."""
-        flat = c.abs().flatten(1)
-        return flat.sum(1) if self.reduction == "sum" else flat.mean(1)
+        """(B, ...) coefficients -> (B,) L1 norm or mean absolute value, one kernel."""
+        norm = torch.linalg.vector_norm(c.flatten(1), ord=1, dim=1)
+        return norm if self.reduction == "sum" else norm / c[0].numel()
 
     def forward(self, x0_hat: Tensor, x0: Tensor) -> Tensor:
         x0_hat, x0 = check_pair(x0_hat, x0, "wavelet", (3, 4))
         d = spectral_ndim(x0, self.ndim)
-        level = self.level or max_level(x0.shape[-d:], self.wavelet)
+        level = self.level or max_level(x0.shape[-d:], self.filters.shape[-1])
         gammas = [self.gamma] * level if isinstance(self.gamma, float) else self.gamma
         if len(gammas) != level:
             raise ValueError(f"wavelet: gamma has {len(gammas)} weights but the input gives {level} levels")
-        coeffs = wavedec(x0_hat - x0, self.wavelet, level, self.mode, d)
+        coeffs = wavedec(x0_hat - x0, self.filters.to(x0.dtype), level, self.mode, d)
         loss = self.approx_weight * self._band(coeffs[0]) if self.approx_weight else x0.new_zeros(x0.shape[0])
         # coeffs[1] is the coarsest detail level (level L), coeffs[-1] the finest (level 1).
         for gamma, details in zip(reversed(gammas), coeffs[1:]):

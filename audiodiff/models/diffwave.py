@@ -126,10 +126,13 @@ class ResidualLayer(nn.Module):
         self.out_proj = nn.Conv1d(channels, 2 * channels, 1)
 
     def forward(self, x: Tensor, emb: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
-        """x (B, C, T), emb (B, E), cond (B, n_mels, T) -> (residual out, skip), each (B, C, T)."""
+        """x (B, C, T), emb (B, E), cond: this layer's projected condition (B, 2C, T) or None.
+
+        Returns (residual out, skip), each (B, C, T).
+        """
         y = self.dilated(x + self.step_proj(emb)[:, :, None])
-        if self.cond_proj is not None:
-            y = y + self.cond_proj(cond)
+        if cond is not None:
+            y = y + cond
         gate, filt = y.chunk(2, dim=1)
         y = self.out_proj(torch.sigmoid(gate) * torch.tanh(filt))
         residual, skip = y.chunk(2, dim=1)
@@ -164,20 +167,54 @@ class DiffWave(nn.Module):
         """Samples seen by one output sample: 1 + 2 * sum of dilations (kernel 3)."""
         return 1 + 2 * sum(2 ** (i % self.config.cycle) for i in range(self.config.layers))
 
+    def project_condition(self, mel: Tensor) -> Tensor:
+        """Upsample a mel and apply every layer's condition projection, in one stacked convolution.
+
+        The result does not depend on the diffusion step: pass it as `cond` to reuse it across
+        all sampling steps. (B, n_mels, frames) -> (B, layers, 2C, frames * hop)
+        """
+        if self.upsampler is None:
+            raise ValueError("project_condition needs a mel-conditioned DiffWave (n_mels > 0)")
+        up = self.upsampler(mel)
+        weight = torch.cat([layer.cond_proj.weight for layer in self.layers])
+        bias = torch.cat([layer.cond_proj.bias for layer in self.layers])
+        out = F.conv1d(up, weight, bias)
+        return out.unflatten(1, (len(self.layers), -1))
+
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        """x (B, 1, T), t (B,), cond (B, n_mels, T / hop) or None -> (B, 1, T)."""
+        """x (B, 1, T), t (B,) -> (B, 1, T).
+
+        cond: the mel (B, n_mels, T / hop), or `project_condition(mel)` (B, layers, 2C, T)
+        precomputed once for many calls; None for the unconditional model.
+        """
         if (cond is None) != (self.upsampler is None):
             need = "a mel condition (B, n_mels, frames)" if self.upsampler is not None else "no condition"
             raise ValueError(f"DiffWave(n_mels={self.config.n_mels}) needs {need}")
+        conds: list[Tensor | None] = [None] * len(self.layers)
         if cond is not None:
-            cond = self.upsampler(cond)
-            if cond.shape[-1] != x.shape[-1]:
-                raise ValueError(f"DiffWave: mel frames x hop = {cond.shape[-1]} samples, but audio has {x.shape[-1]}")
+            if cond.ndim == 4:
+                projected = cond
+            elif cond.ndim == 3:
+                up = self.upsampler(cond)
+                if up.shape[-1] != x.shape[-1]:
+                    raise ValueError(
+                        f"DiffWave: mel frames x hop = {up.shape[-1]} samples, but audio has {x.shape[-1]}"
+                    )
+                conds = [layer.cond_proj(up) for layer in self.layers]
+                projected = None
+            else:
+                raise ValueError(f"DiffWave: cond must be (B, n_mels, frames) or (B, layers, 2C, T), got {cond.shape}")
+            if projected is not None:
+                if projected.shape[-1] != x.shape[-1] or projected.shape[1] != len(self.layers):
+                    raise ValueError(
+                        f"DiffWave: projected condition {tuple(projected.shape)} does not fit audio {tuple(x.shape)}"
+                    )
+                conds = list(projected.unbind(1))
         h = F.relu(self.inp(x))
         emb = self.step_embed(t)
         skips = None
-        for layer in self.layers:
-            h, skip = layer(h, emb, cond)
+        for layer, layer_cond in zip(self.layers, conds):
+            h, skip = layer(h, emb, layer_cond)
             skips = skip if skips is None else skips + skip
         h = F.relu(self.skip_out(skips * (1 / math.sqrt(len(self.layers)))))
         return self.out(h)

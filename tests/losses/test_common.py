@@ -97,3 +97,13 @@ def test_shape_mismatch_and_rank_errors(name):
         make(name)(torch.randn(2, 1, 2048), torch.randn(2, 1, 2000))
     with pytest.raises(ValueError, match="expected"):
         make(name)(torch.randn(2, 2048), torch.randn(2, 2048))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_traces_without_graph_breaks(name):
+    # torch.compile(fullgraph=True) works (checked with inductor on CUDA in tests/test_cuda.py).
+    loss = make(name)
+    x, y = torch.randn(2, 1, 2048, requires_grad=True), torch.randn(2, 1, 2048)
+    explanation = torch._dynamo.explain(lambda a, b: loss(a, b).sum())(x, y)
+    torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons

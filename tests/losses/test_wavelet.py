@@ -7,14 +7,15 @@ import pywt
 import torch
 
 from audiodiff.losses import WaveletLoss
-from audiodiff.losses.wavelet import max_level, wavedec
+from audiodiff.losses.dwt import analysis_filters, wavedec
+from audiodiff.losses.wavelet import max_level
 
 
 @pytest.mark.parametrize("wavelet", ["haar", "bior1.3", "db4"])
-@pytest.mark.parametrize("mode", ["symmetric", "reflect", "zero", "periodic"])
+@pytest.mark.parametrize("mode", ["symmetric", "reflect", "zero", "periodic", "constant"])
 def test_1d_coefficients_and_loss_match_pywt(wavelet, mode):
     x, y = torch.randn(2, 2, 1001, dtype=torch.float64), torch.randn(2, 2, 1001, dtype=torch.float64)
-    ours = wavedec(x, wavelet, 4, mode, 1)
+    ours = wavedec(x, analysis_filters(wavelet), 4, mode, 1)
     ref = pywt.wavedec(x.numpy(), wavelet, mode=mode, level=4)
     assert len(ours) == len(ref)
     for a, b in zip(ours, ref):
@@ -50,11 +51,11 @@ def test_2d_loss_matches_pywt_wavedec2(wavelet, reduction):
 @pytest.mark.parametrize("wavelet", ["haar", "bior1.3"])
 def test_dwt_idwt_reconstructs(wavelet):
     x = torch.randn(3, 1, 512, dtype=torch.float64)
-    coeffs = wavedec(x, wavelet, 5, "symmetric", 1)
+    coeffs = wavedec(x, analysis_filters(wavelet), 5, "symmetric", 1)
     rec = ptwt.waverec(coeffs, wavelet)[..., :512]
     torch.testing.assert_close(rec, x)
     img = torch.randn(2, 1, 64, 64, dtype=torch.float64)
-    c2 = wavedec(img, wavelet, 3, "symmetric", 2)
+    c2 = wavedec(img, analysis_filters(wavelet), 3, "symmetric", 2)
     rec2 = ptwt.waverec2([c2[0], *(ptwt.WaveletDetailTuple2d(*d) for d in c2[1:])], wavelet)[..., :64, :64]
     torch.testing.assert_close(rec2, img)
 
@@ -68,8 +69,10 @@ def test_approximation_band_can_be_left_out():
 
 
 def test_default_level_is_deepest_useful():
-    assert max_level([1000], "haar") == pywt.dwt_max_level(1000, 2)
-    assert max_level([8], "db4") == 1
+    for n in (1, 2, 7, 8, 9, 63, 64, 1000, 15872):
+        for name in ("haar", "bior1.3", "db4"):
+            dec_len = pywt.Wavelet(name).dec_len
+            assert max_level([n], dec_len) == max(1, pywt.dwt_max_level(n, dec_len)), (n, name)
     x, y = torch.randn(1, 1, 1024), torch.randn(1, 1, 1024)
     torch.testing.assert_close(WaveletLoss("haar")(x, y), WaveletLoss("haar", level=10)(x, y))
 
@@ -79,3 +82,26 @@ def test_gamma_length_checked():
         WaveletLoss(level=3, gamma=[1.0, 1.0])
     with pytest.raises(ValueError, match="gamma has 2 weights but the input gives"):
         WaveletLoss(gamma=[1.0, 1.0])(torch.randn(1, 1, 64), torch.randn(1, 1, 64))
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "bior1.3", "db4"])
+@pytest.mark.parametrize("mode", ["symmetric", "reflect", "zero", "periodic", "constant"])
+def test_2d_coefficients_match_pywt_and_ptwt(wavelet, mode):
+    x = torch.randn(2, 3, 33, 40, dtype=torch.float64)
+    ours = wavedec(x, analysis_filters(wavelet), 2, mode, 2)
+    ref = pywt.wavedec2(x.numpy(), wavelet, mode=mode, level=2)
+    np.testing.assert_allclose(ours[0].numpy(), ref[0], atol=1e-12)
+    for od, rd in zip(ours[1:], ref[1:]):
+        for a, b in zip(od, rd):
+            np.testing.assert_allclose(a.numpy(), b, atol=1e-12)
+    if mode != "periodic":  # ptwt has no pywt periodic mode for odd sizes
+        theirs = ptwt.wavedec2(x, wavelet, mode=mode, level=2)
+        torch.testing.assert_close(ours[1][2], theirs[1][2])
+
+
+def test_levels_beyond_the_useful_depth_still_match_pywt():
+    x = torch.randn(1, 1, 5, dtype=torch.float64)
+    with pytest.warns(UserWarning):
+        ref = pywt.wavedec(x.numpy(), "db4", mode="symmetric", level=3)
+    for a, b in zip(wavedec(x, analysis_filters("db4"), 3, "symmetric", 1), ref):
+        np.testing.assert_allclose(a.numpy(), b, atol=1e-12)

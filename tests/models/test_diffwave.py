@@ -158,3 +158,21 @@ def test_load_lmnt_checkpoint_refuses_foreign_globals(tmp_path):
     torch.save({"model": lmnt_style_state(layers=1), "params": _Evil()}, path)
     with pytest.raises(Exception, match="refusing to load .*print"):
         load_lmnt_checkpoint(path)
+
+
+def test_traces_without_graph_breaks():
+    net = DiffWave(DiffWaveConfig(layers=4, channels=8, cycle=2, n_mels=16, hop=64))
+    args = (torch.randn(2, 1, 640), torch.tensor([1.0, 2.5]), torch.randn(2, 16, 10))
+    explanation = torch._dynamo.explain(net)(*args)
+    torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_projected_condition_equals_mel_condition():
+    model = randomize_output(DiffWave(DiffWaveConfig(layers=3, channels=8, cycle=3, n_mels=8, hop=16)))
+    x, t, mel = torch.randn(2, 1, 160), torch.tensor([1.0, 2.0]), torch.randn(2, 8, 10)
+    projected = model.project_condition(mel)
+    assert projected.shape == (2, 3, 16, 160)
+    torch.testing.assert_close(model(x, t, projected), model(x, t, mel))
+    with pytest.raises(ValueError, match="does not fit audio"):
+        model(x[..., :80], t, projected)

@@ -50,3 +50,10 @@ def test_bad_config():
         UNet(UNetConfig(attn_levels=(5,)))
     with pytest.raises(ValueError, match="embedding='sinusoid'"):
         UNet(UNetConfig(embedding="sinusoid"))
+
+
+def test_traces_without_graph_breaks():
+    net = small(num_classes=10)
+    explanation = torch._dynamo.explain(net)(torch.randn(2, 1, 20, 30), torch.tensor([1.0, 2.0]), torch.tensor([1, 2]))
+    torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons

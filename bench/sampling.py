@@ -1,0 +1,112 @@
+"""Sampling real-time factor of DiffWave base (mel-conditioned vocoder), ours vs a plain eager reference.
+
+Both generate 1 s at 22.05 kHz (86 mel frames = 22016 samples) from the same weights. RTF =
+seconds of audio produced per second of wall time (batch x duration / time).
+  reference      bench/reference.py: eager float32, DiffWave's Algorithm 2 loop
+  ours           audiodiff: mel projections computed once per utterance, sampler on Python
+                 floats; CPU: torch.compile (inductor), float32; CUDA: bf16 autocast +
+                 torch.compile with CUDA graphs (mode="reduce-overhead")
+Usage: python bench/sampling.py [--device cuda] [--batches 1,16] [--rounds 5]
+Writes bench/results/sampling[_cuda].json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from audiodiff.diffusion import DDPM  # noqa: E402
+from audiodiff.diffusion.samplers import DIFFWAVE_FAST_BETAS, ddpm_sigmas, fast_sigmas, sample_ddpm  # noqa: E402
+from audiodiff.models import DiffWave, DiffWaveConfig  # noqa: E402
+from audiodiff.models.lmnt import ours_to_lmnt  # noqa: E402
+from bench.common import machine, time_interleaved, write  # noqa: E402
+from bench.reference import ReferenceDiffWave, reference_fast_sample  # noqa: E402
+
+FRAMES, HOP, SR = 86, 256, 22050
+
+
+def our_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str):
+    cuda = device.startswith("cuda")
+    call = torch.compile(net, mode="reduce-overhead" if cuda else None, dynamic=False)
+
+    @torch.no_grad()
+    def generate(mel):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            projected = net.project_condition(mel)
+            x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=device) * ddpm.prior_std(sigmas[0])
+            out = sample_ddpm(lambda x, s, c: ddpm.denoise(call, x, s, c), x, sigmas, cond=projected)
+        return out.float().clamp(-1, 1)
+
+    return generate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batches", default=None, help="comma list; default 1,16 on CUDA, 1 on CPU")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--full", action="store_true", help="also time the 50-step schedule")
+    args = ap.parse_args()
+    dev, cuda = args.device, args.device.startswith("cuda")
+    batches = [int(b) for b in (args.batches or ("1,16" if cuda else "1")).split(",")]
+    rounds = args.rounds or (10 if cuda else 3)
+    torch.manual_seed(0)
+    ours = DiffWave(DiffWaveConfig(embed_interp="lerp")).to(dev).eval()
+    for p in ours.parameters():  # trained-looking weights (the output layer starts at zero)
+        p.data.normal_(0, 0.05)
+    ref = ReferenceDiffWave().to(dev).eval()
+    ref.load_state_dict(ours_to_lmnt(ours.state_dict()))
+    ddpm = DDPM.from_preset("diffwave").to(dev)
+    # the two networks agree
+    x, t, mel = (
+        torch.randn(1, 1, FRAMES * HOP, device=dev),
+        torch.tensor([12.5], device=dev),
+        torch.randn(1, 80, FRAMES, device=dev),
+    )
+    with torch.no_grad():
+        diff = (ours(x, t, mel) - ref(x, t, mel)).abs().max().item()
+    fast = [float(s) for s in fast_sigmas(DIFFWAVE_FAST_BETAS)]
+    full = [float(s) for s in ddpm_sigmas(ddpm.sigmas)]
+    cases, seconds = {}, {}
+    for b in batches:
+        mel_b = torch.randn(b, 80, FRAMES, device=dev)
+        cases[f"reference 6-step b{b}"] = lambda m=mel_b: reference_fast_sample(ref, m, ddpm.betas, DIFFWAVE_FAST_BETAS)
+        fast_gen = our_sampler(ours, ddpm, fast, dev)
+        cases[f"ours 6-step b{b}"] = lambda m=mel_b, g=fast_gen: g(m)
+        seconds[f"reference 6-step b{b}"] = seconds[f"ours 6-step b{b}"] = b * FRAMES * HOP / SR
+        if args.full:
+            full_gen = our_sampler(ours, ddpm, full, dev)
+            cases[f"ours 50-step b{b}"] = lambda m=mel_b, g=full_gen: g(m)
+            seconds[f"ours 50-step b{b}"] = b * FRAMES * HOP / SR
+    t0 = time.perf_counter()
+    timings = time_interleaved(cases, dev, rounds, warmup=2)
+    for name, t in timings.items():
+        t["rtf"] = seconds[name] / (t["median_ms"] / 1e3)
+    ratios = {f"b{b}": timings[f"ours 6-step b{b}"]["rtf"] / timings[f"reference 6-step b{b}"]["rtf"] for b in batches}
+    payload = {
+        "machine": machine(dev),
+        "audio_seconds_per_item": FRAMES * HOP / SR,
+        "max_abs_network_difference_ours_vs_reference": diff,
+        "timings": timings,
+        "speedup_ours_over_reference": ratios,
+        "wall_s": time.perf_counter() - t0,
+    }
+    table = [
+        "| case | median ms | real-time factor |",
+        "|---|---:|---:|",
+        *(f"| {k} | {v['median_ms']:.1f} | {v['rtf']:.2f}x |" for k, v in timings.items()),
+        "",
+        "Speed-up of ours over the reference (6-step): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()),
+        f"Network outputs agree to {diff:.1e} (max abs).",
+    ]
+    md = write("sampling", payload, table, "_cuda" if cuda else "")
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
