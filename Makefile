@@ -25,6 +25,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/losses.py
+	OMP_NUM_THREADS=2 $(BIN)/python bench/models.py
+	OMP_NUM_THREADS=2 $(BIN)/python bench/sampling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

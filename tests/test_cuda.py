@@ -89,4 +89,6 @@ def test_losses_compile_fullgraph_with_inductor(name):
     out = loss.combine(loss(comp_x, y))
     out.sum().backward()
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(comp_x.grad, eager_x.grad, rtol=1e-3, atol=1e-6)
+    # float32 FFTs in another order: compare gradients relative to their scale
+    scale = eager_x.grad.abs().max().item()
+    torch.testing.assert_close(comp_x.grad, eager_x.grad, rtol=1e-3, atol=1e-4 * scale)
