@@ -151,6 +151,10 @@ class DDPM(nn.Module):
         out = net(x_t, self.sigma_to_t(sigma), cond)
         return self.x0_from_output(out, x_t, abar)
 
+    def levels_from(self, u: Tensor, z: Tensor) -> Tensor:
+        """Training steps from uniform draws u in [0, 1): t = floor(u T). (z is unused.) (B,) -> (B,)"""
+        return (u * self.num_steps).long().clamp(0, self.num_steps - 1)
+
     def sample_training(self, x0: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Uniform integer steps t (B,) and Gaussian noise like x0."""
         t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device, generator=generator)

@@ -64,6 +64,10 @@ class EDM(nn.Module):
         c_skip, c_out, c_in, c_noise = (append_dims(c, x.ndim) for c in self.scalings(sigma.to(x.dtype)))
         return c_skip * x + c_out * net(c_in * x, c_noise.flatten(), cond)
 
+    def levels_from(self, u: Tensor, z: Tensor) -> Tensor:
+        """Training sigmas from standard-normal draws z: exp(P_mean + P_std z). (u is unused.) (B,) -> (B,)"""
+        return (self.p_mean + self.p_std * z).exp()
+
     def sample_training(self, x0: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Log-normal sigmas (B,) and Gaussian noise like x0."""
         z = torch.randn(x0.shape[0], device=x0.device, dtype=x0.dtype, generator=generator)

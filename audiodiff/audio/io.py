@@ -1,0 +1,36 @@
+"""Audio I/O: soundfile for reading/writing, soxr for resampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from torch import Tensor
+
+
+def load_audio(path: str | Path, sample_rate: int) -> Tensor:
+    """Read any soundfile-readable file as mono float32 at `sample_rate`. -> (T,)
+
+    Multi-channel audio is averaged; integer formats are scaled to [-1, 1].
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise ValueError(f"cannot read audio {path}: {err}") from err
+    mono = data.mean(axis=1)
+    if sr != sample_rate:
+        mono = soxr.resample(mono, sr, sample_rate).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(mono))
+
+
+def save_audio(path: str | Path, audio: Tensor, sample_rate: int) -> None:
+    """Write (T,) or (1, T) audio as 16-bit PCM WAV, clipped to [-1, 1]."""
+    data = audio.detach().float().cpu().reshape(-1).clamp(-1, 1).numpy()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, sample_rate, subtype="PCM_16")

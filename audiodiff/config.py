@@ -1,0 +1,225 @@
+"""Experiment configuration: dataclass schemas, YAML composition, dotted overrides.
+
+A YAML file may start with `defaults: [path, ...]` (relative to the file): those files are
+merged first, in order, then the file's own keys, then command-line overrides `key.path=value`.
+Everything is validated against the schema below; an unknown key, a wrong type or a missing
+required value is a `ConfigError` with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+from audiodiff.models.diffwave import DiffWaveConfig
+from audiodiff.models.unet import UNetConfig
+
+
+class ConfigError(ValueError):
+    """A bad configuration: unknown key, wrong type, missing value or unreadable file."""
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "diffwave"  # "diffwave" (waveforms) or "unet" (mels, images)
+    diffwave: DiffWaveConfig = field(default_factory=DiffWaveConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+
+
+@dataclass
+class DiffusionConfig:
+    kind: str = "ddpm"  # "ddpm" or "edm"
+    schedule: str = "diffwave"  # DDPM schedule preset: diffwave, ddpm, cosine
+    prediction: str = "eps"  # eps, x0, v
+    loss_type: str = "l1"  # l1 (DiffWave) or l2
+    sigma_data: float = 0.5  # EDM
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+
+@dataclass
+class LossEntry:
+    name: str = MISSING
+    weight: float = 1.0
+    label: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RegularizerConfig:
+    lam: float = 0.0
+    weighting: str = "unweighted"  # or "weighted" (EDM)
+    sigma_range: list[float] | None = None
+    t_range: list[int] | None = None
+    x0_source: str = "one_step"  # or "rollout"
+    rollout_steps: int = 4
+    losses: list[LossEntry] = field(default_factory=list)
+
+
+@dataclass
+class DataConfig:
+    train: str = MISSING  # a Kaldi data dir (with wav.scp) or a folder of audio files
+    valid: str = ""  # same kinds; used for sample conditioning and evaluation
+    sample_rate: int = 16000
+    segment: int = 16000  # training crop in samples (a multiple of the mel hop when conditioned)
+    condition: str = "none"  # "none" or "mel" (vocoder: DiffWave conditioned on log-mels)
+    mel_preset: str = "speech16k"
+    mel_range: list[float] = field(default_factory=lambda: [-11.5, 2.5])  # log-mel values mapped to [-1, 1]
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 16  # global batch = per-process batch x processes x grad_accum
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    schedule: str = "constant"  # "constant" or "cosine" (after warmup)
+    grad_clip: float = 1.0  # 0 disables
+    ema_decay: float = 0.999
+    ema_halflife_steps: float = 0.0  # > 0 overrides ema_decay: decay = 0.5 ** (1 / halflife)
+    bf16: bool = True  # bf16 autocast on CUDA (float32 on CPU)
+    compile: bool = False  # torch.compile the network and the spectral loss
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 0  # 0 disables
+    num_samples: int = 4
+    ckpt_every: int = 500
+    keep_ckpts: int = 3
+    max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "fast"  # fast, ddpm, ddim, euler, heun
+    steps: int = 50
+    eta: float = 0.0
+    churn: float = 0.0
+    fast_betas: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
+    rho: float = 7.0
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = MISSING
+    exp_dir: str = "exp"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def _valid_keys(schema: type, path: str) -> list[str]:
+    """Field names at a dotted path of the schema ('' = top level)."""
+    cls = schema
+    for part in [p for p in path.split(".") if p]:
+        match = {f.name: f for f in fields(cls)}.get(part)
+        if match is None or not is_dataclass(match.type if isinstance(match.type, type) else None):
+            default = match.default_factory() if match and match.default_factory is not None else None
+            if default is None or not is_dataclass(default):
+                return []
+            cls = type(default)
+        else:
+            cls = match.type
+    return [f.name for f in fields(cls)]
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(err, "full_key", "") or ""
+    if isinstance(err, ConfigKeyError):
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        valid = _valid_keys(ExperimentConfig, parent)
+        where = f" in '{parent}'" if parent else ""
+        return ConfigError(f"{source}: unknown key '{key}'{where}; valid keys: {valid}")
+    if isinstance(err, MissingMandatoryValue):
+        return ConfigError(f"{source}: missing required value '{key}'")
+    if isinstance(err, ValidationError):
+        msg = str(err).splitlines()[0]
+        return ConfigError(f"{source}: bad value for '{key}': {msg}")
+    return ConfigError(f"{source}: {str(err).splitlines()[0]}")
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """A YAML file with its `defaults:` merged underneath, recursively."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path in seen:
+        raise ConfigError(f"config {path}: 'defaults' cycle through {[str(p) for p in seen]}")
+    try:
+        node = OmegaConf.load(path)
+    except Exception as err:  # yaml errors come in several types
+        raise ConfigError(f"config {path}: cannot parse YAML: {str(err).splitlines()[0]}") from err
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"config {path}: top level must be a mapping")
+    defaults = node.pop("defaults", [])
+    merged = OmegaConf.create()
+    for item in defaults:
+        merged = OmegaConf.merge(merged, _load_yaml(path.parent / str(item), (*seen, path)))
+    return OmegaConf.merge(merged, node)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Schema defaults <- YAML (with its defaults) <- `key.path=value` overrides, validated.
+
+    Returns:
+        A typed ExperimentConfig (an OmegaConf structured config behaving like the dataclass).
+    """
+    schema = OmegaConf.structured(ExperimentConfig)
+    source = str(path) if path else "config"
+    try:
+        cfg = OmegaConf.merge(schema, _load_yaml(Path(path))) if path else schema
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like key.path=value")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        OmegaConf.to_container(cfg, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise _explain(err, source) from None
+    _check_choices(cfg)
+    return cfg  # type: ignore[return-value]
+
+
+CHOICES = {
+    "model.kind": ("diffwave", "unet"),
+    "diffusion.kind": ("ddpm", "edm"),
+    "diffusion.prediction": ("eps", "x0", "v"),
+    "diffusion.loss_type": ("l1", "l2"),
+    "regularizer.weighting": ("unweighted", "weighted"),
+    "regularizer.x0_source": ("one_step", "rollout"),
+    "data.condition": ("none", "mel"),
+    "train.schedule": ("constant", "cosine"),
+    "sample.sampler": ("fast", "ddpm", "ddim", "euler", "heun"),
+}
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config: {key}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML text (stored in run dirs and checkpoints)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def from_yaml(text: str) -> ExperimentConfig:
+    """Rebuild a validated config from `to_yaml` text (e.g. from a checkpoint)."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(text))
+    except OmegaConfBaseException as err:
+        raise _explain(err, "stored config") from None
+    return cfg  # type: ignore[return-value]

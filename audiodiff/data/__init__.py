@@ -1,0 +1,1 @@
+"""Data: Kaldi-style data directories, audio datasets."""

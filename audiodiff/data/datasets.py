@@ -1,0 +1,162 @@
+"""Training datasets over Kaldi-style data dirs (wav.scp) or folders of audio files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from audiodiff.audio.io import load_audio
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def read_wav_scp(path: str | Path) -> dict[str, str]:
+    """`utt-id path` lines -> {utt: path}; relative paths are taken from the data dir's parent."""
+    path = Path(path)
+    entries: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{lineno}: expected 'utt-id path', got {line!r}")
+        utt, wav = parts
+        if utt in entries:
+            raise ValueError(f"{path}:{lineno}: duplicate utterance id {utt!r}")
+        wav_path = Path(wav)
+        entries[utt] = str(wav_path if wav_path.is_absolute() else path.parent.parent / wav_path)
+    return entries
+
+
+def list_audio(source: str | Path) -> dict[str, str]:
+    """Utterances of a data dir (its wav.scp) or of a folder (audio files, recursively), sorted by id."""
+    source = Path(source)
+    if (source / "wav.scp").is_file():
+        entries = read_wav_scp(source / "wav.scp")
+    elif source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        entries = {str(p.relative_to(source).with_suffix("")).replace("/", "_"): str(p) for p in files}
+    else:
+        raise FileNotFoundError(f"data source not found: {source} (want a data dir with wav.scp or a folder of audio)")
+    if not entries:
+        raise ValueError(f"data source {source} has no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return dict(sorted(entries.items()))
+
+
+class AudioClips(Dataset):
+    """Fixed-length clips: random crops (training) or the start of each file (evaluation), zero-padded.
+
+    Items are (audio (1, segment), index). Files are decoded and resampled once and kept in memory
+    when `cache` is set (small corpora, the offline recipes); otherwise read on every access.
+    """
+
+    def __init__(
+        self, source: str | Path, sample_rate: int, segment: int, random_crop: bool = True, cache: bool = True
+    ) -> None:
+        self.entries = list_audio(source)
+        self.ids = list(self.entries)
+        self.sample_rate, self.segment, self.random_crop = sample_rate, segment, random_crop
+        self._cache: dict[int, Tensor] = {}
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def audio(self, index: int) -> Tensor:
+        if index in self._cache:
+            return self._cache[index]
+        wav = load_audio(self.entries[self.ids[index]], self.sample_rate)
+        if self.cache:
+            self._cache[index] = wav
+        return wav
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        wav = self.audio(index)
+        if wav.shape[0] >= self.segment:
+            start = int(torch.randint(0, wav.shape[0] - self.segment + 1, ())) if self.random_crop else 0
+            clip = wav[start : start + self.segment]
+        else:
+            clip = torch.nn.functional.pad(wav, (0, self.segment - wav.shape[0]))
+        return clip[None], index
+
+
+def item_seed(seed: int, position: int) -> int:
+    """Seed of the example at `position` of the training stream (crop, noise and level draws)."""
+    return (seed * 0x9E3779B97F4A7C15 + position * 0xBF58476D1CE4E5B9) % (2**63)
+
+
+class TrainingStream(torch.utils.data.Sampler):
+    """Global-batch stream of (dataset index, example seed) for one process.
+
+    The stream is a sequence of epochs, each a seeded permutation of the dataset. Optimizer
+    step s uses stream positions s*B .. s*B+B-1 (B = global batch); process r of W, in
+    accumulation micro-step a of A, takes its contiguous share of them. So the examples of a
+    step, and their random draws, do not depend on W or A, and resuming at step s is exact.
+
+    Yields lists (micro-batches) of B / (W * A) items, from `start_step` on, forever.
+    """
+
+    def __init__(
+        self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, accum: int = 1, start_step: int = 0
+    ) -> None:
+        if global_batch % (world * accum):
+            raise ValueError(
+                f"train.batch_size={global_batch} must be divisible by processes ({world}) x grad_accum ({accum})"
+            )
+        self.n, self.batch, self.seed = n, global_batch, seed
+        self.rank, self.world, self.accum, self.start_step = rank, world, accum, start_step
+        self.micro = global_batch // (world * accum)
+        self._perms: dict[int, Tensor] = {}
+
+    def _index(self, position: int) -> int:
+        epoch, offset = divmod(position, self.n)
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))}
+        return int(self._perms[epoch][offset])
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            for a in range(self.accum):
+                first = step * self.batch + self.rank * (self.batch // self.world) + a * self.micro
+                yield [(self._index(p), item_seed(self.seed, p)) for p in range(first, first + self.micro)]
+            step += 1
+
+
+class DiffusionExamples(Dataset):
+    """Training examples with their own random draws, from `(index, seed)` keys.
+
+    Returns {"audio": (1, segment), "noise": noise_shape, "u": (), "z": (), "index": int}: a crop
+    drawn from the seed, Gaussian diffusion noise (shaped like the model's input: (1, segment) for
+    waveforms, (1, n_mels, frames) for mel models), and a uniform and a normal number from which
+    the formulation picks the noise level (DDPM step or EDM sigma).
+    """
+
+    def __init__(self, clips: AudioClips, noise_shape: tuple[int, ...] | None = None) -> None:
+        self.clips = clips
+        self.noise_shape = tuple(noise_shape) if noise_shape else (1, clips.segment)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        g = torch.Generator().manual_seed(seed)
+        wav = self.clips.audio(index)
+        seg = self.clips.segment
+        if wav.shape[0] >= seg:
+            start = int(torch.randint(0, wav.shape[0] - seg + 1, (), generator=g))
+            clip = wav[start : start + seg]
+        else:
+            clip = torch.nn.functional.pad(wav, (0, seg - wav.shape[0]))
+        noise = torch.randn(self.noise_shape, generator=g)
+        return {
+            "audio": clip[None],
+            "noise": noise,
+            "u": torch.rand((), generator=g),
+            "z": torch.randn((), generator=g),
+            "index": index,
+        }

@@ -1,0 +1,292 @@
+"""Sampling to files: one file per seed, a spectrogram grid, and the settings as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from audiodiff.audio.features import LogMel, mel_config
+from audiodiff.audio.io import load_audio, save_audio
+from audiodiff.config import ExperimentConfig, from_yaml
+from audiodiff.diffusion import DDPM, EDM
+from audiodiff.diffusion.samplers import (
+    SAMPLERS,
+    SeededNoise,
+    ddpm_sigmas,
+    fast_sigmas,
+    karras_sigmas,
+)
+from audiodiff.models import DiffWave, UNet
+
+SAMPLER_NAMES = ("fast", "ddpm", "ddim", "euler", "heun")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-63' / '1,5,9' / '0-3,10' -> list of non-negative ints."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise ValueError(f"seeds {text!r}: use ranges and lists like '0-63' or '1,5,9'")
+        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        seeds.extend(range(lo, hi + 1))
+    if not seeds:
+        raise ValueError(f"seeds {text!r} selects nothing")
+    return seeds
+
+
+def mel_to_unit(features: Tensor, mel_range) -> Tensor:
+    """Log-mel features -> model space: the range [lo, hi] maps to [-1, 1]."""
+    lo, hi = mel_range
+    return (features - lo) * (2 / (hi - lo)) - 1
+
+
+def unit_to_mel(x: Tensor, mel_range) -> Tensor:
+    """Inverse of `mel_to_unit`."""
+    lo, hi = mel_range
+    return (x + 1) * ((hi - lo) / 2) + lo
+
+
+def build_network(cfg: ExperimentConfig) -> nn.Module:
+    if cfg.model.kind == "diffwave":
+        from audiodiff.models.diffwave import DiffWaveConfig
+
+        return DiffWave(DiffWaveConfig(**cfg.model.diffwave))
+    from audiodiff.models.unet import UNetConfig
+
+    unet = dict(cfg.model.unet)
+    unet["channel_mult"], unet["attn_levels"] = tuple(unet["channel_mult"]), tuple(unet["attn_levels"])
+    return UNet(UNetConfig(**unet))
+
+
+def build_formulation(cfg: ExperimentConfig) -> DDPM | EDM:
+    d = cfg.diffusion
+    if d.kind == "ddpm":
+        return DDPM.from_preset(d.schedule, prediction=d.prediction, loss_type=d.loss_type)
+    return EDM(d.sigma_data, d.p_mean, d.p_std, d.sigma_min, d.sigma_max)
+
+
+def sampling_plan(cfg: ExperimentConfig, formulation: DDPM | EDM, sampler: str, steps: int) -> tuple:
+    """(sampler function, sigma grid, extra kwargs) for a sampler name and step count."""
+    if sampler not in SAMPLER_NAMES:
+        raise ValueError(f"sampler {sampler!r} is not allowed; choose one of {list(SAMPLER_NAMES)}")
+    ddpm = isinstance(formulation, DDPM)
+    if sampler in ("fast", "ddpm") and not ddpm:
+        raise ValueError(f"sampler {sampler!r} needs a DDPM model; use heun, euler or ddim with EDM")
+    if sampler == "fast":
+        return SAMPLERS["ddpm"], fast_sigmas(cfg.sample.fast_betas), {}
+    if sampler == "ddpm":
+        return SAMPLERS["ddpm"], ddpm_sigmas(formulation.sigmas, min(steps, formulation.num_steps)), {}
+    if sampler == "ddim" and ddpm:
+        return (
+            SAMPLERS["ddim"],
+            ddpm_sigmas(formulation.sigmas, min(steps, formulation.num_steps)),
+            {"eta": cfg.sample.eta},
+        )
+    grid = karras_sigmas(steps, formulation.sigma_min, formulation.sigma_max, cfg.sample.rho)
+    extra = {"eta": cfg.sample.eta} if sampler == "ddim" else {}
+    if sampler == "heun" and cfg.sample.churn:
+        extra["s_churn"] = cfg.sample.churn
+    return SAMPLERS[sampler], grid, extra
+
+
+@torch.no_grad()
+def sample(
+    net: nn.Module,
+    formulation: DDPM | EDM,
+    cfg: ExperimentConfig,
+    seeds: list[int],
+    shape: tuple[int, ...],
+    cond: Tensor | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    callback=None,
+) -> Tensor:
+    """Generate len(seeds) samples of `shape` (without the batch axis); sample k depends only on seeds[k]."""
+    fn, sigmas, extra = sampling_plan(cfg, formulation, sampler or cfg.sample.sampler, steps or cfg.sample.steps)
+    device = next(net.parameters()).device
+    noise = SeededNoise(seeds)
+    x = noise(torch.zeros(len(seeds), *shape, device=device)) * formulation.prior_std(float(sigmas[0]))
+    if cond is not None and isinstance(net, DiffWave):
+        cond = net.project_condition(cond)  # the mel projections are the same at every step
+
+    def denoiser(x, s, c):
+        return formulation.denoise(net, x, s, c)
+
+    return fn(denoiser, x, sigmas, cond=cond, noise=noise, callback=callback, **extra)
+
+
+def load_for_generation(ckpt: str | Path, device: str = "cpu", use_ema: bool = True):
+    """(config, network with EMA or raw weights, formulation, checkpoint step) from a checkpoint."""
+    from audiodiff.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ckpt, map_location=device)
+    cfg = from_yaml(state["config"])
+    net = build_network(cfg).to(device).eval()
+    weights = state["ema"] if use_ema and "ema" in state else state["model"]
+    net.load_state_dict(weights)
+    return cfg, net, build_formulation(cfg).to(device), int(state["step"])
+
+
+def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles: list[str]) -> None:
+    """Save log-mel spectrograms of up to 16 clips as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logmel = LogMel(mel_config("speech16k", sample_rate=sample_rate, fmax=min(7600.0, sample_rate / 2 - 1)))
+    n = min(len(audios), 16)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, audio, title in zip(axes.flat, audios[:n], titles):
+        ax.imshow(logmel(audio.reshape(1, -1).float().cpu())[0].numpy(), origin="lower", aspect="auto")
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def generate(
+    ckpt: str | Path,
+    out: str | Path,
+    seeds: list[int],
+    sampler: str | None = None,
+    steps: int | None = None,
+    batch_size: int = 16,
+    mels_from: str | None = None,
+    device: str = "cpu",
+    use_ema: bool = True,
+    progress: bool = True,
+    vocoder: str | Path | None = None,
+) -> list[Path]:
+    """Write <seed>.wav per seed (or <utt>.wav per input when vocoding), a grid PNG and settings.json.
+
+    Mel-spectrogram (UNet) models are turned into audio by `vocoder` (a mel-conditioned DiffWave
+    checkpoint with the same mel settings) when given, else by Griffin-Lim.
+    """
+    from tqdm import tqdm
+
+    cfg, net, formulation, step = load_for_generation(ckpt, device, use_ema)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sr, seg = cfg.data.sample_rate, cfg.data.segment
+    jobs: list[tuple[str, int, Tensor | None]] = []
+    if cfg.model.kind == "unet":
+        return _generate_mels(
+            cfg,
+            net,
+            formulation,
+            step,
+            out,
+            seeds,
+            sampler,
+            steps,
+            batch_size,
+            device,
+            vocoder,
+            use_ema,
+            str(ckpt),
+            progress,
+        )
+    if cfg.data.condition == "mel":
+        if not mels_from:
+            raise ValueError("generate: this model is a vocoder (data.condition=mel); pass --mels-from DIR")
+        from audiodiff.data.datasets import list_audio
+
+        logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=sr)).to(device)
+        hop = logmel.config.hop
+        for i, (utt, path) in enumerate(list_audio(mels_from).items()):
+            wav = load_audio(path, sr)
+            wav = wav[: (wav.shape[0] // hop) * hop].to(device)
+            jobs.append((utt, seeds[i % len(seeds)], logmel(wav[None])[..., : wav.shape[0] // hop]))
+    else:
+        jobs = [(str(s), s, None) for s in seeds]
+    paths, audios = [], []
+    bar = tqdm(total=len(jobs), desc="generate", disable=not progress)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        if chunk[0][2] is not None:  # vocoding: one utterance at a time (lengths differ)
+            for name, seed, mel in chunk:
+                wav = sample(net, formulation, cfg, [seed], (1, mel.shape[-1] * hop), mel, sampler, steps)[0]
+                paths.append(out / f"{name}.wav")
+                save_audio(paths[-1], wav, sr)
+                audios.append(wav)
+                bar.update(1)
+            continue
+        wavs = sample(net, formulation, cfg, [s for _, s, _ in chunk], (1, seg), None, sampler, steps)
+        for (name, _, _), wav in zip(chunk, wavs):
+            paths.append(out / f"{name}.wav")
+            save_audio(paths[-1], wav, sr)
+            audios.append(wav)
+        bar.update(len(chunk))
+    bar.close()
+    spectrogram_grid(audios, sr, out / "spectrograms.png", [p.stem for p in paths])
+    settings = {
+        "checkpoint": str(ckpt),
+        "step": step,
+        "weights": "ema" if use_ema else "raw",
+        "sampler": sampler or cfg.sample.sampler,
+        "steps": steps or cfg.sample.steps,
+        "seeds": seeds,
+        "sample_rate": sr,
+        "files": [p.name for p in paths],
+        "mels_from": mels_from,
+    }
+    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return paths
+
+
+def _generate_mels(
+    cfg, net, formulation, step, out, seeds, sampler, steps, batch_size, device, vocoder, use_ema, ckpt, progress
+) -> list[Path]:
+    """Sample log-mels with a UNet, then vocode them (DiffWave checkpoint) or run Griffin-Lim."""
+    from tqdm import tqdm
+
+    from audiodiff.audio.features import griffin_lim
+
+    sr, seg = cfg.data.sample_rate, cfg.data.segment
+    logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=sr)).to(device)
+    frames = seg // logmel.config.hop + 1
+    voc = load_for_generation(vocoder, device, use_ema) if vocoder else None
+    if voc is not None and (voc[0].data.condition != "mel" or voc[0].data.mel_preset != cfg.data.mel_preset):
+        raise ValueError(f"--vocoder {vocoder}: needs a mel-conditioned DiffWave with mel_preset {cfg.data.mel_preset}")
+    paths, audios = [], []
+    for start in tqdm(range(0, len(seeds), batch_size), desc="generate", disable=not progress):
+        chunk = seeds[start : start + batch_size]
+        mels = unit_to_mel(
+            sample(net, formulation, cfg, chunk, (1, logmel.config.n_mels, frames), None, sampler, steps)[:, 0],
+            cfg.data.mel_range,
+        )
+        if voc is None:
+            wavs = griffin_lim(logmel, mels, length=seg)
+        else:
+            vcfg, vnet, vform, _ = voc
+            cut = mels[..., : seg // logmel.config.hop]
+            wavs = sample(vnet, vform, vcfg, chunk, (1, cut.shape[-1] * logmel.config.hop), cut)[:, 0]
+        for seed, wav in zip(chunk, wavs):
+            paths.append(out / f"{seed}.wav")
+            save_audio(paths[-1], wav, sr)
+            audios.append(wav)
+    spectrogram_grid(audios, sr, out / "spectrograms.png", [p.stem for p in paths])
+    settings = {
+        "checkpoint": ckpt,
+        "step": step,
+        "weights": "ema" if use_ema else "raw",
+        "sampler": sampler or cfg.sample.sampler,
+        "steps": steps or cfg.sample.steps,
+        "seeds": seeds,
+        "sample_rate": sr,
+        "files": [p.name for p in paths],
+        "mel_to_audio": str(vocoder) if vocoder else "griffin-lim",
+    }
+    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return paths

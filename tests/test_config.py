@@ -1,0 +1,43 @@
+import pytest
+
+from audiodiff.config import ConfigError, from_yaml, load_config, to_yaml
+
+
+def test_defaults_compose_and_overrides_win(tmp_path):
+    (tmp_path / "model.yaml").write_text("model:\n  diffwave:\n    layers: 12\n    channels: 32\n")
+    (tmp_path / "train.yaml").write_text("train:\n  lr: 0.001\n  steps: 50\n")
+    (tmp_path / "exp.yaml").write_text(
+        "defaults: [model.yaml, train.yaml]\nname: demo\ndata:\n  train: /data\ntrain:\n  steps: 100\n"
+    )
+    cfg = load_config(tmp_path / "exp.yaml", ["train.lr=0.0005", "regularizer.lam=1e-4"])
+    assert cfg.model.diffwave.layers == 12 and cfg.model.diffwave.channels == 32
+    assert cfg.train.steps == 100 and cfg.train.lr == 0.0005 and cfg.regularizer.lam == 1e-4
+    assert from_yaml(to_yaml(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["train.stepz=5"], r"unknown key 'train.stepz' in 'train'; valid keys: \['steps', 'batch_size'"),
+        (["bogus=1"], r"unknown key 'bogus'; valid keys: \['name', 'exp_dir', 'model'"),
+        (["model.diffwave.layerz=3"], r"unknown key 'model.diffwave.layerz'.*\['layers', 'channels'"),
+        (["train.steps=many"], "bad value for 'train.steps'"),
+        (["sample.sampler=dpm"], r"sample.sampler='dpm' is not allowed; choose one of \['fast'"),
+        (["train.steps"], "must look like key.path=value"),
+    ],
+)
+def test_bad_configs_give_one_line_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(None, ["name=x", "data.train=/d", *overrides])
+    assert "\n" not in str(info.value)
+
+
+def test_missing_required_value_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="missing required value 'data.train'"):
+        load_config(None, ["name=x"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "a.yaml").write_text("defaults: [b.yaml]\n")
+    (tmp_path / "b.yaml").write_text("defaults: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="'defaults' cycle"):
+        load_config(tmp_path / "a.yaml")
