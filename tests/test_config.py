@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from audiodiff.config import ConfigError, from_yaml, load_config, to_yaml
@@ -41,3 +43,28 @@ def test_missing_required_value_and_bad_files(tmp_path):
     (tmp_path / "b.yaml").write_text("defaults: [a.yaml]\n")
     with pytest.raises(ConfigError, match="'defaults' cycle"):
         load_config(tmp_path / "a.yaml")
+
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("block", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shared_block_validates(block):
+    cfg = load_config(block, ["name=x", "data.train=/d"])
+    assert cfg.name == "x"
+
+
+def test_an_experiment_composes_shared_blocks(tmp_path):
+    root = Path(__file__).parents[1] / "configs"
+    exp = tmp_path / "exp.yaml"
+    blocks = [
+        "model/diffwave_base.yaml",
+        "diffusion/ddpm_diffwave.yaml",
+        "loss/amp.yaml",
+        "data/ljspeech_vocoder.yaml",
+        "train/paper.yaml",
+    ]
+    exp.write_text("defaults: [" + ", ".join(str(root / b) for b in blocks) + "]\nname: lj_amp\ndata:\n  train: /d\n")
+    cfg = load_config(exp, ["regularizer.lam=1e-5"])
+    assert cfg.model.diffwave.layers == 30 and cfg.data.segment == 15872 and cfg.regularizer.losses[0].name == "amp"
+    assert cfg.regularizer.lam == 1e-5 and cfg.sample.sampler == "fast" and cfg.train.batch_size == 16
