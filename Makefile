@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,digits]"
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -21,7 +21,7 @@ test: lint
 	$(BIN)/python -m pytest -q -n 2 tests
 
 demo: $(STAMP)
-	$(BIN)/python examples/spectral_losses.py
+	PATH="$(abspath $(BIN)):$$PATH" OMP_NUM_THREADS=2 bash egs/digits/run.sh $(DEMO_ARGS)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/losses.py

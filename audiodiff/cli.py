@@ -19,7 +19,31 @@ def main() -> None:
     """audiodiff: audio diffusion with spectral regularization (arXiv 2603.02447)."""
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+@main.command()
+@click.argument("corpus")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--speakers", type=int, default=60, show_default=True, help="digits: synthetic speakers.")
+@click.option("--reps", type=int, default=2, show_default=True, help="digits: repetitions of each digit.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def prepare(corpus: str, out: str, speakers: int, reps: int, seed: int) -> None:
+    """Download and/or prepare a CORPUS into Kaldi-style data dirs under --out.
+
+    \b
+    Example:
+      audiodiff prepare digits --out data/digits --speakers 60   # offline, espeak-ng
+    """
+    from audiodiff.data.corpora import CORPORA
+
+    if corpus not in CORPORA:
+        _fail(ValueError(f"unknown corpus {corpus!r}; choose one of {sorted(CORPORA)}"))
+    try:
+        summary = CORPORA[corpus](out=out, speakers=speakers, reps=reps, seed=seed)
+    except (ImportError, ValueError, RuntimeError) as err:
+        _fail(err)
+    click.echo(f"{corpus}: {summary['utterances']} utterances in {out}/data")
+
+
+@main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 @click.option("--resume", is_flag=True, help="Continue the run from its latest checkpoint.")

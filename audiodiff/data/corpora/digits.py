@@ -1,0 +1,141 @@
+"""`digits`: an offline SC09-like corpus of spoken digits "zero" .. "nine", synthesized with espeak-ng.
+
+A speaker is an English accent, a voice variant, a pitch and a speaking rate. Splits are by voice
+variant, so the valid and test voices are unseen in training (as SC09's speakers are). Each clip is
+1 s at 16 kHz: the word (silence-trimmed) at a random offset with a random gain. Everything is
+drawn from `seed`, so the corpus is identical on every machine with the same espeak-ng data.
+
+Output: <out>/wav/<utt>.wav and Kaldi data dirs <out>/data/{train,valid,test}/ with wav.scp,
+utt2spk, spk2utt and text (the digit word; utt2label holds 0-9).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+
+from audiodiff.audio.io import save_audio
+from audiodiff.data.corpora.espeak import espeak
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+
+
+def _write_data_dir(directory: Path, utts: list[dict]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    utts = sorted(utts, key=lambda u: u["utt"])
+    (directory / "wav.scp").write_text("".join(f"{u['utt']} {u['path']}\n" for u in utts))
+    (directory / "utt2spk").write_text("".join(f"{u['utt']} {u['spk']}\n" for u in utts))
+    (directory / "text").write_text("".join(f"{u['utt']} {u['word']}\n" for u in utts))
+    (directory / "utt2label").write_text("".join(f"{u['utt']} {DIGITS.index(u['word'])}\n" for u in utts))
+    spk2utt: dict[str, list[str]] = {}
+    for u in utts:
+        spk2utt.setdefault(u["spk"], []).append(u["utt"])
+    (directory / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(spk2utt.items())))
+
+
+def _place(word: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Trim silence, then put the word at a random offset of a `length` clip with a random gain."""
+    active = np.flatnonzero(np.abs(word) > 0.02 * np.abs(word).max()) if word.size else np.zeros(0, int)
+    if active.size:
+        word = word[active[0] : active[-1] + 1]
+    if word.shape[0] > length:  # very slow speakers: keep the start, fade the cut
+        word = word[:length].copy()
+        word[-160:] *= np.linspace(1, 0, 160)
+    clip = np.zeros(length, np.float32)
+    start = int(rng.integers(0, length - word.shape[0] + 1))
+    peak = np.abs(word).max() or 1.0
+    clip[start : start + word.shape[0]] = word / peak * rng.uniform(0.3, 0.9)
+    return clip
+
+
+def _synthesize(jobs: list[tuple[str, str, int, int]]) -> tuple[int, list[np.ndarray]]:
+    """Run in a fresh process: libespeak-ng carries state (pitch phase, a few samples of timing)
+    from one utterance to the next, so the same call sequence from a fresh start is the only way
+    to make the corpus a pure function of the seed."""
+    tts = espeak()
+    return tts.sample_rate, [tts.synth(text, voice, rate, pitch) for text, voice, rate, pitch in jobs]
+
+
+def prepare_digits(
+    out: str | Path,
+    speakers: int = 60,
+    reps: int = 2,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    split: tuple[float, float] = (0.8, 0.1),
+) -> dict:
+    """Synthesize the corpus; returns a summary (also written to <out>/digits.json).
+
+    Args:
+        out: output directory.
+        speakers: number of synthetic speakers (each says every digit `reps` times).
+        reps: repetitions per digit and speaker, each with a slightly different pitch and rate.
+        seed: everything (speakers, splits, offsets, gains) follows from it.
+        sample_rate: output rate (espeak-ng renders at 22.05 kHz; resampled with soxr).
+        split: fractions of voice variants for train and valid (the rest is test).
+    """
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        variants = pool.apply(_variants)
+    rng.shuffle(variants)
+    n_train = int(round(split[0] * len(variants)))
+    n_valid = int(round(split[1] * len(variants)))
+    split_of = {v: "train" for v in variants[:n_train]} | {v: "valid" for v in variants[n_train : n_train + n_valid]}
+    split_of |= {v: "test" for v in variants[n_train + n_valid :]}
+    sets: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
+    # Speakers go to the split furthest below its quota, so small corpora still have all three.
+    quota = {"train": split[0], "valid": split[1], "test": 1 - split[0] - split[1]}
+    pools = {s: [v for v in variants if split_of[v] == s] for s in sets}
+    counts = {s: 0 for s in sets}
+    plan, jobs = [], []
+    for k in range(speakers):
+        part = min(sets, key=lambda s: (counts[s] + 1) / max(quota[s], 1e-9) if pools[s] else float("inf"))
+        counts[part] += 1
+        variant = pools[part][int(rng.integers(len(pools[part])))]
+        accent = ACCENTS[int(rng.integers(len(ACCENTS)))]
+        pitch, rate = int(rng.integers(20, 81)), int(rng.integers(130, 211))
+        for word in DIGITS:
+            for rep in range(reps):
+                voice = f"{accent}+{variant}"
+                jobs.append((word, voice, rate + int(rng.integers(-15, 16)), pitch + int(rng.integers(-5, 6))))
+                plan.append(
+                    {
+                        "utt": f"spk{k:03d}_{word}_{rep}",
+                        "spk": f"spk{k:03d}",
+                        "word": word,
+                        "voice": voice,
+                        "part": part,
+                    }
+                )
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        tts_rate, raws = pool.apply(_synthesize, (jobs,))
+    for item, raw in zip(plan, raws):
+        audio = soxr.resample(raw.astype(np.float32) / 32768.0, tts_rate, sample_rate)
+        clip = _place(audio.astype(np.float32), sample_rate, rng)
+        path = out / "wav" / f"{item['utt']}.wav"
+        save_audio(path, torch.from_numpy(clip), sample_rate)
+        sets[item.pop("part")].append(item | {"path": str(path.resolve())})
+    for name, utts in sets.items():
+        _write_data_dir(out / "data" / name, utts)
+    summary = {
+        "corpus": "digits",
+        "seed": seed,
+        "sample_rate": sample_rate,
+        "speakers": speakers,
+        "reps": reps,
+        "utterances": {k: len(v) for k, v in sets.items()},
+        "voices": {k: sorted({u["voice"] for u in v}) for k, v in sets.items()},
+    }
+    (out / "digits.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _variants() -> list[str]:
+    return list(espeak().variants())

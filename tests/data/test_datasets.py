@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from audiodiff.data.datasets import AudioClips, DiffusionExamples, TrainingStream, list_audio, read_wav_scp
+from tests.conftest import write_corpus
+
+
+def test_wav_scp_errors(tmp_path):
+    d = tmp_path / "data" / "x"
+    d.mkdir(parents=True)
+    (d / "wav.scp").write_text("a /x.wav\nb\n")
+    with pytest.raises(ValueError, match=r"wav.scp:2: expected 'utt-id path'"):
+        read_wav_scp(d / "wav.scp")
+    (d / "wav.scp").write_text("a /x.wav\na /y.wav\n")
+    with pytest.raises(ValueError, match="duplicate utterance id 'a'"):
+        read_wav_scp(d / "wav.scp")
+    with pytest.raises(FileNotFoundError, match="data source not found"):
+        list_audio(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="has no audio files"):
+        list_audio(tmp_path / "empty")
+
+
+def test_folder_and_data_dir_list_the_same_audio(tmp_path):
+    d = write_corpus(tmp_path, n=3)
+    assert sorted(list_audio(d).values()) == sorted(list_audio(tmp_path / "wav").values())
+
+
+def test_stream_is_independent_of_process_count_and_accumulation():
+    def step_items(world, accum, step):
+        items = []
+        for rank in range(world):
+            it = iter(TrainingStream(10, 8, seed=5, rank=rank, world=world, accum=accum, start_step=step))
+            for _ in range(accum):
+                items += next(it)
+        return sorted(items)
+
+    for step in (0, 3):
+        ref = step_items(1, 1, step)
+        assert step_items(2, 1, step) == ref == step_items(2, 2, step) == step_items(4, 2, step)
+    assert step_items(1, 1, 0) != step_items(1, 1, 1)
+    with pytest.raises(ValueError, match="divisible by processes"):
+        TrainingStream(10, 6, 0, world=4)
+
+
+def test_examples_are_a_function_of_their_key(tmp_path):
+    clips = AudioClips(write_corpus(tmp_path, n=2, seconds=0.2), 16000, 1024)
+    ex = DiffusionExamples(clips)
+    a, b = ex[(1, 123)], ex[(1, 123)]
+    assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["noise"], b["noise"]) and a["u"] == b["u"]
+    assert not torch.equal(ex[(1, 124)]["noise"], a["noise"])
+    assert a["audio"].shape == a["noise"].shape == (1, 1024)
+    short = AudioClips(tmp_path / "wav", 16000, 8000)  # 0.2 s files padded to 0.5 s
+    assert short[0][0].shape == (1, 8000) and short[0][0][0, 4000:].abs().sum() == 0

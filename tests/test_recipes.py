@@ -1,0 +1,57 @@
+"""egs/*/run.sh: stage gating and option parsing, with a fake `audiodiff` that records its calls."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_recipe(tmp_path, *args):
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    calls = tmp_path / "calls.txt"
+    for name in ("audiodiff", "torchrun"):
+        (fake / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {calls}\n')
+        (fake / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "egs/digits/run.sh"), "--log_dir", str(tmp_path / "log"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return done, lines
+
+
+@pytest.mark.parametrize(
+    "stages,expected",
+    [
+        (("1", "3"), ["prepare", "train", "generate"]),
+        (("2", "2"), ["train"]),
+        (("2", "3"), ["train", "generate"]),
+        (("3", "3"), ["generate"]),
+    ],
+)
+def test_stage_gating_runs_exactly_the_chosen_stages(tmp_path, stages, expected):
+    done, calls = run_recipe(tmp_path, "--stage", stages[0], "--stop_stage", stages[1])
+    assert done.returncode == 0, done.stderr
+    assert [c.split()[1] for c in calls] == expected
+    assert list((tmp_path / "log").glob("run.*.log"))
+
+
+def test_options_reach_the_commands_and_ngpu_uses_torchrun(tmp_path):
+    done, calls = run_recipe(
+        tmp_path, "--stage", "2", "--stop_stage", "2", "--tag", "amp7", "--ngpu", "2", "--conf", "conf/amp.yaml"
+    )
+    assert done.returncode == 0, done.stderr
+    assert calls[0].startswith("torchrun --nproc_per_node 2 -m audiodiff.cli train conf/amp.yaml")
+    assert "name=amp7" in calls[0]
+
+
+def test_unknown_option_is_an_error(tmp_path):
+    done, calls = run_recipe(tmp_path, "--stgae", "2")
+    assert done.returncode == 2 and "unknown option --stgae" in done.stderr and not calls
