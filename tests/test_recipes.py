@@ -55,3 +55,37 @@ def test_options_reach_the_commands_and_ngpu_uses_torchrun(tmp_path):
 def test_unknown_option_is_an_error(tmp_path):
     done, calls = run_recipe(tmp_path, "--stgae", "2")
     assert done.returncode == 2 and "unknown option --stgae" in done.stderr and not calls
+
+
+def test_digits_recipe_end_to_end_tiny(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    import sys
+
+    conf = tmp_path / "tiny.yaml"
+    conf.write_text(
+        f"defaults: [{ROOT / 'egs/digits/conf/demo.yaml'}]\n"
+        "model: {diffwave: {layers: 4, channels: 16, cycle: 2}}\n"
+        "train: {steps: 3, batch_size: 2, ckpt_every: 3, log_every: 1}\n"
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        "bash",
+        str(ROOT / "egs/digits/run.sh"),
+        "--conf",
+        str(conf),
+        "--data",
+        str(tmp_path / "data"),
+        "--exp",
+        str(tmp_path / "exp"),
+        "--speakers",
+        "3",
+        "--seeds",
+        "0-1",
+        "--log_dir",
+        str(tmp_path / "log"),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    gen = tmp_path / "exp" / "demo" / "generated"
+    assert sorted(p.name for p in gen.iterdir()) == ["0.wav", "1.wav", "settings.json", "spectrograms.png"]
+    assert (tmp_path / "data" / "data" / "test" / "wav.scp").is_file()
