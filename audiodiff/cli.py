@@ -121,6 +121,34 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, r
 
 
 @main.command()
+@click.option("--ref", required=True, type=click.Path(), help="Reference audio: data dir or folder.")
+@click.option("--gen", required=True, type=click.Path(), help="Generated audio: data dir or folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where metrics.json/.md and plots go.")
+@click.option("--metrics", default="fad,fad_inf,kad,mean_spectrum", show_default=True)
+@click.option("--embedder", default="ge2e", show_default=True, help="ge2e (offline, resemblyzer weights) or melstats.")
+@click.option(
+    "--cache", type=click.Path(), default=None, help="Embedding cache (default ~/.cache/audiodiff/embeddings)."
+)
+@click.option("--device", default="cpu")
+def evaluate(ref, gen, out, metrics, embedder, cache, device) -> None:
+    """Compare generated audio with a reference set (FAD, FAD-inf, KAD, mean spectrum).
+
+    \b
+    Example:
+      audiodiff evaluate --ref data/digits/data/test --gen exp/amp/generated --out exp/amp/eval
+    """
+    from audiodiff.eval.evaluate import evaluate as run_evaluate
+
+    try:
+        report = run_evaluate(ref, gen, out, [m.strip() for m in metrics.split(",")], embedder, cache, device)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    for name, value in report["metrics"].items():
+        click.echo(f"{name:>22s}  {value:.4f}")
+    click.echo(f"wrote {out}/metrics.json")
+
+
+@main.command()
 @click.argument("ckpt", type=click.Path())
 def inspect(ckpt: str) -> None:
     """Print a checkpoint's step, parameter count and config.

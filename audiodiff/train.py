@@ -277,6 +277,11 @@ def _log_samples(cfg, net, ema, formulation, clips, logmel, writer, run, step, d
             save_audio(out / f"{seed}.wav", wav, sr)
             writer.add_audio(f"samples/{seed}", wav.float().cpu().clamp(-1, 1).reshape(1, -1), step, sr)
         spectrogram_grid(list(wavs), sr, out / "spectrograms.png", [str(s) for s in seeds])
+        import matplotlib.image
+
+        writer.add_image(
+            "samples/spectrograms", matplotlib.image.imread(out / "spectrograms.png")[..., :3], step, dataformats="HWC"
+        )
     finally:
         torch._foreach_copy_([p.data for p in net.parameters()], saved)
         net.train()

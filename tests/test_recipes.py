@@ -1,5 +1,6 @@
 """egs/*/run.sh: stage gating and option parsing, with a fake `audiodiff` that records its calls."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -30,7 +31,7 @@ def run_recipe(tmp_path, *args):
 @pytest.mark.parametrize(
     "stages,expected",
     [
-        (("1", "3"), ["prepare", "train", "generate"]),
+        (("1", "4"), ["prepare", "train", "generate", "evaluate"]),
         (("2", "2"), ["train"]),
         (("2", "3"), ["train", "generate"]),
         (("3", "3"), ["generate"]),
@@ -88,4 +89,6 @@ def test_digits_recipe_end_to_end_tiny(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     gen = tmp_path / "exp" / "demo" / "generated"
     assert sorted(p.name for p in gen.iterdir()) == ["0.wav", "1.wav", "settings.json", "spectrograms.png"]
+    report = json.loads((tmp_path / "exp" / "demo" / "eval" / "metrics.json").read_text())
+    assert report["n_gen"] == 2 and report["metrics"]["fad"] >= 0 and "kad" in report["metrics"]
     assert (tmp_path / "data" / "data" / "test" / "wav.scp").is_file()

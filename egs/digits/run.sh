@@ -2,13 +2,14 @@
 # Offline spoken digits (SC09-like, synthesized with espeak-ng): unconditional DiffWave on 1 s
 # waveforms at 16 kHz, trained with or without a spectral regularizer.
 #   ./run.sh                                   # all stages with conf/demo.yaml (a few CPU minutes)
+# Stages: 1 prepare, 2 train, 3 generate, 4 evaluate (FAD/KAD with the offline GE2E embedder).
 #   ./run.sh --conf conf/amp.yaml --tag amp    # a regularized run
 #   ./run.sh --stage 2 --stop_stage 3 --ngpu 4 # train on 4 GPUs (torchrun), then generate
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1
-stop_stage=3
+stop_stage=4
 ngpu=0
 tag=demo
 conf=conf/demo.yaml
@@ -32,6 +33,11 @@ fi
 if stage_enabled 3; then
     log "stage 3: generate seeds $seeds from $exp/$tag"
     audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+fi
+
+if stage_enabled 4; then
+    log "stage 4: evaluate $exp/$tag/generated against the unseen-voice test split"
+    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval"
 fi
 
 log "done: stages $stage..$stop_stage"

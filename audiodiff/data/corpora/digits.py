@@ -20,7 +20,7 @@ import soxr
 import torch
 
 from audiodiff.audio.io import save_audio
-from audiodiff.data.corpora.espeak import espeak
+from audiodiff.data.corpora.espeak import list_variants, synthesize_fresh
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
@@ -54,14 +54,6 @@ def _place(word: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarra
     return clip
 
 
-def _synthesize(jobs: list[tuple[str, str, int, int]]) -> tuple[int, list[np.ndarray]]:
-    """Run in a fresh process: libespeak-ng carries state (pitch phase, a few samples of timing)
-    from one utterance to the next, so the same call sequence from a fresh start is the only way
-    to make the corpus a pure function of the seed."""
-    tts = espeak()
-    return tts.sample_rate, [tts.synth(text, voice, rate, pitch) for text, voice, rate, pitch in jobs]
-
-
 def prepare_digits(
     out: str | Path,
     speakers: int = 60,
@@ -81,30 +73,33 @@ def prepare_digits(
         split: fractions of voice variants for train and valid (the rest is test).
     """
     out = Path(out)
+    if speakers < 3:
+        raise ValueError(f"digits: speakers={speakers}; need at least 3 (one each for train, valid and test)")
     rng = np.random.default_rng(seed)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        variants = pool.apply(_variants)
+        variants = pool.apply(list_variants)
     rng.shuffle(variants)
     n_train = int(round(split[0] * len(variants)))
     n_valid = int(round(split[1] * len(variants)))
     split_of = {v: "train" for v in variants[:n_train]} | {v: "valid" for v in variants[n_train : n_train + n_valid]}
     split_of |= {v: "test" for v in variants[n_train + n_valid :]}
     sets: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
-    # Speakers go to the split furthest below its quota, so small corpora still have all three.
+    # Speakers go first to empty splits, then to the split furthest below its quota.
     quota = {"train": split[0], "valid": split[1], "test": 1 - split[0] - split[1]}
     pools = {s: [v for v in variants if split_of[v] == s] for s in sets}
     counts = {s: 0 for s in sets}
-    plan, jobs = [], []
+    plan, jobs = [], []  # jobs: one list of (text, voice, rate, pitch) per speaker
     for k in range(speakers):
-        part = min(sets, key=lambda s: (counts[s] + 1) / max(quota[s], 1e-9) if pools[s] else float("inf"))
+        part = min(sets, key=lambda s: (counts[s] > 0, (counts[s] + 1) / max(quota[s], 1e-9)))
         counts[part] += 1
         variant = pools[part][int(rng.integers(len(pools[part])))]
         accent = ACCENTS[int(rng.integers(len(ACCENTS)))]
         pitch, rate = int(rng.integers(20, 81)), int(rng.integers(130, 211))
+        jobs.append([])
         for word in DIGITS:
             for rep in range(reps):
                 voice = f"{accent}+{variant}"
-                jobs.append((word, voice, rate + int(rng.integers(-15, 16)), pitch + int(rng.integers(-5, 6))))
+                jobs[-1].append((word, voice, rate + int(rng.integers(-15, 16)), pitch + int(rng.integers(-5, 6))))
                 plan.append(
                     {
                         "utt": f"spk{k:03d}_{word}_{rep}",
@@ -114,8 +109,13 @@ def prepare_digits(
                         "part": part,
                     }
                 )
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        tts_rate, raws = pool.apply(_synthesize, (jobs,))
+    # One fresh process per speaker: libespeak-ng carries state from utterance to utterance (pitch
+    # phase, timing, and for some voices values that differ between processes), so each speaker
+    # starts from a clean library. The worker module imports only numpy and ctypes.
+    with multiprocessing.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
+        results = pool.map(synthesize_fresh, jobs, chunksize=1)
+    tts_rate = results[0][0]
+    raws = [raw for _, speaker in results for raw in speaker]
     for item, raw in zip(plan, raws):
         audio = soxr.resample(raw.astype(np.float32) / 32768.0, tts_rate, sample_rate)
         clip = _place(audio.astype(np.float32), sample_rate, rng)
@@ -135,7 +135,3 @@ def prepare_digits(
     }
     (out / "digits.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _variants() -> list[str]:
-    return list(espeak().variants())

@@ -45,9 +45,17 @@ class Espeak:
         self._callback = _CALLBACK(collect)  # keep a reference: the library holds the pointer
         self.lib.espeak_SetSynthCallback(self._callback)
 
-    def variants(self) -> list[str]:
-        """Names of the voice variants shipped with the data (voices/!v)."""
-        return sorted(os.listdir(self.data_path / "voices" / "!v"))
+    def variants(self, deterministic: bool = True) -> list[str]:
+        """Names of the voice variants shipped with the data (voices/!v).
+
+        With `deterministic`, variants with breath noise are left out: their noise comes from a
+        random source seeded per process (not C rand()), so their audio differs from run to run.
+        """
+        folder = self.data_path / "voices" / "!v"
+        names = sorted(os.listdir(folder))
+        if not deterministic:
+            return names
+        return [n for n in names if not _breathy((folder / n).read_text(errors="replace"))]
 
     def synth(self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50) -> np.ndarray:
         """int16 samples of `text` spoken by `voice` (e.g. 'en-us+Alex'), rate in words/min, pitch 0-99."""
@@ -63,9 +71,36 @@ class Espeak:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
 
 
+def _breathy(voice_file: str) -> bool:
+    for line in voice_file.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("breath", "breathw") and any(p.strip("-").isdigit() and int(p) for p in parts[1:]):
+            return True
+    return False
+
+
 def espeak() -> Espeak:
     """The process-wide synthesizer."""
     global _INSTANCE
     if _INSTANCE is None:
         _INSTANCE = Espeak()
     return _INSTANCE
+
+
+def list_variants() -> list[str]:
+    """Voice variant names (run in a worker process: it initialises the library)."""
+    return espeak().variants()
+
+
+def synthesize_fresh(jobs: list[tuple[str, str, int, int]]) -> tuple[int, list[np.ndarray]]:
+    """Synthesize (text, voice, rate, pitch) jobs in order; meant for a freshly spawned process.
+
+    C rand() is seeded before each utterance: some voices (breathy, klatt) draw noise from it.
+    """
+    tts = espeak()
+    libc = ctypes.CDLL(None)
+    out = []
+    for k, (text, voice, rate, pitch) in enumerate(jobs):
+        libc.srand(k)
+        out.append(tts.synth(text, voice, rate, pitch))
+    return tts.sample_rate, out

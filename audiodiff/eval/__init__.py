@@ -1,0 +1,1 @@
+"""Evaluation: Frechet distance, FAD-inf and KAD over embeddings; embedders; audio metrics."""
