@@ -229,19 +229,8 @@ def generate(
             audios.append(wav)
         bar.update(len(chunk))
     bar.close()
-    spectrogram_grid(audios, sr, out / "spectrograms.png", [p.stem for p in paths])
-    settings = {
-        "checkpoint": str(ckpt),
-        "step": step,
-        "weights": "ema" if use_ema else "raw",
-        "sampler": sampler or cfg.sample.sampler,
-        "steps": steps or cfg.sample.steps,
-        "seeds": seeds,
-        "sample_rate": sr,
-        "files": [p.name for p in paths],
-        "mels_from": mels_from,
-    }
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    settings = {"mels_from": mels_from}
+    _write_summary(out, paths, audios, cfg, str(ckpt), step, use_ema, sampler, steps, seeds, settings)
     return paths
 
 
@@ -276,6 +265,14 @@ def _generate_mels(
             paths.append(out / f"{seed}.wav")
             save_audio(paths[-1], wav, sr)
             audios.append(wav)
+    settings = {"mel_to_audio": str(vocoder) if vocoder else "griffin-lim"}
+    _write_summary(out, paths, audios, cfg, ckpt, step, use_ema, sampler, steps, seeds, settings)
+    return paths
+
+
+def _write_summary(out, paths, audios, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra) -> None:
+    """The spectrogram grid of the written clips and settings.json."""
+    sr = cfg.data.sample_rate
     spectrogram_grid(audios, sr, out / "spectrograms.png", [p.stem for p in paths])
     settings = {
         "checkpoint": ckpt,
@@ -286,7 +283,6 @@ def _generate_mels(
         "seeds": seeds,
         "sample_rate": sr,
         "files": [p.name for p in paths],
-        "mel_to_audio": str(vocoder) if vocoder else "griffin-lim",
+        **extra,
     }
     (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return paths

@@ -29,6 +29,14 @@ MR_PRESETS: dict[str, list[tuple[int, int, int]]] = {
 }
 
 
+def _check_stft_args(loss: str, n_fft: int, hop: int, win_length: int | None) -> int:
+    """The window length to use (n_fft by default); a ValueError naming `loss` for bad settings."""
+    win_length = n_fft if win_length is None else win_length
+    if not 0 < win_length <= n_fft or hop <= 0:
+        raise ValueError(f"{loss}: need 0 < win_length <= n_fft and hop > 0, got {n_fft=}, {hop=}, {win_length=}")
+    return win_length
+
+
 def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     """Complex STFT of every channel row (centered, reflect padding, like auraloss).
 
@@ -152,9 +160,7 @@ class STFTLoss(nn.Module):
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
-        win_length = n_fft if win_length is None else win_length
-        if not 0 < win_length <= n_fft or hop <= 0:
-            raise ValueError(f"stft: need 0 < win_length <= n_fft and hop > 0, got {n_fft=}, {hop=}, {win_length=}")
+        win_length = _check_stft_args("stft", n_fft, hop, win_length)
         self.n_fft, self.hop, self.eps = n_fft, hop, eps
         self.weights = (w_sc, w_log_mag, w_lin_mag)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
@@ -237,9 +243,7 @@ class MelSTFTLoss(nn.Module):
         norm: str | None = "slaney",
     ) -> None:
         super().__init__()
-        win_length = n_fft if win_length is None else win_length
-        if not 0 < win_length <= n_fft or hop <= 0:
-            raise ValueError(f"mel: need 0 < win_length <= n_fft and hop > 0, got {n_fft=}, {hop=}, {win_length=}")
+        win_length = _check_stft_args("mel", n_fft, hop, win_length)
         if power not in (1.0, 2.0):
             raise ValueError(f"mel: power must be 1 (magnitude) or 2 (power), got {power}")
         self.n_fft, self.hop, self.power, self.log_floor = n_fft, hop, power, log_floor

@@ -21,33 +21,33 @@ from torch import Tensor
 
 from audiodiff.models.diffwave import DiffWave, DiffWaveConfig
 
-# lmnt-com/diffwave state-dict names -> ours (regex, replacement)
-LMNT_TO_OURS = [
-    (r"^input_projection\.", "inp."),
-    (r"^diffusion_embedding\.projection1\.", "step_embed.fc1."),
-    (r"^diffusion_embedding\.projection2\.", "step_embed.fc2."),
-    (r"^spectrogram_upsampler\.conv1\.", "upsampler.stages.0."),
-    (r"^spectrogram_upsampler\.conv2\.", "upsampler.stages.1."),
-    (r"^residual_layers\.(\d+)\.dilated_conv\.", r"layers.\1.dilated."),
-    (r"^residual_layers\.(\d+)\.diffusion_projection\.", r"layers.\1.step_proj."),
-    (r"^residual_layers\.(\d+)\.conditioner_projection\.", r"layers.\1.cond_proj."),
-    (r"^residual_layers\.(\d+)\.output_projection\.", r"layers.\1.out_proj."),
-    (r"^skip_projection\.", "skip_out."),
-    (r"^output_projection\.", "out."),
+# (lmnt-com/diffwave prefix, audiodiff prefix); "{i}" stands for a layer index.
+NAME_MAP = [
+    ("input_projection.", "inp."),
+    ("diffusion_embedding.projection1.", "step_embed.fc1."),
+    ("diffusion_embedding.projection2.", "step_embed.fc2."),
+    ("spectrogram_upsampler.conv1.", "upsampler.stages.0."),
+    ("spectrogram_upsampler.conv2.", "upsampler.stages.1."),
+    ("residual_layers.{i}.dilated_conv.", "layers.{i}.dilated."),
+    ("residual_layers.{i}.diffusion_projection.", "layers.{i}.step_proj."),
+    ("residual_layers.{i}.conditioner_projection.", "layers.{i}.cond_proj."),
+    ("residual_layers.{i}.output_projection.", "layers.{i}.out_proj."),
+    ("skip_projection.", "skip_out."),
+    ("output_projection.", "out."),
 ]
-OURS_TO_LMNT = [
-    (r"^inp\.", "input_projection."),
-    (r"^step_embed\.fc1\.", "diffusion_embedding.projection1."),
-    (r"^step_embed\.fc2\.", "diffusion_embedding.projection2."),
-    (r"^upsampler\.stages\.0\.", "spectrogram_upsampler.conv1."),
-    (r"^upsampler\.stages\.1\.", "spectrogram_upsampler.conv2."),
-    (r"^layers\.(\d+)\.dilated\.", r"residual_layers.\1.dilated_conv."),
-    (r"^layers\.(\d+)\.step_proj\.", r"residual_layers.\1.diffusion_projection."),
-    (r"^layers\.(\d+)\.cond_proj\.", r"residual_layers.\1.conditioner_projection."),
-    (r"^layers\.(\d+)\.out_proj\.", r"residual_layers.\1.output_projection."),
-    (r"^skip_out\.", "skip_projection."),
-    (r"^out\.", "output_projection."),
-]
+
+
+def _rules(forward: bool) -> list[tuple[str, str]]:
+    """(regex, replacement) pairs renaming prefixes from one side of NAME_MAP to the other."""
+    rules = []
+    for theirs, ours in NAME_MAP:
+        src, dst = (theirs, ours) if forward else (ours, theirs)
+        pattern = "^" + re.escape(src).replace(re.escape("{i}"), r"(\d+)")
+        rules.append((pattern, dst.replace("{i}", r"\1")))
+    return rules
+
+
+LMNT_TO_OURS, OURS_TO_LMNT = _rules(True), _rules(False)
 _IGNORED = re.compile(r"^diffusion_embedding\.embedding$")  # their precomputed table (a buffer)
 
 
