@@ -21,24 +21,30 @@ def main() -> None:
 
 @main.command()
 @click.argument("corpus")
+@click.argument("options", nargs=-1)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--speakers", type=int, default=60, show_default=True, help="digits: synthetic speakers.")
-@click.option("--reps", type=int, default=2, show_default=True, help="digits: repetitions of each digit.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def prepare(corpus: str, out: str, speakers: int, reps: int, seed: int) -> None:
-    """Download and/or prepare a CORPUS into Kaldi-style data dirs under --out.
+def prepare(corpus: str, options: tuple[str, ...], out: str) -> None:
+    """Download and/or prepare a CORPUS (digits, sc09, ljspeech) into Kaldi-style data dirs.
+
+    OPTIONS are the corpus's own settings as key=value.
 
     \b
-    Example:
-      audiodiff prepare digits --out data/digits --speakers 60   # offline, espeak-ng
+    Examples:
+      audiodiff prepare digits --out data/digits speakers=60 reps=2   # offline, espeak-ng
+      audiodiff prepare sc09 --out data/sc09                          # downloads 2.3 GB
+      audiodiff prepare ljspeech --out data/lj archive=~/LJSpeech-1.1.tar.bz2
     """
-    from audiodiff.data.corpora import CORPORA
+    from audiodiff.data.corpora import prepare as run_prepare
 
-    if corpus not in CORPORA:
-        _fail(ValueError(f"unknown corpus {corpus!r}; choose one of {sorted(CORPORA)}"))
+    pairs = {}
+    for item in options:
+        if "=" not in item:
+            _fail(ValueError(f"option {item!r} must look like key=value"))
+        key, value = item.split("=", 1)
+        pairs[key] = value
     try:
-        summary = CORPORA[corpus](out=out, speakers=speakers, reps=reps, seed=seed)
-    except (ImportError, ValueError, RuntimeError) as err:
+        summary = run_prepare(corpus, out, pairs)
+    except (ImportError, ValueError, RuntimeError, FileNotFoundError) as err:
         _fail(err)
     click.echo(f"{corpus}: {summary['utterances']} utterances in {out}/data")
 
@@ -146,6 +152,26 @@ def evaluate(ref, gen, out, metrics, embedder, cache, device) -> None:
     for name, value in report["metrics"].items():
         click.echo(f"{name:>22s}  {value:.4f}")
     click.echo(f"wrote {out}/metrics.json")
+
+
+@main.command("validate-data-dir")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--no-audio", is_flag=True, help="Check the tables only, do not open the audio files.")
+def validate_data_dir(directory: str, no_audio: bool) -> None:
+    """Check a Kaldi-style data DIRECTORY: missing files, duplicate or unsorted ids, unreadable audio.
+
+    \b
+    Example:
+      audiodiff validate-data-dir data/digits/data/train
+    """
+    from audiodiff.data.validate import validate_data_dir as run_validate
+
+    problems = run_validate(directory, check_audio_files=not no_audio)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise click.ClickException(f"{directory}: {len(problems)} problem(s)")
+    click.echo(f"{directory}: valid")
 
 
 @main.command()

@@ -92,3 +92,34 @@ def test_digits_recipe_end_to_end_tiny(tmp_path):
     report = json.loads((tmp_path / "exp" / "demo" / "eval" / "metrics.json").read_text())
     assert report["n_gen"] == 2 and report["metrics"]["fad"] >= 0 and "kad" in report["metrics"]
     assert (tmp_path / "data" / "data" / "test" / "wav.scp").is_file()
+
+
+@pytest.mark.parametrize("conf", sorted(ROOT.glob("egs/*/conf/*.yaml")), ids=lambda p: f"{p.parts[-3]}/{p.name}")
+def test_every_recipe_config_resolves(conf):
+    from audiodiff.config import load_config
+
+    cfg = load_config(conf, ["name=x", "data.train=/d"])
+    assert cfg.train.steps > 0
+
+
+@pytest.mark.parametrize("recipe", ["sc09", "ljspeech"])
+def test_download_recipes_gate_their_stages(tmp_path, recipe):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls.txt"
+    (fake / "audiodiff").write_text(f'#!/usr/bin/env bash\necho "audiodiff $*" >> {calls}\n')
+    (fake / "audiodiff").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    cmd = [
+        "bash",
+        str(ROOT / f"egs/{recipe}/run.sh"),
+        "--stage",
+        "2",
+        "--stop_stage",
+        "4",
+        "--log_dir",
+        str(tmp_path / "log"),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [c.split()[1] for c in calls.read_text().splitlines()] == ["train", "generate", "evaluate"]

@@ -22,7 +22,7 @@ log_dir=log
 
 if stage_enabled 1; then
     log "stage 1: synthesize the digits corpus into $data"
-    audiodiff prepare digits --out "$data" --speakers "$speakers"
+    audiodiff prepare digits --out "$data" "speakers=$speakers"
 fi
 
 if stage_enabled 2; then

@@ -20,23 +20,11 @@ import soxr
 import torch
 
 from audiodiff.audio.io import save_audio
+from audiodiff.data.corpora.common import write_data_dir
 from audiodiff.data.corpora.espeak import list_variants, synthesize_fresh
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
-
-
-def _write_data_dir(directory: Path, utts: list[dict]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    utts = sorted(utts, key=lambda u: u["utt"])
-    (directory / "wav.scp").write_text("".join(f"{u['utt']} {u['path']}\n" for u in utts))
-    (directory / "utt2spk").write_text("".join(f"{u['utt']} {u['spk']}\n" for u in utts))
-    (directory / "text").write_text("".join(f"{u['utt']} {u['word']}\n" for u in utts))
-    (directory / "utt2label").write_text("".join(f"{u['utt']} {DIGITS.index(u['word'])}\n" for u in utts))
-    spk2utt: dict[str, list[str]] = {}
-    for u in utts:
-        spk2utt.setdefault(u["spk"], []).append(u["utt"])
-    (directory / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(spk2utt.items())))
 
 
 def _place(word: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,7 +92,8 @@ def prepare_digits(
                     {
                         "utt": f"spk{k:03d}_{word}_{rep}",
                         "spk": f"spk{k:03d}",
-                        "word": word,
+                        "text": word,
+                        "label": DIGITS.index(word),
                         "voice": voice,
                         "part": part,
                     }
@@ -123,7 +112,7 @@ def prepare_digits(
         save_audio(path, torch.from_numpy(clip), sample_rate)
         sets[item.pop("part")].append(item | {"path": str(path.resolve())})
     for name, utts in sets.items():
-        _write_data_dir(out / "data" / name, utts)
+        write_data_dir(out / "data" / name, utts)
     summary = {
         "corpus": "digits",
         "seed": seed,
