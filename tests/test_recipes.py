@@ -102,7 +102,9 @@ def test_every_recipe_config_resolves(conf):
     assert cfg.train.steps > 0
 
 
-@pytest.mark.parametrize("recipe,stages", [("sc09", 4), ("ljspeech", 4), ("mnist", 3), ("checkerboard", 3)])
+@pytest.mark.parametrize(
+    "recipe,stages", [("sc09", 4), ("ljspeech", 4), ("mnist", 3), ("checkerboard", 3), ("cifar10", 3)]
+)
 def test_other_recipes_gate_their_stages(tmp_path, recipe, stages):
     fake = tmp_path / "bin"
     fake.mkdir()

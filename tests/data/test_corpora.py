@@ -126,3 +126,22 @@ def test_image_corpora(tmp_path):
     assert mn["utterances"] == {"train": 4000, "valid": 500, "test": 500} and mn["shape"] == [1, 32, 32]
     test_labels = np.load(tmp_path / "mn" / "data" / "test" / "labels.npy")
     assert np.bincount(test_labels).tolist() == [50] * 10
+
+
+def test_cifar10_binary_records_from_a_file_url(tmp_path):
+    src = tmp_path / "cifar-10-batches-bin"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}.bin", 4) for i in range(1, 6)] + [("test_batch.bin", 3)]:
+        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1).astype(np.uint8)
+        (src / name).write_bytes(records.tobytes())
+    (src / "batches.meta.txt").write_text("airplane\n")
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-bin")
+    summary = prepare("cifar10", str(tmp_path / "c"), {"url": archive.as_uri(), "sha256": sha(archive), "valid": "5"})
+    assert summary["utterances"] == {"train": 15, "valid": 5, "test": 3} and summary["shape"] == [3, 32, 32]
+    first = np.frombuffer((src / "data_batch_1.bin").read_bytes(), np.uint8)[:3073]
+    images = np.load(tmp_path / "c" / "data" / "train" / "images.npy")
+    assert np.array_equal(images[0].reshape(-1), first[1:])
+    assert np.load(tmp_path / "c" / "data" / "train" / "labels.npy")[0] == first[0]

@@ -13,6 +13,7 @@ _CORPORA = {
     "ljspeech": ("audiodiff.data.corpora.ljspeech", "prepare_ljspeech"),
     "mnist": ("audiodiff.data.corpora.images", "prepare_mnist"),
     "checkerboard": ("audiodiff.data.corpora.images", "prepare_checkerboard"),
+    "cifar10": ("audiodiff.data.corpora.images", "prepare_cifar10"),
 }
 CORPORA = tuple(_CORPORA)
 

