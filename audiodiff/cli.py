@@ -154,6 +154,26 @@ def evaluate(ref, gen, out, metrics, embedder, cache, device) -> None:
     click.echo(f"wrote {out}/metrics.json")
 
 
+@main.command("dump-features")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--preset", default="speech16k", show_default=True, help="Mel preset (speech16k, hifigan, diffwave).")
+@click.option("--sample-rate", type=int, default=16000, show_default=True)
+def dump_features(directory: str, preset: str, sample_rate: int) -> None:
+    """Dump the log-mels of a data DIRECTORY (feats/*.npy, feats.scp) for mel models (data.features=true).
+
+    \b
+    Example:
+      audiodiff dump-features data/digits/data/train --preset speech16k --sample-rate 16000
+    """
+    from audiodiff.data.features import dump_features as run_dump
+
+    try:
+        n = run_dump(directory, preset, sample_rate)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    click.echo(f"{directory}: {n} feature files")
+
+
 @main.command("validate-data-dir")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--no-audio", is_flag=True, help="Check the tables only, do not open the audio files.")

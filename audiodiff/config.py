@@ -73,6 +73,7 @@ class DataConfig:
     mel_preset: str = "speech16k"
     mel_range: list[float] = field(default_factory=lambda: [-11.5, 2.5])  # log-mel values mapped to [-1, 1]
     image_shape: list[int] = field(default_factory=lambda: [1, 32, 32])  # images: (C, H, W)
+    features: bool = False  # mel models: crop log-mels dumped by `audiodiff dump-features` (feats.scp)
     num_workers: int = 0
 
 

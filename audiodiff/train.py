@@ -22,6 +22,7 @@ from audiodiff.audio.features import LogMel, griffin_lim, mel_config
 from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from audiodiff.config import ExperimentConfig, to_yaml
 from audiodiff.data.datasets import AudioClips, DiffusionExamples, ImageArrays, TrainingStream
+from audiodiff.data.features import MelFeatureExamples
 from audiodiff.diffusion import DDPM, SpectralObjective
 from audiodiff.generate import (
     build_formulation,
@@ -154,6 +155,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             preset = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
             noise_shape = (1, preset.n_mels, cfg.data.segment // preset.hop + 1)
         examples = DiffusionExamples(clips, noise_shape)
+        if cfg.data.features:
+            if cfg.model.kind != "unet":
+                raise ValueError("data.features=true serves mel-spectrogram models (model.kind=unet)")
+            examples = MelFeatureExamples(cfg.data.train, cfg.data.mel_preset, cfg.data.sample_rate, noise_shape[-1])
     stream = TrainingStream(len(examples), tc.batch_size, tc.seed, rank, world, tc.grad_accum, start_step=step)
     loader = torch.utils.data.DataLoader(
         examples, batch_sampler=stream, num_workers=cfg.data.num_workers, pin_memory=fused
@@ -213,8 +218,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             cond = None
             if images:
                 cond = batch["label"].to(device) if cfg.model.unet.num_classes else None
-            elif cfg.model.kind == "unet":
-                x0 = mel_to_unit(logmel(x0), cfg.data.mel_range)[:, None]
+            elif cfg.model.kind == "unet":  # x0 is audio, or dumped log-mels with data.features
+                x0 = mel_to_unit(x0 if cfg.data.features else logmel(x0), cfg.data.mel_range)[:, None]
             elif logmel is not None:
                 cond = logmel(x0)[..., : x0.shape[-1] // logmel.config.hop]
             sync = world == 1 or micro == tc.grad_accum - 1

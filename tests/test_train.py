@@ -272,3 +272,19 @@ def test_image_path_class_conditional_edm_with_weighted_amp(tmp_path, config):
     bad = [a for a in args if not str(a).startswith("data.image_shape")] + ["data.image_shape=[1,32,32]"]
     res = run_cli(*[a if not str(a).startswith("name=") else "name=bad" for a in bad])
     assert res.exit_code != 0 and "data.image_shape=[1, 16, 16]" in res.output
+
+
+def test_mel_model_trains_from_dumped_features(tmp_path, corpus, config):
+    res = run_cli("dump-features", corpus, "--preset", "speech16k", "--sample-rate", "16000")
+    assert res.exit_code == 0 and "6 feature files" in res.output
+    unet = [
+        "model.kind=unet",
+        "model.unet.channels=8",
+        "model.unet.channel_mult=[1,2]",
+        "model.unet.attn_levels=[1]",
+        "model.unet.num_res_blocks=1",
+        "diffusion.kind=edm",
+        "data.features=true",
+    ]
+    run = train_cli(config, corpus, tmp_path / "exp", "feat", "train.steps=2", *unet)
+    assert load_checkpoint(run)["step"] == 2

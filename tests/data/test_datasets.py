@@ -52,3 +52,26 @@ def test_examples_are_a_function_of_their_key(tmp_path):
     assert a["audio"].shape == a["noise"].shape == (1, 1024)
     short = AudioClips(tmp_path / "wav", 16000, 8000)  # 0.2 s files padded to 0.5 s
     assert short[0][0].shape == (1, 8000) and short[0][0][0, 4000:].abs().sum() == 0
+
+
+def test_dumped_features_equal_on_the_fly_log_mels(tmp_path):
+    import numpy as np
+
+    from audiodiff.audio.features import LogMel, mel_config
+    from audiodiff.audio.io import load_audio
+    from audiodiff.data.features import MelFeatureExamples, dump_features
+
+    d = write_corpus(tmp_path, n=3, seconds=0.5)
+    assert dump_features(d, "speech16k", 16000) == 3
+    utt, path = next(iter(list_audio(d).items()))
+    expected = LogMel(mel_config("speech16k"))(load_audio(path, 16000)[None])[0]
+    torch.testing.assert_close(torch.from_numpy(np.load(d / "feats" / f"{utt}.npy")), expected)
+    ex = MelFeatureExamples(d, "speech16k", 16000, frames=40)
+    item = ex[(0, 7)]
+    assert item["audio"].shape == (80, 40) and item["noise"].shape == (1, 80, 40)
+    assert torch.equal(ex[(0, 7)]["audio"], item["audio"])
+    assert MelFeatureExamples(d, "speech16k", 16000, frames=200)[(0, 1)]["audio"][:, -1].max() < -11
+    with pytest.raises(ValueError, match=r"other mel settings \(\['sample_rate'\]\)"):
+        MelFeatureExamples(d, "speech16k", 22050, frames=40)
+    with pytest.raises(FileNotFoundError, match="run audiodiff dump-features"):
+        MelFeatureExamples(tmp_path / "wav", "speech16k", 16000, frames=40)

@@ -1,0 +1,82 @@
+"""Dumped log-mel features, so mel-spectrogram recipes do not recompute them every epoch.
+
+`dump_features(data_dir, preset, sample_rate)` writes <data_dir>/feats/<utt>.npy (float32
+(n_mels, frames)), <data_dir>/feats.scp and <data_dir>/feats.json (the mel settings). Training
+with `data.features=true` crops these instead of computing log-mels from audio, and refuses a
+dump made with other settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from audiodiff.audio.features import LogMel, mel_config
+from audiodiff.audio.io import load_audio
+from audiodiff.data.datasets import list_audio
+
+
+def dump_features(data_dir: str | Path, preset: str, sample_rate: int) -> int:
+    """Write the log-mels of every utterance of a data dir; returns the number written."""
+    data_dir = Path(data_dir)
+    cfg = mel_config(preset, sample_rate=sample_rate)
+    logmel = LogMel(cfg)
+    (data_dir / "feats").mkdir(parents=True, exist_ok=True)
+    lines = []
+    with torch.no_grad():
+        for utt, path in list_audio(data_dir).items():
+            feats = logmel(load_audio(path, sample_rate)[None])[0].numpy().astype(np.float32)
+            target = data_dir / "feats" / f"{utt}.npy"
+            np.save(target, feats)
+            lines.append(f"{utt} {target.resolve()}\n")
+    (data_dir / "feats.scp").write_text("".join(lines))
+    (data_dir / "feats.json").write_text(json.dumps({"preset": preset, **asdict(cfg)}, indent=2) + "\n")
+    return len(lines)
+
+
+class MelFeatureExamples(Dataset):
+    """Random `frames`-long crops of dumped log-mels (padded with the log floor), with their own draws.
+
+    Items keyed by (index, seed) as DiffusionExamples: {"audio": (n_mels, frames) log-mel,
+    "noise": (1, n_mels, frames), "u", "z", "index"}.
+    """
+
+    def __init__(self, data_dir: str | Path, preset: str, sample_rate: int, frames: int) -> None:
+        data_dir = Path(data_dir)
+        meta, scp = data_dir / "feats.json", data_dir / "feats.scp"
+        if not meta.is_file() or not scp.is_file():
+            raise FileNotFoundError(f"no dumped features in {data_dir}: run audiodiff dump-features {data_dir}")
+        stored = json.loads(meta.read_text())
+        wanted = {"preset": preset, **asdict(mel_config(preset, sample_rate=sample_rate))}
+        if stored != wanted:
+            diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
+            raise ValueError(f"{meta}: features were dumped with other mel settings ({diff}); dump them again")
+        self.floor = float(np.log(wanted["log_floor"]))
+        self.feats = [torch.from_numpy(np.load(line.split(maxsplit=1)[1])) for line in scp.read_text().splitlines()]
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        g = torch.Generator().manual_seed(seed)
+        feats: Tensor = self.feats[index]
+        if feats.shape[-1] >= self.frames:
+            start = int(torch.randint(0, feats.shape[-1] - self.frames + 1, (), generator=g))
+            crop = feats[:, start : start + self.frames]
+        else:
+            crop = torch.nn.functional.pad(feats, (0, self.frames - feats.shape[-1]), value=self.floor)
+        return {
+            "audio": crop,
+            "noise": torch.randn((1, *crop.shape), generator=g),
+            "u": torch.rand((), generator=g),
+            "z": torch.randn((), generator=g),
+            "index": index,
+        }
