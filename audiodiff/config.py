@@ -92,6 +92,7 @@ class TrainConfig:
     ema_halflife_steps: float = 0.0  # > 0 overrides ema_decay: decay = 0.5 ** (1 / halflife)
     bf16: bool = True  # bf16 autocast on CUDA (float32 on CPU)
     compile: bool = False  # torch.compile the network and the spectral loss
+    cuda_graphs: bool = False  # with compile on one GPU: CUDA graphs (mode="reduce-overhead"), see README
     seed: int = 0
     log_every: int = 10
     sample_every: int = 0  # 0 disables

@@ -118,9 +118,13 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
         net.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay, fused=fused or None
     )
     model = nn.parallel.DistributedDataParallel(net, [local_rank] if fused else None) if world > 1 else net
-    call = torch.compile(model) if tc.compile else model
+    graphs = tc.compile and tc.cuda_graphs and device.type == "cuda"
+    if tc.cuda_graphs and (world > 1 or not tc.compile):
+        raise ValueError("train.cuda_graphs needs train.compile=true and a single process")
+    mode = "reduce-overhead" if graphs else None
+    call = torch.compile(model, mode=mode) if tc.compile else model
     if tc.compile and len(spectral):
-        spectral.compile()
+        spectral.compile(mode=mode)
 
     # ---- resume
     step = 0
@@ -210,6 +214,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             group["lr"] = tc.lr * _lr_factor(step, tc.warmup_steps, tc.steps, tc.schedule)
         sums: dict[str, float] = {}
         for micro in range(tc.grad_accum):
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             batch = next(batches)
             x0 = batch["audio"].to(device, non_blocking=True)
             noise = batch["noise"].to(device, non_blocking=True)

@@ -288,3 +288,8 @@ def test_mel_model_trains_from_dumped_features(tmp_path, corpus, config):
     ]
     run = train_cli(config, corpus, tmp_path / "exp", "feat", "train.steps=2", *unet)
     assert load_checkpoint(run)["step"] == 2
+
+
+def test_cuda_graphs_needs_compile(tmp_path, corpus, config):
+    res = run_cli("train", config, "--no-progress", *base_args(corpus, tmp_path / "exp", "g", "train.cuda_graphs=true"))
+    assert res.exit_code != 0 and "train.cuda_graphs needs train.compile=true and a single process" in res.output
