@@ -130,7 +130,12 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, r
 @click.option("--ref", required=True, type=click.Path(), help="Reference audio: data dir or folder.")
 @click.option("--gen", required=True, type=click.Path(), help="Generated audio: data dir or folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where metrics.json/.md and plots go.")
-@click.option("--metrics", default="fad,fad_inf,kad,mean_spectrum", show_default=True)
+@click.option(
+    "--metrics",
+    default="fad,fad_inf,kad,ndb,mean_spectrum",
+    show_default=True,
+    help="Any of fad, fad_inf, kad, ndb, mean_spectrum, and for vocoders mrstft, lsd.",
+)
 @click.option("--embedder", default="ge2e", show_default=True, help="ge2e (offline, resemblyzer weights) or melstats.")
 @click.option(
     "--cache", type=click.Path(), default=None, help="Embedding cache (default ~/.cache/audiodiff/embeddings)."

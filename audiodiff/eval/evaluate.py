@@ -13,8 +13,12 @@ from audiodiff.audio.io import load_audio
 from audiodiff.data.datasets import list_audio
 from audiodiff.eval.embeddings import build_embedder, embed_files
 from audiodiff.eval.fad import fad, fad_inf, kernel_distance
+from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb
+from audiodiff.eval.report import write_report
 
-METRICS = ("fad", "fad_inf", "kad", "mean_spectrum")
+METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd")
+EMBEDDING_METRICS = {"fad", "fad_inf", "kad", "ndb"}
+PAIRED = {"mrstft", "lsd"}  # vocoding: generated and reference files matched by name
 
 
 def default_cache() -> Path:
@@ -52,7 +56,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
     report: dict = {"ref": str(ref), "gen": str(gen), "n_ref": len(ref_paths), "n_gen": len(gen_paths), "metrics": {}}
-    if {"fad", "fad_inf", "kad"} & set(metrics):
+    if EMBEDDING_METRICS & set(metrics):
         model = build_embedder(embedder, device)
         cache = cache_dir or default_cache()
         e_ref, info_ref = embed_files(ref_paths, model, cache, progress=progress)
@@ -82,12 +86,28 @@ def evaluate(
             report["metrics"]["fad_inf"] = fad_inf(e_ref, e_gen)["fad_inf"]
         if "kad" in metrics:
             report["metrics"]["kad"] = kernel_distance(e_ref, e_gen)["kad"]
+        if "ndb" in metrics:
+            result = ndb(e_ref, e_gen, bins=min(50, max(2, len(e_ref) // 10)))
+            report["metrics"]["ndb_k"] = result["ndb_k"]
+            report["ndb_bins"] = result["bins"]
+    if PAIRED & set(metrics):
+        ref_by_name = {Path(p).stem: p for p in ref_paths}
+        pairs = [(ref_by_name[Path(p).stem], p) for p in gen_paths if Path(p).stem in ref_by_name]
+        if not pairs:
+            raise ValueError("mrstft/lsd compare generated and reference files of the same name; none match")
+        loaded = [(load_audio(r, 16000), load_audio(g, 16000)) for r, g in pairs]
+        report["n_pairs"] = len(pairs)
+        if "mrstft" in metrics:
+            report["metrics"]["mrstft"] = float(np.mean([mrstft_distance(r, g) for r, g in loaded]))
+        if "lsd" in metrics:
+            report["metrics"]["lsd_db"] = float(np.mean([log_spectral_distance(r, g) for r, g in loaded]))
     if "mean_spectrum" in metrics:
         sr = 16000
         spec_ref, spec_gen = mean_log_spectrum(ref_paths, sr), mean_log_spectrum(gen_paths, sr)
         report["metrics"]["mean_spectrum_db_l1"] = float(np.abs(spec_ref - spec_gen).mean())
         _plot_spectra(spec_ref, spec_gen, sr, out / "mean_spectrum.png")
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out / "report.html", report, ref_paths, gen_paths)
     rows = [f"| {k} | {v:.4g} |" for k, v in report["metrics"].items()]
     (out / "metrics.md").write_text(
         f"Reference: {ref} ({len(ref_paths)} files); generated: {gen} ({len(gen_paths)} files); "

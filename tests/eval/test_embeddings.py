@@ -96,10 +96,76 @@ def test_evaluate_cli_writes_report(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads((out / "metrics.json").read_text())
     assert report["n_ref"] == 6 and report["n_gen"] == 5 and report["embedder"]["name"] == "melstats"
-    assert set(report["metrics"]) == {"fad", "fad_inf", "kad", "mean_spectrum_db_l1"}
+    assert set(report["metrics"]) == {"fad", "fad_inf", "kad", "ndb_k", "mean_spectrum_db_l1"}
     assert report["durations_s"]["gen"]["mean"] == pytest.approx(0.3)
     assert (out / "mean_spectrum.png").stat().st_size > 1000 and "| fad |" in (out / "metrics.md").read_text()
     res = CliRunner().invoke(
         main, ["evaluate", "--ref", str(ref), "--gen", str(gen), "--out", str(out), "--metrics", "fad,is"]
     )
     assert res.exit_code != 0 and "unknown metric(s) ['is']" in res.output
+
+
+def test_report_html_holds_playable_audio_and_images(tmp_path):
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    import soundfile as sf
+
+    ref = write_corpus(tmp_path / "a", n=3)
+    gen = write_corpus(tmp_path / "b", n=3, seconds=0.3)
+    for wav in (tmp_path / "b" / "wav").glob("*.wav"):  # the same words at half the amplitude
+        data, rate = sf.read(wav)
+        sf.write(wav, 0.5 * data, rate)
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--ref",
+            str(ref),
+            "--gen",
+            str(gen),
+            "--out",
+            str(out),
+            "--embedder",
+            "melstats",
+            "--metrics",
+            "fad,mrstft,lsd",
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.sources = {"audio": [], "img": []}
+
+        def handle_starttag(self, tag, attrs):
+            if tag in self.sources:
+                self.sources[tag].append(dict(attrs)["src"])
+
+    parser = Collect()
+    parser.feed((out / "report.html").read_text())
+    assert len(parser.sources["audio"]) == 6 and len(parser.sources["img"]) == 6
+    audio, sr = sf.read(io.BytesIO(base64.b64decode(parser.sources["audio"][0].split(",", 1)[1])))
+    assert sr == 16000 and len(audio) == int(0.3 * 16000)  # the generated clips come first
+    assert base64.b64decode(parser.sources["img"][0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n_pairs"] == 3 and report["metrics"]["mrstft"] > 0
+    assert report["metrics"]["lsd_db"] > 3  # about 6 dB, plus 16-bit quantization at low levels
+
+
+def test_ndb_and_paired_metrics_properties():
+    from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(2000, 4))
+    same = ndb(real, rng.normal(size=(2000, 4)), bins=20)
+    far = ndb(real, rng.normal(1.5, 1.0, size=(2000, 4)), bins=20)
+    assert same["ndb_k"] <= 0.15 and far["ndb_k"] >= 0.5
+    x = torch.randn(8000)
+    assert mrstft_distance(x, x) == pytest.approx(0, abs=1e-6) and log_spectral_distance(x, x) == 0
+    assert log_spectral_distance(x, 0.5 * x) == pytest.approx(20 * np.log10(2), rel=1e-3)

@@ -1,0 +1,75 @@
+"""A self-contained report.html: the metrics table, and generated vs reference clips to hear and see."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from audiodiff.audio.io import load_audio
+
+
+def _wav_uri(audio: np.ndarray, sample_rate: int) -> str:
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1, 1), sample_rate, format="WAV", subtype="PCM_16")
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _spectrogram_uri(audio: np.ndarray, sample_rate: int) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from audiodiff.audio.features import LogMel, mel_config
+
+    logmel = LogMel(mel_config("speech16k", sample_rate=sample_rate, fmax=min(7600.0, sample_rate / 2 - 1)))
+    feats = logmel(torch.from_numpy(audio)[None].float())[0].numpy()
+    fig, ax = plt.subplots(figsize=(3, 1.6))
+    ax.imshow(feats, origin="lower", aspect="auto")
+    ax.axis("off")
+    fig.tight_layout(pad=0)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _column(title: str, paths: list[str], sample_rate: int) -> str:
+    cells = []
+    for p in paths:
+        audio = load_audio(p, sample_rate).numpy()
+        name = html.escape(Path(p).name)
+        cells.append(
+            f'<div class="clip"><div class="name">{name}</div>'
+            f'<audio controls preload="none" src="{_wav_uri(audio, sample_rate)}"></audio>'
+            f'<img alt="log-mel spectrogram of {name}" src="{_spectrogram_uri(audio, sample_rate)}">'
+            "</div>"
+        )
+    return f'<div class="column"><h2>{html.escape(title)}</h2>{"".join(cells)}</div>'
+
+
+def write_report(
+    path: Path, report: dict, ref_paths: list[str], gen_paths: list[str], sample_rate: int = 16000, clips: int = 8
+) -> None:
+    """Write report.html with the metrics and up to `clips` generated and reference clips side by side."""
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in report["metrics"].items())
+    embedder = report.get("embedder", {}).get("name", "-")
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>audiodiff evaluation</title><style>"
+        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse}"
+        "td{border:1px solid #ccc;padding:4px 10px}"
+        ".columns{display:flex;gap:2em} .clip{margin:0.6em 0} .clip img{display:block;width:300px}"
+        ".name{font-size:0.8em;color:#555}</style></head><body>"
+        f"<h1>audiodiff evaluation</h1><p>generated: {html.escape(report['gen'])} ({report['n_gen']} files); "
+        f"reference: {html.escape(report['ref'])} ({report['n_ref']} files); embedder: {html.escape(embedder)}</p>"
+        f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+        f'<div class="columns">{_column("generated", gen_paths[:clips], sample_rate)}'
+        f"{_column('reference', ref_paths[:clips], sample_rate)}</div></body></html>"
+    )
+    path.write_text(body)
