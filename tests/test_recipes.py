@@ -103,7 +103,7 @@ def test_every_recipe_config_resolves(conf):
 
 
 @pytest.mark.parametrize(
-    "recipe,stages", [("sc09", 4), ("ljspeech", 4), ("mnist", 3), ("checkerboard", 3), ("cifar10", 3)]
+    "recipe,stages", [("sc09", 4), ("ljspeech", 4), ("mnist", 4), ("checkerboard", 4), ("cifar10", 4)]
 )
 def test_other_recipes_gate_their_stages(tmp_path, recipe, stages):
     fake = tmp_path / "bin"

@@ -54,6 +54,14 @@ def evaluate(
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if (Path(ref) / "images.npy").is_file():  # the image path: spectra and pixel statistics
+        from audiodiff.eval.images import evaluate_images
+
+        report = evaluate_images(ref, gen, out)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        rows = "".join(f"| {k} | {v:.4g} |\n" for k, v in report["metrics"].items())
+        (out / "metrics.md").write_text(f"Reference: {ref}; generated: {gen}\n\n| metric | value |\n|---|---:|\n{rows}")
+        return report
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
     report: dict = {"ref": str(ref), "gen": str(gen), "n_ref": len(ref_paths), "n_gen": len(gen_paths), "metrics": {}}
     if EMBEDDING_METRICS & set(metrics):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # checkerboard images through the shared loss core (2-D transforms).
-# Stages: 1 prepare (offline), 2 train, 3 generate PNGs (image metrics are not written yet).
+# Stages: 1 prepare (offline), 2 train, 3 generate PNGs, 4 evaluate (power spectrum, pixel histogram).
 #   ./run.sh --stage 2 --conf conf/baseline.yaml --tag base
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1
-stop_stage=3
+stop_stage=4
 ngpu=0
 tag=baseline
 conf=conf/baseline.yaml
@@ -31,5 +31,10 @@ if stage_enabled 3; then
     audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
 fi
 
+
+if stage_enabled 4; then
+    log "stage 4: evaluate $exp/$tag/generated against the test images"
+    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval"
+fi
 
 log "done: stages $stage..$stop_stage"

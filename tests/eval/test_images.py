@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from audiodiff.cli import main
+from audiodiff.data.corpora import prepare
+from audiodiff.eval.images import pixel_histogram_distance, power_spectrum_distance, radial_power_spectrum
+
+
+def test_radial_spectrum_of_white_noise_is_flat_and_of_a_board_peaks():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (200, 1, 32, 32)).astype(np.uint8)
+    spectrum = radial_power_spectrum(noise)[1:]
+    assert spectrum.max() / spectrum.min() < 1.3
+    board = np.kron((np.indices((4, 4)).sum(0) % 2), np.ones((8, 8)))[None, None] * 255
+    peak = int(np.argmax(radial_power_spectrum(board.astype(np.uint8))[1:])) + 1
+    assert peak == 32 // 16  # an 8-pixel square is a period of 16 pixels: radius 32 / 16 = 2
+
+
+def test_distances_zero_on_identical_sets_and_separating():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (50, 1, 16, 16)).astype(np.uint8)
+    assert power_spectrum_distance(a, a) == 0 and pixel_histogram_distance(a, a) == 0
+    smooth = np.repeat(np.repeat(a[:, :, ::4, ::4], 4, axis=2), 4, axis=3)  # less high-frequency power
+    assert power_spectrum_distance(a, smooth) > 0.3
+    dark, light = np.zeros_like(a), np.full_like(a, 255)
+    assert pixel_histogram_distance(dark, light) == 1.0
+
+
+def test_evaluate_images_from_a_png_folder(tmp_path):
+    prepare("checkerboard", str(tmp_path / "cb"), {"n": "60", "size": "32"})
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for i, image in enumerate(np.load(tmp_path / "cb" / "data" / "train" / "images.npy")[:12]):
+        Image.fromarray(image[0]).save(gen / f"{i}.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(gen / "grid.png")  # the grid is not a sample
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(
+        main, ["evaluate", "--ref", str(tmp_path / "cb" / "data" / "test"), "--gen", str(gen), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n_gen"] == 12 and report["kind"] == "images"
+    assert 0 <= report["metrics"]["pixel_histogram_tv"] < 1 and (out / "power_spectrum.png").is_file()
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(wrong / "0.png")
+    res = CliRunner().invoke(
+        main, ["evaluate", "--ref", str(tmp_path / "cb" / "data" / "test"), "--gen", str(wrong), "--out", str(out)]
+    )
+    assert res.exit_code != 0 and "image shapes differ" in res.output
+    with pytest.raises(FileNotFoundError, match="no images"):
+        from audiodiff.eval.images import load_images
+
+        load_images(tmp_path / "empty_dir_that_is_missing")
