@@ -316,21 +316,25 @@ def _generate_mels(
     return paths
 
 
-def _write_summary(out, paths, audios, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra) -> None:
-    """The spectrogram grid of the written clips and settings.json."""
-    sr = cfg.data.sample_rate
-    spectrogram_grid(audios, sr, out / "spectrograms.png", [p.stem for p in paths])
-    settings = {
+def _settings(paths, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra) -> dict:
+    """What settings.json records for a generation run."""
+    return {
         "checkpoint": ckpt,
         "step": step,
         "weights": "ema" if use_ema else "raw",
         "sampler": sampler or cfg.sample.sampler,
         "steps": steps or cfg.sample.steps,
         "seeds": seeds,
-        "sample_rate": sr,
         "files": [p.name for p in paths],
         **extra,
     }
+
+
+def _write_summary(out, paths, audios, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra) -> None:
+    """The spectrogram grid of the written clips and settings.json."""
+    spectrogram_grid(audios, cfg.data.sample_rate, out / "spectrograms.png", [p.stem for p in paths])
+    extra = {"sample_rate": cfg.data.sample_rate, **extra}
+    settings = _settings(paths, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra)
     (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 
@@ -351,15 +355,7 @@ def _generate_images(
         all_images.append(images.cpu())
     image_grid(torch.cat(all_images), out / "grid.png")
     labels = class_labels(cfg, seeds, "cpu")
-    settings = {
-        "checkpoint": ckpt,
-        "step": step,
-        "weights": "ema" if use_ema else "raw",
-        "sampler": sampler or cfg.sample.sampler,
-        "steps": steps or cfg.sample.steps,
-        "seeds": seeds,
-        "labels": labels.tolist() if labels is not None else None,
-        "files": [p.name for p in paths],
-    }
+    extra = {"labels": labels.tolist() if labels is not None else None}
+    settings = _settings(paths, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra)
     (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     return paths

@@ -86,3 +86,18 @@ def write_data_dir(directory: Path, utts: list[dict]) -> None:
     for u in utts:
         spk2utt.setdefault(u["spk"], []).append(u["utt"])
     (directory / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(spk2utt.items())))
+
+
+def finish_audio_corpus(out: Path, name: str, items: list[dict]) -> dict:
+    """Audit the items, write data/{train,valid,test} by each item's "split", and <out>/<name>.json."""
+    import json
+
+    good = audit(items, out / "bad_audio.tsv")
+    counts = {}
+    for part in ("train", "valid", "test"):
+        utts = [i for i in good if i["split"] == part]
+        write_data_dir(out / "data" / part, utts)
+        counts[part] = len(utts)
+    summary = {"corpus": name, "utterances": counts, "bad_files": len(items) - len(good)}
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

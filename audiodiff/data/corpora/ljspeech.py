@@ -7,10 +7,9 @@ listed in <out>/bad_audio.tsv and left out); text is the normalized transcript.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from audiodiff.data.corpora.common import audit, extract, fetch, write_data_dir
+from audiodiff.data.corpora.common import extract, fetch, finish_audio_corpus
 
 URL = "https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2"
 SHA256 = "be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5"
@@ -45,12 +44,4 @@ def prepare_ljspeech(out: str | Path, url: str = URL, sha256: str = SHA256, arch
         }
         for r in rows
     ]
-    good = audit(items, out / "bad_audio.tsv")
-    counts = {}
-    for part in ("train", "valid", "test"):
-        utts = [i for i in good if i["split"] == part]
-        write_data_dir(out / "data" / part, utts)
-        counts[part] = len(utts)
-    summary = {"corpus": "ljspeech", "utterances": counts, "bad_files": len(items) - len(good)}
-    (out / "ljspeech.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return finish_audio_corpus(out, "ljspeech", items)

@@ -8,10 +8,9 @@ listed in <out>/bad_audio.tsv and left out) and writes data/{train,valid,test}.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from audiodiff.data.corpora.common import audit, extract, fetch, write_data_dir
+from audiodiff.data.corpora.common import extract, fetch, finish_audio_corpus
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
@@ -49,12 +48,4 @@ def prepare_sc09(out: str | Path, url: str = URL, sha256: str = SHA256, archive:
             )
     if not items:
         raise ValueError(f"sc09: no digit clips found in {tarball}")
-    good = audit(items, out / "bad_audio.tsv")
-    counts = {}
-    for part in ("train", "valid", "test"):
-        utts = [i for i in good if i["split"] == part]
-        write_data_dir(out / "data" / part, utts)
-        counts[part] = len(utts)
-    summary = {"corpus": "sc09", "utterances": counts, "bad_files": len(items) - len(good)}
-    (out / "sc09.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return finish_audio_corpus(out, "sc09", items)
