@@ -28,6 +28,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/losses.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/models.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/sampling.py
+	OMP_NUM_THREADS=2 $(BIN)/python bench/fad.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
