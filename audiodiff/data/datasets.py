@@ -32,6 +32,16 @@ def read_wav_scp(path: str | Path) -> dict[str, str]:
     return entries
 
 
+def crop_or_pad(
+    x: Tensor, length: int, random: bool = True, generator: torch.Generator | None = None, value: float = 0.0
+) -> Tensor:
+    """`length` samples of the last axis: a crop (random from `generator`, or the start) or a pad with `value`."""
+    if x.shape[-1] < length:
+        return torch.nn.functional.pad(x, (0, length - x.shape[-1]), value=value)
+    start = int(torch.randint(0, x.shape[-1] - length + 1, (), generator=generator)) if random else 0
+    return x[..., start : start + length]
+
+
 def list_audio(source: str | Path) -> dict[str, str]:
     """Utterances of a data dir (its wav.scp) or of a folder (audio files, recursively), sorted by id."""
     source = Path(source)
@@ -75,13 +85,7 @@ class AudioClips(Dataset):
         return wav
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        wav = self.audio(index)
-        if wav.shape[0] >= self.segment:
-            start = int(torch.randint(0, wav.shape[0] - self.segment + 1, ())) if self.random_crop else 0
-            clip = wav[start : start + self.segment]
-        else:
-            clip = torch.nn.functional.pad(wav, (0, self.segment - wav.shape[0]))
-        return clip[None], index
+        return crop_or_pad(self.audio(index), self.segment, self.random_crop)[None], index
 
 
 def item_seed(seed: int, position: int) -> int:
@@ -146,13 +150,7 @@ class DiffusionExamples(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
         g = torch.Generator().manual_seed(seed)
-        wav = self.clips.audio(index)
-        seg = self.clips.segment
-        if wav.shape[0] >= seg:
-            start = int(torch.randint(0, wav.shape[0] - seg + 1, (), generator=g))
-            clip = wav[start : start + seg]
-        else:
-            clip = torch.nn.functional.pad(wav, (0, seg - wav.shape[0]))
+        clip = crop_or_pad(self.clips.audio(index), self.clips.segment, generator=g)
         noise = torch.randn(self.noise_shape, generator=g)
         return {
             "audio": clip[None],

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from audiodiff.audio.features import LogMel, mel_config
 from audiodiff.audio.io import load_audio
-from audiodiff.data.datasets import list_audio
+from audiodiff.data.datasets import crop_or_pad, list_audio
 
 
 def dump_features(data_dir: str | Path, preset: str, sample_rate: int) -> int:
@@ -67,12 +66,7 @@ class MelFeatureExamples(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
         g = torch.Generator().manual_seed(seed)
-        feats: Tensor = self.feats[index]
-        if feats.shape[-1] >= self.frames:
-            start = int(torch.randint(0, feats.shape[-1] - self.frames + 1, (), generator=g))
-            crop = feats[:, start : start + self.frames]
-        else:
-            crop = torch.nn.functional.pad(feats, (0, self.frames - feats.shape[-1]), value=self.floor)
+        crop = crop_or_pad(self.feats[index], self.frames, generator=g, value=self.floor)
         return {
             "audio": crop,
             "noise": torch.randn((1, *crop.shape), generator=g),
