@@ -45,9 +45,3 @@ def spectral_ndim(x: Tensor, ndim: str | int) -> int:
     if ndim > x.ndim - 2:
         raise ValueError(f"ndim={ndim} transform needs a (B, C, H, W) input, got shape {tuple(x.shape)}")
     return int(ndim)
-
-
-def reduce_per_example(x: Tensor, reduction: str) -> Tensor:
-    """Reduce every axis but the batch axis. (B, ...) -> (B,)."""
-    flat = x.flatten(1)
-    return flat.sum(1) if reduction == "sum" else flat.mean(1)
