@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audiodiff.audio.features import LogMel, mel_config
+from audiodiff.audio.features import LogMel, display_logmel, mel_config
 from audiodiff.audio.io import load_audio, save_audio
 from audiodiff.config import ExperimentConfig, from_yaml
 from audiodiff.diffusion import DDPM, EDM
@@ -182,7 +182,7 @@ def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    logmel = LogMel(mel_config("speech16k", sample_rate=sample_rate, fmax=min(7600.0, sample_rate / 2 - 1)))
+    logmel = display_logmel(sample_rate)
     n = min(len(audios), 16)
     cols = min(4, n)
     rows = math.ceil(n / cols)

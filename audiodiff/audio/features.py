@@ -160,3 +160,8 @@ def griffin_lim(
         angles = accel / accel.abs().clamp_min(1e-16)
         prev = rebuilt
     return torch.istft(target * angles, cfg.n_fft, cfg.hop, cfg.win_length, win, length=length)
+
+
+def display_logmel(sample_rate: int) -> LogMel:
+    """The log-mel used for spectrogram pictures: speech16k settings, top band kept below Nyquist."""
+    return LogMel(mel_config("speech16k", sample_rate=sample_rate, fmax=min(7600.0, sample_rate / 2 - 1)))

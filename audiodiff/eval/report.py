@@ -19,16 +19,13 @@ def _wav_uri(audio: np.ndarray, sample_rate: int) -> str:
     return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _spectrogram_uri(audio: np.ndarray, sample_rate: int) -> str:
+def _spectrogram_uri(audio: np.ndarray, logmel) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
 
-    from audiodiff.audio.features import LogMel, mel_config
-
-    logmel = LogMel(mel_config("speech16k", sample_rate=sample_rate, fmax=min(7600.0, sample_rate / 2 - 1)))
     feats = logmel(torch.from_numpy(audio)[None].float())[0].numpy()
     fig, ax = plt.subplots(figsize=(3, 1.6))
     ax.imshow(feats, origin="lower", aspect="auto")
@@ -40,7 +37,7 @@ def _spectrogram_uri(audio: np.ndarray, sample_rate: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _column(title: str, paths: list[str], sample_rate: int) -> str:
+def _column(title: str, paths: list[str], sample_rate: int, logmel) -> str:
     cells = []
     for p in paths:
         audio = load_audio(p, sample_rate).numpy()
@@ -48,7 +45,7 @@ def _column(title: str, paths: list[str], sample_rate: int) -> str:
         cells.append(
             f'<div class="clip"><div class="name">{name}</div>'
             f'<audio controls preload="none" src="{_wav_uri(audio, sample_rate)}"></audio>'
-            f'<img alt="log-mel spectrogram of {name}" src="{_spectrogram_uri(audio, sample_rate)}">'
+            f'<img alt="log-mel spectrogram of {name}" src="{_spectrogram_uri(audio, logmel)}">'
             "</div>"
         )
     return f'<div class="column"><h2>{html.escape(title)}</h2>{"".join(cells)}</div>'
@@ -58,6 +55,9 @@ def write_report(
     path: Path, report: dict, ref_paths: list[str], gen_paths: list[str], sample_rate: int = 16000, clips: int = 8
 ) -> None:
     """Write report.html with the metrics and up to `clips` generated and reference clips side by side."""
+    from audiodiff.audio.features import display_logmel
+
+    logmel = display_logmel(sample_rate)  # built once: its filterbank and pseudo-inverse are not free
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in report["metrics"].items())
     embedder = report.get("embedder", {}).get("name", "-")
     body = (
@@ -69,7 +69,7 @@ def write_report(
         f"<h1>audiodiff evaluation</h1><p>generated: {html.escape(report['gen'])} ({report['n_gen']} files); "
         f"reference: {html.escape(report['ref'])} ({report['n_ref']} files); embedder: {html.escape(embedder)}</p>"
         f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
-        f'<div class="columns">{_column("generated", gen_paths[:clips], sample_rate)}'
-        f"{_column('reference', ref_paths[:clips], sample_rate)}</div></body></html>"
+        f'<div class="columns">{_column("generated", gen_paths[:clips], sample_rate, logmel)}'
+        f"{_column('reference', ref_paths[:clips], sample_rate, logmel)}</div></body></html>"
     )
     path.write_text(body)
