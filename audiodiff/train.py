@@ -144,6 +144,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
 
     # ---- data: a global-batch stream, exact to resume and independent of the process count
     images = cfg.data.kind == "images"
+    mel = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
     if images:
         clips = ImageArrays(cfg.data.train)
         if cfg.model.kind != "unet" or list(clips.images.shape[1:]) != list(cfg.data.image_shape):
@@ -156,8 +157,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
         clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
         noise_shape = (1, cfg.data.segment)
         if cfg.model.kind == "unet":  # noise for (1, n_mels, frames) log-mels
-            preset = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
-            noise_shape = (1, preset.n_mels, cfg.data.segment // preset.hop + 1)
+            noise_shape = (1, mel.n_mels, cfg.data.segment // mel.hop + 1)
         examples = DiffusionExamples(clips, noise_shape)
         if cfg.data.features:
             if cfg.model.kind != "unet":
@@ -168,13 +168,11 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
         examples, batch_sampler=stream, num_workers=cfg.data.num_workers, pin_memory=fused
     )
     batches = iter(loader)
-    logmel = None
-    if cfg.model.kind == "unet" and not images:  # mel-spectrogram diffusion: x0 is the normalized log-mel
-        logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)).to(device)
-        if cfg.data.condition != "none":
-            raise ValueError("model.kind=unet models log-mels unconditionally; set data.condition=none")
+    mel_model = cfg.model.kind == "unet" and not images  # mel-spectrogram diffusion: x0 is the normalized log-mel
+    if mel_model and cfg.data.condition != "none":
+        raise ValueError("model.kind=unet models log-mels unconditionally; set data.condition=none")
+    logmel = LogMel(mel).to(device) if mel_model or cfg.data.condition == "mel" else None
     if cfg.data.condition == "mel":
-        logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)).to(device)
         if cfg.model.kind != "diffwave" or cfg.model.diffwave.hop != logmel.config.hop:
             raise ValueError(f"data.condition=mel needs model.kind=diffwave with hop {logmel.config.hop}")
         if cfg.data.segment % logmel.config.hop:
