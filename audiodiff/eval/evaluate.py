@@ -58,9 +58,7 @@ def evaluate(
         from audiodiff.eval.images import evaluate_images
 
         report = evaluate_images(ref, gen, out)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        rows = "".join(f"| {k} | {v:.4g} |\n" for k, v in report["metrics"].items())
-        (out / "metrics.md").write_text(f"Reference: {ref}; generated: {gen}\n\n| metric | value |\n|---|---:|\n{rows}")
+        _write_metrics(out, report, f"Reference: {ref}; generated: {gen}")
         return report
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
     report: dict = {"ref": str(ref), "gen": str(gen), "n_ref": len(ref_paths), "n_gen": len(gen_paths), "metrics": {}}
@@ -114,14 +112,20 @@ def evaluate(
         spec_ref, spec_gen = mean_log_spectrum(ref_paths, sr), mean_log_spectrum(gen_paths, sr)
         report["metrics"]["mean_spectrum_db_l1"] = float(np.abs(spec_ref - spec_gen).mean())
         _plot_spectra(spec_ref, spec_gen, sr, out / "mean_spectrum.png")
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_report(out / "report.html", report, ref_paths, gen_paths)
-    rows = [f"| {k} | {v:.4g} |" for k, v in report["metrics"].items()]
-    (out / "metrics.md").write_text(
-        f"Reference: {ref} ({len(ref_paths)} files); generated: {gen} ({len(gen_paths)} files); "
-        f"embedder: {embedder}\n\n| metric | value |\n|---|---:|\n" + "\n".join(rows) + "\n"
+    _write_metrics(
+        out,
+        report,
+        f"Reference: {ref} ({len(ref_paths)} files); generated: {gen} ({len(gen_paths)} files); embedder: {embedder}",
     )
+    write_report(out / "report.html", report, ref_paths, gen_paths)
     return report
+
+
+def _write_metrics(out: Path, report: dict, header: str) -> None:
+    """metrics.json (the whole report) and metrics.md (a header line and the metrics table)."""
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = "".join(f"| {k} | {v:.4g} |\n" for k, v in report["metrics"].items())
+    (out / "metrics.md").write_text(f"{header}\n\n| metric | value |\n|---|---:|\n{rows}")
 
 
 def _plot_spectra(ref: np.ndarray, gen: np.ndarray, sample_rate: int, path: Path) -> None:
