@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check audiodiff tests bench examples
-	$(BIN)/ruff format --check audiodiff tests bench examples
+	$(BIN)/ruff check audiodiff tests bench examples recipes
+	$(BIN)/ruff format --check audiodiff tests bench examples recipes
 
 test: lint
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -102,9 +102,15 @@ def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dr
     default=None,
     help="Mel models: a mel-conditioned DiffWave checkpoint (default: Griffin-Lim).",
 )
+@click.option(
+    "--seconds",
+    type=float,
+    default=None,
+    help="Clip length of unconditional waveform models (default: the training crop).",
+)
 @click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available).")
-def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, raw, device) -> None:
+def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, seconds, raw, device) -> None:
     """Generate audio files from a checkpoint.
 
     \b
@@ -119,7 +125,17 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, r
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         paths = run_generate(
-            ckpt, out, parse_seeds(seeds), sampler, steps, batch_size, mels_from, device, not raw, vocoder=vocoder
+            ckpt,
+            out,
+            parse_seeds(seeds),
+            sampler,
+            steps,
+            batch_size,
+            mels_from,
+            device,
+            not raw,
+            vocoder=vocoder,
+            seconds=seconds,
         )
     except (FileNotFoundError, ValueError) as err:
         _fail(err)
@@ -134,14 +150,21 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, r
     "--metrics",
     default="fad,fad_inf,kad,ndb,mean_spectrum",
     show_default=True,
-    help="Any of fad, fad_inf, kad, ndb, mean_spectrum, and for vocoders mrstft, lsd.",
+    help="Any of fad, fad_inf, kad, ndb, mean_spectrum, and for vocoders mrstft, lsd "
+    "(classifier scores are added by --classifier).",
 )
 @click.option("--embedder", default="ge2e", show_default=True, help="ge2e (offline, resemblyzer weights) or melstats.")
 @click.option(
     "--cache", type=click.Path(), default=None, help="Embedding cache (default ~/.cache/audiodiff/embeddings)."
 )
+@click.option(
+    "--classifier",
+    type=click.Path(),
+    default=None,
+    help="A classifier dir (audiodiff train-classifier): adds classifier-FID, IS, mIS, AM.",
+)
 @click.option("--device", default="cpu")
-def evaluate(ref, gen, out, metrics, embedder, cache, device) -> None:
+def evaluate(ref, gen, out, metrics, embedder, cache, classifier, device) -> None:
     """Compare generated audio with a reference set (FAD, FAD-inf, KAD, mean spectrum).
 
     \b
@@ -151,12 +174,51 @@ def evaluate(ref, gen, out, metrics, embedder, cache, device) -> None:
     from audiodiff.eval.evaluate import evaluate as run_evaluate
 
     try:
-        report = run_evaluate(ref, gen, out, [m.strip() for m in metrics.split(",")], embedder, cache, device)
+        report = run_evaluate(
+            ref, gen, out, [m.strip() for m in metrics.split(",")], embedder, cache, device, classifier=classifier
+        )
     except (FileNotFoundError, ValueError) as err:
         _fail(err)
     for name, value in report["metrics"].items():
         click.echo(f"{name:>22s}  {value:.4f}")
     click.echo(f"wrote {out}/metrics.json")
+
+
+@main.command("train-classifier")
+@click.option("--train", "train_dir", required=True, type=click.Path(), help="Labelled split (data dir or images.npy).")
+@click.option("--valid", required=True, type=click.Path(), help="Split for model selection (best accuracy).")
+@click.option("--test", type=click.Path(), default=None, help="Split whose accuracy is reported.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the classifier.")
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--sample-rate", type=int, default=16000, show_default=True, help="Audio: the classifier's rate.")
+@click.option("--seconds", type=float, default=1.0, show_default=True, help="Audio: input length (crop/pad).")
+def train_classifier(train_dir, valid, test, out, epochs, batch_size, lr, seed, sample_rate, seconds) -> None:
+    """Train the evaluation classifier (log-mel CNN for audio, CNN for images) on a labelled split.
+
+    Labels come from utt2label (or text) of a Kaldi data dir, or labels.npy beside images.npy.
+    The weights with the best validation accuracy are kept; `evaluate --classifier DIR` then
+    reports classifier-FID, IS, modified IS and AM score.
+
+    \b
+    Example:
+      audiodiff train-classifier --train data/digits/data/train --valid data/digits/data/valid \\
+          --test data/digits/data/test --out data/digits/classifier
+    """
+    from audiodiff.eval.classifier import ClassifierConfig
+    from audiodiff.eval.classifier import train_classifier as run_train
+
+    if epochs < 1 or seconds <= 0:
+        _fail(ValueError(f"--epochs must be >= 1 and --seconds > 0 (got {epochs}, {seconds})"))
+    config = ClassifierConfig(sample_rate=sample_rate, samples=int(round(seconds * sample_rate)))
+    try:
+        info = run_train(train_dir, valid, out, test, epochs, batch_size, lr, seed, config, log=click.echo)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    acc = f", test accuracy {info['test_accuracy']:.4f}" if "test_accuracy" in info else ""
+    click.echo(f"wrote {out}: valid accuracy {info['valid_accuracy']:.4f}{acc}")
 
 
 @main.command("dump-features")

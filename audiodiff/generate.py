@@ -209,8 +209,13 @@ def generate(
     use_ema: bool = True,
     progress: bool = True,
     vocoder: str | Path | None = None,
+    seconds: float | None = None,
 ) -> list[Path]:
     """Write <seed>.wav per seed (or <utt>.wav per input when vocoding), a grid PNG and settings.json.
+
+    `seconds` sets the clip length of unconditional waveform models (default: the training crop,
+    data.segment); the network is fully convolutional, so a model trained on short crops can
+    generate longer clips.
 
     Mel-spectrogram (UNet) models are turned into audio by `vocoder` (a mel-conditioned DiffWave
     checkpoint with the same mel settings) when given, else by Griffin-Lim.
@@ -221,6 +226,12 @@ def generate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sr, seg = cfg.data.sample_rate, cfg.data.segment
+    if seconds is not None:
+        if seconds <= 0:
+            raise ValueError(f"generate: seconds must be > 0, got {seconds}")
+        if cfg.data.kind == "images" or cfg.model.kind == "unet" or cfg.data.condition == "mel":
+            raise ValueError("generate: --seconds applies to unconditional waveform models only")
+        seg = int(round(seconds * sr))
     jobs: list[tuple[str, int, Tensor | None]] = []
     if cfg.data.kind == "images":
         return _generate_images(

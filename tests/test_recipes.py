@@ -31,10 +31,10 @@ def run_recipe(tmp_path, *args):
 @pytest.mark.parametrize(
     "stages,expected",
     [
-        (("1", "4"), ["prepare", "train", "generate", "evaluate"]),
-        (("2", "2"), ["train"]),
-        (("2", "3"), ["train", "generate"]),
-        (("3", "3"), ["generate"]),
+        (("1", "5"), ["prepare", "train-classifier", "train", "generate", "evaluate"]),
+        (("3", "3"), ["train"]),
+        (("3", "4"), ["train", "generate"]),
+        (("4", "4"), ["generate"]),
     ],
 )
 def test_stage_gating_runs_exactly_the_chosen_stages(tmp_path, stages, expected):
@@ -46,7 +46,7 @@ def test_stage_gating_runs_exactly_the_chosen_stages(tmp_path, stages, expected)
 
 def test_options_reach_the_commands_and_ngpu_uses_torchrun(tmp_path):
     done, calls = run_recipe(
-        tmp_path, "--stage", "2", "--stop_stage", "2", "--tag", "amp7", "--ngpu", "2", "--conf", "conf/amp.yaml"
+        tmp_path, "--stage", "3", "--stop_stage", "3", "--tag", "amp7", "--ngpu", "2", "--conf", "conf/amp.yaml"
     )
     assert done.returncode == 0, done.stderr
     assert calls[0].startswith("torchrun --nproc_per_node 2 -m audiodiff.cli train conf/amp.yaml")
@@ -82,6 +82,8 @@ def test_digits_recipe_end_to_end_tiny(tmp_path):
         "3",
         "--seeds",
         "0-1",
+        "--clf_epochs",
+        "1",
         "--log_dir",
         str(tmp_path / "log"),
     ]
@@ -91,6 +93,7 @@ def test_digits_recipe_end_to_end_tiny(tmp_path):
     assert sorted(p.name for p in gen.iterdir()) == ["0.wav", "1.wav", "settings.json", "spectrograms.png"]
     report = json.loads((tmp_path / "exp" / "demo" / "eval" / "metrics.json").read_text())
     assert report["n_gen"] == 2 and report["metrics"]["fad"] >= 0 and "kad" in report["metrics"]
+    assert report["metrics"]["inception_score"] >= 1 and report["classifier"]["labels"][:2] == ["0", "1"]
     assert (tmp_path / "data" / "data" / "test" / "wav.scp").is_file()
 
 
@@ -103,9 +106,16 @@ def test_every_recipe_config_resolves(conf):
 
 
 @pytest.mark.parametrize(
-    "recipe,stages", [("sc09", 4), ("ljspeech", 4), ("mnist", 4), ("checkerboard", 4), ("cifar10", 4)]
+    "recipe,expected",
+    [
+        ("sc09", ["train-classifier", "train", "generate", "evaluate"]),
+        ("ljspeech", ["train", "generate", "evaluate"]),
+        ("mnist", ["train-classifier", "train", "generate", "evaluate"]),
+        ("checkerboard", ["train-classifier", "train", "generate", "evaluate"]),
+        ("cifar10", ["train-classifier", "train", "generate", "evaluate"]),
+    ],
 )
-def test_other_recipes_gate_their_stages(tmp_path, recipe, stages):
+def test_other_recipes_gate_their_stages(tmp_path, recipe, expected):
     fake = tmp_path / "bin"
     fake.mkdir()
     calls = tmp_path / "calls.txt"
@@ -118,10 +128,10 @@ def test_other_recipes_gate_their_stages(tmp_path, recipe, stages):
         "--stage",
         "2",
         "--stop_stage",
-        "4",
+        "5",
         "--log_dir",
         str(tmp_path / "log"),
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert [c.split()[1] for c in calls.read_text().splitlines()] == ["train", "generate", "evaluate"][: stages - 1]
+    assert [c.split()[1] for c in calls.read_text().splitlines()] == expected

@@ -16,7 +16,7 @@ from audiodiff.eval.fad import fad, fad_inf, kernel_distance
 from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb
 from audiodiff.eval.report import write_report
 
-METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd")
+METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "classifier")
 EMBEDDING_METRICS = {"fad", "fad_inf", "kad", "ndb"}
 PAIRED = {"mrstft", "lsd"}  # vocoding: generated and reference files matched by name
 
@@ -47,17 +47,26 @@ def evaluate(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = False,
+    classifier: str | Path | None = None,
 ) -> dict:
-    """Compare the audio under `gen` with `ref` (data dirs or folders); write metrics.json/.md and plots."""
+    """Compare the audio under `gen` with `ref` (data dirs or folders); write metrics.json/.md and plots.
+
+    With `classifier` (a directory from `audiodiff train-classifier`), the "classifier" metrics
+    (classifier-FID, IS, mIS, AM) are added; `metrics` may name "classifier" only then.
+    """
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
+    if "classifier" in metrics and not classifier:
+        raise ValueError("metric 'classifier' needs --classifier DIR (from `audiodiff train-classifier`)")
+    if classifier and "classifier" not in metrics:
+        metrics = (*metrics, "classifier")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (Path(ref) / "images.npy").is_file():  # the image path: spectra and pixel statistics
         from audiodiff.eval.images import evaluate_images
 
-        report = evaluate_images(ref, gen, out)
+        report = evaluate_images(ref, gen, out, classifier=classifier, device=device)
         _write_metrics(out, report, f"Reference: {ref}; generated: {gen}")
         return report
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
@@ -96,6 +105,22 @@ def evaluate(
             result = ndb(e_ref, e_gen, bins=min(50, max(2, len(e_ref) // 10)))
             report["metrics"]["ndb_k"] = result["ndb_k"]
             report["ndb_bins"] = result["bins"]
+    if "classifier" in metrics:
+        from audiodiff.eval.classifier import ClassifierEmbedder, classifier_scores
+
+        clf = ClassifierEmbedder(classifier, device)
+        cache = cache_dir or default_cache()
+        f_ref, _ = embed_files(ref_paths, clf, cache, progress=progress)
+        f_gen, _ = embed_files(gen_paths, clf, cache, progress=progress)
+        scores = classifier_scores(clf.model, f_ref, f_gen)
+        report["gen_class_histogram"] = scores.pop("gen_class_histogram")
+        report["metrics"].update(scores)
+        report["classifier"] = {
+            "path": str(classifier),
+            "labels": clf.model.config.labels,
+            "test_accuracy": clf.meta.get("test_accuracy"),
+            "weights_sha1": clf.meta["weights_sha1"],
+        }
     if PAIRED & set(metrics):
         ref_by_name = {Path(p).stem: p for p in ref_paths}
         pairs = [(ref_by_name[Path(p).stem], p) for p in gen_paths if Path(p).stem in ref_by_name]

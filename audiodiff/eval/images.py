@@ -54,8 +54,11 @@ def pixel_histogram_distance(real: np.ndarray, generated: np.ndarray) -> float:
     return float(0.5 * np.abs(hr - hg).sum())
 
 
-def evaluate_images(ref: str | Path, gen: str | Path, out: Path) -> dict:
-    """Power-spectrum and pixel-histogram distances, and the power-spectrum plot."""
+def evaluate_images(
+    ref: str | Path, gen: str | Path, out: Path, classifier: str | Path | None = None, device: str = "cpu"
+) -> dict:
+    """Power-spectrum and pixel-histogram distances, the power-spectrum plot, and with a trained
+    image classifier (`audiodiff train-classifier`) classifier-FID, IS, mIS and AM."""
     real, fake = load_images(ref), load_images(gen)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")
@@ -70,6 +73,18 @@ def evaluate_images(ref: str | Path, gen: str | Path, out: Path) -> dict:
             "pixel_histogram_tv": pixel_histogram_distance(real, fake),
         },
     }
+    if classifier:
+        from audiodiff.eval.classifier import classifier_scores, image_features, load_classifier
+
+        model, meta = load_classifier(classifier, device)
+        scores = classifier_scores(model, image_features(model, real), image_features(model, fake))
+        report["gen_class_histogram"] = scores.pop("gen_class_histogram")
+        report["metrics"].update(scores)
+        report["classifier"] = {
+            "path": str(classifier),
+            "test_accuracy": meta.get("test_accuracy"),
+            "weights_sha1": meta["weights_sha1"],
+        }
     import matplotlib
 
     matplotlib.use("Agg")

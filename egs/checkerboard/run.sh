@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # checkerboard images through the shared loss core (2-D transforms).
-# Stages: 1 prepare (offline), 2 train, 3 generate PNGs, 4 evaluate (power spectrum, pixel histogram).
-#   ./run.sh --stage 2 --conf conf/baseline.yaml --tag base
+# Stages: 1 prepare (offline), 2 evaluation square-size classifier, 3 train,
+# 4 generate PNGs, 5 evaluate (power spectrum, pixel histogram).
+#   ./run.sh --stage 3 --conf conf/baseline.yaml --tag base
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1
-stop_stage=4
+stop_stage=5
 ngpu=0
 tag=baseline
 conf=conf/baseline.yaml
 data=data/checkerboard
 exp=exp
 seeds=0-63
+clf_epochs=20
 log_dir=log
 . ../../recipes/common.sh
 
@@ -22,19 +24,30 @@ if stage_enabled 1; then
 fi
 
 if stage_enabled 2; then
-    log "stage 2: train $conf as $exp/$tag"
-    "${launcher[@]}" train "$conf" --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+    if [ -f "$data/classifier/classifier.json" ]; then
+        log "stage 2: $data/classifier exists, kept"
+    else
+        log "stage 2: train the evaluation square-size classifier ($clf_epochs epochs) into $data/classifier"
+        audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" --test "$data/data/test" \
+            --out "$data/classifier" --epochs "$clf_epochs"
+    fi
 fi
 
 if stage_enabled 3; then
-    log "stage 3: generate seeds $seeds from $exp/$tag"
+    log "stage 3: train $conf as $exp/$tag"
+    "${launcher[@]}" train "$conf" --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+fi
+
+if stage_enabled 4; then
+    log "stage 4: generate seeds $seeds from $exp/$tag"
     audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
 fi
 
 
-if stage_enabled 4; then
-    log "stage 4: evaluate $exp/$tag/generated against the test images"
-    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval"
+if stage_enabled 5; then
+    log "stage 5: evaluate $exp/$tag/generated against the test images"
+    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
+        --classifier "$data/classifier"
 fi
 
 log "done: stages $stage..$stop_stage"

@@ -1,0 +1,275 @@
+#!/usr/bin/env python
+"""Run a regularizer ablation grid (variants x lambdas x seeds) and tabulate mean and spread.
+
+    python ../../recipes/ablate.py ablation.yaml [--workers 2] [--stage train|generate|evaluate|report]
+
+The grid file (YAML, paths relative to it):
+
+    config: conf/ablation.yaml           # the shared base config (model, diffusion, data, budget)
+    train_data: data/digits/data/train
+    ref: data/digits/data/test           # evaluation reference (the unseen-voice test split)
+    out: exp/ablation                    # one run directory per (variant, lambda, seed)
+    seeds: [0, 1, 2]                     # train.seed of each repetition
+    generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options
+    evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
+    report: [fad, kad, ndb, mean_spectrum_db]            # metrics.json keys, in table order
+    variants:
+      - {name: baseline}
+      - {name: amp, loss: ../../configs/loss/amp.yaml, lams: [1.0e-5, 1.0e-4, 1.0e-3]}
+      - {name: amp_w, loss: ..., lams: [...], overrides: [regularizer.weighting=weighted]}
+
+Each run gets a composed config `<out>/<variant>_lam<lambda>/seed<k>/run.yaml` (base + loss file +
+lambda + seed), so any single cell can be re-run by hand with `audiodiff train`. Finished stages
+are skipped (a run is trained when its final checkpoint exists, generated when generated/settings.json
+exists, evaluated when eval/metrics.json exists), so an interrupted grid resumes where it stopped;
+`--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
+The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
+training budget (steps, wall seconds per run), the machine and the commit.
+Worker processes run with OMP_NUM_THREADS=1 each, so `--workers` should not exceed the core count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+STAGES = ("train", "generate", "evaluate", "report")
+
+
+def _fmt_lam(lam: float) -> str:
+    return f"{lam:g}"
+
+
+def load_grid(path: Path) -> dict:
+    grid = yaml.safe_load(path.read_text())
+    for key in ("config", "train_data", "ref", "out", "seeds", "variants"):
+        if key not in grid:
+            raise SystemExit(f"{path}: missing key '{key}'")
+    root = path.parent.resolve()
+    grid["root"] = root
+    for key in ("config", "train_data", "ref", "out"):
+        grid[key] = (root / grid[key]).resolve()
+    names = [v["name"] for v in grid["variants"]]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"{path}: variant names repeat: {names}")
+    return grid
+
+
+def cells(grid: dict) -> list[dict]:
+    """One dict per run: variant, lambda, seed, run directory, composed config text."""
+    out = []
+    for v in grid["variants"]:
+        lams = v.get("lams", [0.0]) if v.get("loss") else [0.0]
+        for lam in lams:
+            group = v["name"] if not v.get("loss") else f"{v['name']}_lam{_fmt_lam(lam)}"
+            for seed in grid["seeds"]:
+                run = grid["out"] / group / f"seed{seed}"
+                defaults = [str(grid["config"])]
+                if v.get("loss"):
+                    defaults.append(str((grid["root"] / v["loss"]).resolve()))
+                body = {"defaults": defaults, "train": {"seed": int(seed)}}
+                if v.get("loss"):
+                    body["regularizer"] = {"lam": float(lam)}
+                out.append(
+                    {
+                        "variant": v["name"],
+                        "lam": float(lam),
+                        "group": group,
+                        "seed": int(seed),
+                        "run": run,
+                        "config": yaml.safe_dump(body, sort_keys=False),
+                        "overrides": list(v.get("overrides", [])),
+                    }
+                )
+    return out
+
+
+def _sh(cmd: list[str], log: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with log.open("a") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); see {log}")
+
+
+def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict:
+    run: Path = cell["run"]
+    run.mkdir(parents=True, exist_ok=True)
+    log = run / "ablate.log"
+    cfg_path = run / "run.yaml"
+    cfg_path.write_text(cell["config"])
+    timing_path = run / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    cli = [sys.executable, "-m", "audiodiff.cli"]
+    if "train" in stages and not timing.get("train_done"):
+        t0 = time.perf_counter()
+        _sh(
+            [
+                *cli,
+                "train",
+                str(cfg_path),
+                "--force",
+                "--no-progress",
+                f"name={run.name}",
+                f"exp_dir={run.parent}",
+                f"data.train={grid['train_data']}",
+                *cell["overrides"],
+            ],
+            log,
+        )
+        timing.update(train_s=round(time.perf_counter() - t0, 1), train_done=True)
+        timing_path.write_text(json.dumps(timing))
+    gen = run / "generated"
+    if "generate" in stages and not (gen / "settings.json").exists():
+        t0 = time.perf_counter()
+        _sh(
+            [*cli, "generate", "--ckpt", str(run), "--out", str(gen), "--device", "cpu", *grid.get("generate", [])], log
+        )
+        timing["generate_s"] = round(time.perf_counter() - t0, 1)
+        timing_path.write_text(json.dumps(timing))
+    ev = run / "eval"
+    if "evaluate" in stages and (force_eval or not (ev / "metrics.json").exists()):
+        _sh(
+            [
+                *cli,
+                "evaluate",
+                "--ref",
+                str(grid["ref"]),
+                "--gen",
+                str(gen),
+                "--out",
+                str(ev),
+                "--device",
+                "cpu",
+                *grid.get("evaluate", []),
+            ],
+            log,
+        )
+    return cell
+
+
+def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
+    flat = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[f"{prefix}{k}"] = float(v)
+    return flat
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def report(grid: dict, all_cells: list[dict]) -> dict:
+    keys = grid.get("report") or []
+    groups: dict[str, dict] = {}
+    for c in all_cells:
+        mpath = c["run"] / "eval" / "metrics.json"
+        if not mpath.exists():
+            continue
+        flat = _flatten(json.loads(mpath.read_text()))
+        tpath = c["run"] / "timing.json"
+        timing = json.loads(tpath.read_text()) if tpath.exists() else {}
+        g = groups.setdefault(c["group"], {"variant": c["variant"], "lam": c["lam"], "seeds": [], "values": {}})
+        g["seeds"].append(c["seed"])
+        g.setdefault("train_s", []).append(timing.get("train_s"))
+        for k in keys:
+            if k in flat:
+                g["values"].setdefault(k, []).append(flat[k])
+    rows = []
+    for name, g in groups.items():
+        row = {"group": name, "variant": g["variant"], "lam": g["lam"], "seeds": g["seeds"]}
+        for k, vals in g["values"].items():
+            row[k] = {
+                "mean": statistics.fmean(vals),
+                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "values": vals,
+            }
+        times = [t for t in g["train_s"] if t is not None]
+        row["train_s_mean"] = statistics.fmean(times) if times else None
+        rows.append(row)
+    base_cfg = yaml.safe_load(all_cells[0]["run"].joinpath("config.yaml").read_text()) if all_cells else {}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=grid["root"])
+    result = {
+        "grid": str(grid["root"]),
+        "commit": commit.stdout.strip(),
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, 1 thread per run",
+        "steps": (base_cfg.get("train") or {}).get("steps"),
+        "batch_size": (base_cfg.get("train") or {}).get("batch_size"),
+        "metrics": keys,
+        "rows": rows,
+    }
+    out = grid["out"]
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
+        f"{result['machine']}; mean +- std over seeds",
+        "",
+        "| variant | lambda | seeds | " + " | ".join(keys) + " | train s/run |",
+        "|---|---:|---:|" + "---:|" * len(keys) + "---:|",
+    ]
+    for r in rows:
+        cols = [f"{r[k]['mean']:.4g} +- {r[k]['std']:.2g}" if k in r else "-" for k in keys]
+        t = f"{r['train_s_mean']:.0f}" if r["train_s_mean"] else "-"
+        lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"
+        lines.append(f"| {r['variant']} | {lam} | {len(r['seeds'])} | " + " | ".join(cols) + f" | {t} |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grid", type=Path)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--stage", choices=STAGES, default=None, help="Run only this stage (default: all).")
+    ap.add_argument("--force-eval", action="store_true", help="Re-evaluate runs that already have metrics.")
+    ap.add_argument("--only", default="", help="Comma-separated variant names to run (default: all).")
+    args = ap.parse_args()
+    grid = load_grid(args.grid)
+    all_cells = cells(grid)
+    todo = [c for c in all_cells if not args.only or c["variant"] in args.only.split(",")]
+    stages = set(STAGES) if args.stage is None else {args.stage}
+    if stages - {"report"}:
+        t0 = time.perf_counter()
+        failures = []
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            futures = [pool.submit(run_cell, c, grid, stages, args.force_eval) for c in todo]
+            for i, fut in enumerate(futures):
+                try:
+                    c = fut.result()
+                    print(
+                        f"[{i + 1}/{len(todo)}] {c['group']} seed {c['seed']} done ({time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
+                except RuntimeError as err:
+                    failures.append(str(err))
+                    print(f"[{i + 1}/{len(todo)}] FAILED: {err}", flush=True)
+        if failures:
+            raise SystemExit(f"{len(failures)} run(s) failed; first: {failures[0]}")
+    res = report(grid, all_cells)
+    print((grid["out"] / "results.md").read_text())
+    print(f"wrote {grid['out'] / 'results.json'} ({len(res['rows'])} rows)")
+
+
+if __name__ == "__main__":
+    main()
