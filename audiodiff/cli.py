@@ -153,7 +153,18 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, s
     help="Any of fad, fad_inf, kad, ndb, mean_spectrum, and for vocoders mrstft, lsd "
     "(classifier scores are added by --classifier).",
 )
-@click.option("--embedder", default="ge2e", show_default=True, help="ge2e (offline, resemblyzer weights) or melstats.")
+@click.option(
+    "--embedder",
+    default="ge2e",
+    show_default=True,
+    help="ge2e (offline, resemblyzer weights), melstats (no weights), vggish, pann, encodec, clap.",
+)
+@click.option(
+    "--embedder-weights",
+    type=click.Path(),
+    default=None,
+    help="The embedder's weights file (CLAP: a model dir) instead of the cache ($AUDIODIFF_WEIGHTS).",
+)
 @click.option(
     "--cache", type=click.Path(), default=None, help="Embedding cache (default ~/.cache/audiodiff/embeddings)."
 )
@@ -164,7 +175,7 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, s
     help="A classifier dir (audiodiff train-classifier): adds classifier-FID, IS, mIS, AM.",
 )
 @click.option("--device", default="cpu")
-def evaluate(ref, gen, out, metrics, embedder, cache, classifier, device) -> None:
+def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifier, device) -> None:
     """Compare generated audio with a reference set (FAD, FAD-inf, KAD, mean spectrum).
 
     \b
@@ -175,9 +186,17 @@ def evaluate(ref, gen, out, metrics, embedder, cache, classifier, device) -> Non
 
     try:
         report = run_evaluate(
-            ref, gen, out, [m.strip() for m in metrics.split(",")], embedder, cache, device, classifier=classifier
+            ref,
+            gen,
+            out,
+            [m.strip() for m in metrics.split(",")],
+            embedder,
+            cache,
+            device,
+            classifier=classifier,
+            embedder_weights=embedder_weights,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ImportError) as err:
         _fail(err)
     for name, value in report["metrics"].items():
         click.echo(f"{name:>22s}  {value:.4f}")

@@ -9,6 +9,8 @@ Registry `EMBEDDERS`:
   embedded whole (no VAD, no 1.6 s partials), after resemblyzer's volume normalisation to -30 dBFS.
 - "melstats": no weights at all: mean and standard deviation of 64 log-mel bands (128-d). A
   spectral-statistics baseline, not a perceptual embedding.
+- "vggish", "pann", "encodec", "clap": the embeddings behind published FAD numbers, with weights
+  from a path, the cache or the official URL (see `audiodiff.eval.pretrained`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 
 from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import mel_filterbank
+from audiodiff.eval.pretrained import ClapEmbedder, EncodecEmbedder, PANNEmbedder, VGGishEmbedder
 
 
 def resemblyzer_weights() -> Path:
@@ -90,7 +93,9 @@ class GE2EEmbedder:
 class MelStatsEmbedder:
     name, version, sample_rate, dim = "melstats", "1", 16000, 128
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        if weights:
+            raise ValueError("embedder 'melstats' has no weights; drop --embedder-weights")
         self.window = torch.hann_window(512)
         self.fb = mel_filterbank(16000, 512, 64, 20.0, 7600.0)
 
@@ -104,13 +109,21 @@ class MelStatsEmbedder:
         return np.stack(out)
 
 
-EMBEDDERS = {"ge2e": GE2EEmbedder, "melstats": MelStatsEmbedder}
+EMBEDDERS = {
+    "ge2e": GE2EEmbedder,
+    "melstats": MelStatsEmbedder,
+    "vggish": VGGishEmbedder,
+    "pann": PANNEmbedder,
+    "encodec": EncodecEmbedder,
+    "clap": ClapEmbedder,
+}
 
 
-def build_embedder(name: str, device: str = "cpu"):
+def build_embedder(name: str, device: str = "cpu", weights: str | Path | None = None):
+    """An embedder by registry name; `weights` overrides where its weights file (or CLAP dir) is."""
     if name not in EMBEDDERS:
         raise ValueError(f"unknown embedder {name!r}; choose one of {sorted(EMBEDDERS)}")
-    return EMBEDDERS[name](device=device)
+    return EMBEDDERS[name](weights=weights, device=device)
 
 
 def file_digest(path: str | Path) -> str:

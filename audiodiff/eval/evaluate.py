@@ -48,6 +48,7 @@ def evaluate(
     device: str = "cpu",
     progress: bool = False,
     classifier: str | Path | None = None,
+    embedder_weights: str | Path | None = None,
 ) -> dict:
     """Compare the audio under `gen` with `ref` (data dirs or folders); write metrics.json/.md and plots.
 
@@ -72,7 +73,7 @@ def evaluate(
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
     report: dict = {"ref": str(ref), "gen": str(gen), "n_ref": len(ref_paths), "n_gen": len(gen_paths), "metrics": {}}
     if EMBEDDING_METRICS & set(metrics):
-        model = build_embedder(embedder, device)
+        model = build_embedder(embedder, device, embedder_weights)
         cache = cache_dir or default_cache()
         e_ref, info_ref = embed_files(ref_paths, model, cache, progress=progress)
         e_gen, info_gen = embed_files(gen_paths, model, cache, progress=progress)
