@@ -150,7 +150,7 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, s
     "--metrics",
     default="fad,fad_inf,kad,ndb,mean_spectrum",
     show_default=True,
-    help="Any of fad, fad_inf, kad, ndb, mean_spectrum, and for vocoders mrstft, lsd "
+    help="Any of fad, fad_inf, kad, ndb, mean_spectrum, for vocoders mrstft, lsd, pesq, for images inception_fid "
     "(classifier scores are added by --classifier).",
 )
 @click.option(

@@ -13,12 +13,12 @@ from audiodiff.audio.io import load_audio
 from audiodiff.data.datasets import list_audio
 from audiodiff.eval.embeddings import build_embedder, embed_files
 from audiodiff.eval.fad import fad, fad_inf, kernel_distance
-from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb
+from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb, pesq_wb
 from audiodiff.eval.report import write_report
 
-METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "classifier")
+METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq", "classifier", "inception_fid")
 EMBEDDING_METRICS = {"fad", "fad_inf", "kad", "ndb"}
-PAIRED = {"mrstft", "lsd"}  # vocoding: generated and reference files matched by name
+PAIRED = {"mrstft", "lsd", "pesq"}  # vocoding: generated and reference files matched by name
 
 
 def default_cache() -> Path:
@@ -67,7 +67,15 @@ def evaluate(
     if (Path(ref) / "images.npy").is_file():  # the image path: spectra and pixel statistics
         from audiodiff.eval.images import evaluate_images
 
-        report = evaluate_images(ref, gen, out, classifier=classifier, device=device)
+        report = evaluate_images(
+            ref,
+            gen,
+            out,
+            classifier=classifier,
+            device=device,
+            inception="inception_fid" in metrics,
+            inception_weights=embedder_weights,
+        )
         _write_metrics(out, report, f"Reference: {ref}; generated: {gen}")
         return report
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
@@ -126,13 +134,19 @@ def evaluate(
         ref_by_name = {Path(p).stem: p for p in ref_paths}
         pairs = [(ref_by_name[Path(p).stem], p) for p in gen_paths if Path(p).stem in ref_by_name]
         if not pairs:
-            raise ValueError("mrstft/lsd compare generated and reference files of the same name; none match")
+            raise ValueError("mrstft/lsd/pesq compare generated and reference files of the same name; none match")
         loaded = [(load_audio(r, 16000), load_audio(g, 16000)) for r, g in pairs]
         report["n_pairs"] = len(pairs)
         if "mrstft" in metrics:
             report["metrics"]["mrstft"] = float(np.mean([mrstft_distance(r, g) for r, g in loaded]))
         if "lsd" in metrics:
             report["metrics"]["lsd_db"] = float(np.mean([log_spectral_distance(r, g) for r, g in loaded]))
+        if "pesq" in metrics:
+            scores = [pesq_wb(r, g) for r, g in loaded]
+            valid = [s for s in scores if s is not None]
+            report["pesq_pairs_without_speech"] = len(scores) - len(valid)
+            if valid:
+                report["metrics"]["pesq_wb"] = float(np.mean(valid))
     if "mean_spectrum" in metrics:
         sr = 16000
         spec_ref, spec_gen = mean_log_spectrum(ref_paths, sr), mean_log_spectrum(gen_paths, sr)

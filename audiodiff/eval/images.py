@@ -54,11 +54,53 @@ def pixel_histogram_distance(real: np.ndarray, generated: np.ndarray) -> float:
     return float(0.5 * np.abs(hr - hg).sum())
 
 
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def inception_fid(real: np.ndarray, generated: np.ndarray, weights: str | Path | None = None, device="cpu") -> float:
+    """FID with torchmetrics' Inception-v3 (torch-fidelity's port of the TF FID network), 2048-d pool features.
+
+    Grey images are repeated to 3 channels. Weights come from `weights`, else the torch hub cache
+    (downloaded there by torch-fidelity when online).
+    """
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except (ImportError, ModuleNotFoundError):
+        raise ImportError("metric 'inception_fid' needs torchmetrics: pip install 'torchmetrics[image]'") from None
+    import torch
+
+    kwargs = {"feature_extractor_weights_path": str(weights)} if weights else {}
+    try:
+        fid = FrechetInceptionDistance(feature=2048, **kwargs).to(device)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise FileNotFoundError(
+            f"metric 'inception_fid': cannot load the Inception weights ({str(err).splitlines()[0][:120]}); put "
+            f"{INCEPTION_FILE} in ~/.cache/torch/hub/checkpoints or pass --embedder-weights PATH"
+        ) from None
+
+    def to3(x: np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        return (t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t).to(device)
+
+    for start in range(0, len(real), 256):
+        fid.update(to3(real[start : start + 256]), real=True)
+    for start in range(0, len(generated), 256):
+        fid.update(to3(generated[start : start + 256]), real=False)
+    return float(fid.compute())
+
+
 def evaluate_images(
-    ref: str | Path, gen: str | Path, out: Path, classifier: str | Path | None = None, device: str = "cpu"
+    ref: str | Path,
+    gen: str | Path,
+    out: Path,
+    classifier: str | Path | None = None,
+    device: str = "cpu",
+    inception: bool = False,
+    inception_weights: str | Path | None = None,
 ) -> dict:
-    """Power-spectrum and pixel-histogram distances, the power-spectrum plot, and with a trained
-    image classifier (`audiodiff train-classifier`) classifier-FID, IS, mIS and AM."""
+    """Power-spectrum and pixel-histogram distances, the power-spectrum plot; with a trained image
+    classifier (`audiodiff train-classifier`) classifier-FID, IS, mIS and AM; with `inception`
+    the Inception-FID of torchmetrics."""
     real, fake = load_images(ref), load_images(gen)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")
@@ -73,6 +115,8 @@ def evaluate_images(
             "pixel_histogram_tv": pixel_histogram_distance(real, fake),
         },
     }
+    if inception:
+        report["metrics"]["inception_fid"] = inception_fid(real, fake, inception_weights, device)
     if classifier:
         from audiodiff.eval.classifier import classifier_scores, image_features, load_classifier
 

@@ -1,4 +1,4 @@
-"""Set and paired audio metrics: NDB/K, multi-resolution STFT distance, log-spectral distance."""
+"""Set and paired audio metrics: NDB/K, multi-resolution STFT distance, log-spectral distance, PESQ."""
 
 from __future__ import annotations
 
@@ -50,3 +50,21 @@ def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_ff
 
     diff = power_db(reference) - power_db(generated)
     return float(diff.square().mean(0).sqrt().mean())
+
+
+def pesq_wb(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int = 16000) -> float | None:
+    """Wide-band PESQ (ITU-T P.862.2, the `pesq` package) of aligned 16 kHz clips: -0.5 .. 4.64.
+
+    Returns None where PESQ finds no speech in the reference (silence, pure tones at low level).
+    """
+    try:
+        from pesq import NoUtterancesError, pesq
+    except ImportError:
+        raise ImportError("metric 'pesq' needs the pesq package: pip install pesq (builds with a C compiler)") from None
+    if sample_rate != 16000:
+        raise ValueError(f"wide-band PESQ needs 16 kHz audio, got {sample_rate} Hz")
+    n = min(reference.shape[-1], generated.shape[-1])
+    try:
+        return float(pesq(16000, reference[:n].double().numpy(), generated[:n].double().numpy(), "wb"))
+    except NoUtterancesError:
+        return None

@@ -44,7 +44,7 @@ def _column(title: str, paths: list[str], sample_rate: int, logmel) -> str:
         name = html.escape(Path(p).name)
         cells.append(
             f'<div class="clip"><div class="name">{name}</div>'
-            f'<audio controls preload="none" src="{_wav_uri(audio, sample_rate)}"></audio>'
+            f'<audio controls preload="metadata" src="{_wav_uri(audio, sample_rate)}"></audio>'
             f'<img alt="log-mel spectrogram of {name}" src="{_spectrogram_uri(audio, logmel)}">'
             "</div>"
         )

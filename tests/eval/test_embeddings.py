@@ -169,3 +169,59 @@ def test_ndb_and_paired_metrics_properties():
     x = torch.randn(8000)
     assert mrstft_distance(x, x) == pytest.approx(0, abs=1e-6) and log_spectral_distance(x, x) == 0
     assert log_spectral_distance(x, 0.5 * x) == pytest.approx(20 * np.log10(2), rel=1e-3)
+
+
+def test_pesq_wide_band_is_high_for_identical_and_lower_for_noisy_speechlike_audio():
+    pytest.importorskip("pesq")
+    from audiodiff.eval.metrics import pesq_wb
+
+    t = torch.arange(32000) / 16000
+    voiced = (
+        sum(torch.sin(2 * np.pi * 150 * k * t) / k for k in (1, 2, 3)) * 0.2 * (1 + torch.sin(2 * np.pi * 3 * t)) / 2
+    )
+    clean = pesq_wb(voiced, voiced)
+    noisy = pesq_wb(voiced, voiced + 0.05 * torch.randn(32000))
+    assert clean > 4.5 and noisy < clean - 1
+    assert pesq_wb(torch.zeros(32000), torch.zeros(32000)) is None  # no speech: reported, not a crash
+    with pytest.raises(ValueError, match="16 kHz"):
+        pesq_wb(voiced, voiced, sample_rate=8000)
+
+
+def _chromium():
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome", "headless_shell"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium installed")
+def test_report_html_players_and_images_load_in_headless_chromium(tmp_path):
+    """Open report.html in headless Chromium: every <img> decodes and every <audio> reads its metadata."""
+    import subprocess
+
+    from audiodiff.eval.evaluate import evaluate
+    from tests.conftest import write_corpus
+
+    ref = write_corpus(tmp_path / "r", n=3)
+    out = tmp_path / "e"
+    evaluate(ref, ref, out, metrics=["fad"], embedder="melstats", cache_dir=tmp_path / "c")
+    harness = tmp_path / "harness.html"
+    harness.write_text(
+        '<html><body><iframe id="f" src="e/report.html"></iframe><pre id="r">pending</pre><script>\n'
+        'const f = document.getElementById("f");\n'
+        "f.onload = () => setTimeout(() => {\n"
+        "  const d = f.contentDocument;\n"
+        "  const imgs = [...d.images].filter(i => i.complete && i.naturalWidth > 0).length;\n"
+        '  const auds = [...d.querySelectorAll("audio")];\n'
+        "  const ok = auds.filter(a => a.readyState >= 1 && a.duration > 0).length;\n"
+        '  document.getElementById("r").textContent = `img ${imgs}/${d.images.length} audio ${ok}/${auds.length}`;\n'
+        "}, 1500);\n"
+        "</script></body></html>"
+    )
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+           "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=10000", "--dump-dom",
+           harness.as_uri()]  # fmt: skip
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    assert "img 6/6 audio 6/6" in dom, dom[-500:]
