@@ -6,7 +6,12 @@ seconds of audio produced per second of wall time (batch x duration / time).
   ours           audiodiff: mel projections computed once per utterance, sampler on Python
                  floats; CPU: torch.compile (inductor), float32; CUDA: bf16 autocast +
                  torch.compile with CUDA graphs (mode="reduce-overhead")
-Usage: python bench/sampling.py [--device cuda] [--batches 1,16] [--rounds 5]
+With --more, two rows without a reference (same compilation settings):
+  EDM heun-18    the same DiffWave under EDM preconditioning, deterministic Heun with 18 levels
+                 (35 network calls)
+  mel+vocoder    mel-spectrogram diffusion: the recipes' mel UNet (configs/model/unet_mel.yaml)
+                 samples 80 x 88 log-mels with Heun-18, then the DiffWave vocoder's 6-step schedule
+Usage: python bench/sampling.py [--device cuda] [--batches 1,16] [--rounds 5] [--full] [--more]
 Writes bench/results/sampling[_cuda].json and .md.
 """
 
@@ -20,9 +25,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from audiodiff.diffusion import DDPM  # noqa: E402
-from audiodiff.diffusion.samplers import DIFFWAVE_FAST_BETAS, ddpm_sigmas, fast_sigmas, sample_ddpm  # noqa: E402
-from audiodiff.models import DiffWave, DiffWaveConfig  # noqa: E402
+from audiodiff.diffusion import DDPM, EDM  # noqa: E402
+from audiodiff.diffusion.samplers import (  # noqa: E402
+    DIFFWAVE_FAST_BETAS,
+    ddpm_sigmas,
+    fast_sigmas,
+    karras_sigmas,
+    sample_ddpm,
+    sample_heun,
+)
+from audiodiff.models import DiffWave, DiffWaveConfig, UNet, UNetConfig  # noqa: E402
 from audiodiff.models.lmnt import ours_to_lmnt  # noqa: E402
 from bench.common import machine, time_interleaved, write  # noqa: E402
 from bench.reference import ReferenceDiffWave, reference_fast_sample  # noqa: E402
@@ -45,12 +57,49 @@ def our_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str):
     return generate
 
 
+def edm_sampler(net: DiffWave, edm: EDM, steps: int, device: str):
+    """The DiffWave vocoder under EDM preconditioning, deterministic Heun."""
+    cuda = device.startswith("cuda")
+    call = torch.compile(net, mode="reduce-overhead" if cuda else None, dynamic=False)
+    sigmas = [float(s) for s in karras_sigmas(steps, 0.002, 80.0)]
+
+    @torch.no_grad()
+    def generate(mel):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            projected = net.project_condition(mel)
+            x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=device) * sigmas[0]
+            out = sample_heun(lambda x, s, c: edm.denoise(call, x, s, c), x, sigmas, cond=projected)
+        return out.float().clamp(-1, 1)
+
+    return generate
+
+
+def mel_then_vocoder(unet: UNet, vocoder, device: str, batch: int, steps: int = 18):
+    """Sample normalised log-mels (80 x 88) with the mel UNet (EDM Heun), map them back, vocode."""
+    cuda = device.startswith("cuda")
+    call = torch.compile(unet, mode="reduce-overhead" if cuda else None, dynamic=False)
+    edm = EDM(sigma_data=0.5).to(device)
+    sigmas = [float(s) for s in karras_sigmas(steps, 0.002, 80.0)]
+    lo, hi = -11.5, 2.5  # the recipes' data.mel_range
+
+    @torch.no_grad()
+    def generate():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            x = torch.randn(batch, 1, 80, 88, device=device) * sigmas[0]
+            unit = sample_heun(lambda x, s, c: edm.denoise(call, x, s, c), x, sigmas)
+        mel = (unit.float().clamp(-1, 1)[:, 0, :, :FRAMES] + 1) / 2 * (hi - lo) + lo
+        return vocoder(mel)
+
+    return generate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batches", default=None, help="comma list; default 1,16 on CUDA, 1 on CPU")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--full", action="store_true", help="also time the 50-step schedule")
+    ap.add_argument("--more", action="store_true", help="also time EDM Heun-18 and mel diffusion + vocoder")
     args = ap.parse_args()
     dev, cuda = args.device, args.device.startswith("cuda")
     batches = [int(b) for b in (args.batches or ("1,16" if cuda else "1")).split(",")]
@@ -83,6 +132,18 @@ def main() -> None:
             full_gen = our_sampler(ours, ddpm, full, dev)
             cases[f"ours 50-step b{b}"] = lambda m=mel_b, g=full_gen: g(m)
             seconds[f"ours 50-step b{b}"] = b * FRAMES * HOP / SR
+        if args.more:
+            edm_gen = edm_sampler(ours, EDM(sigma_data=0.5).to(dev), 18, dev)
+            cases[f"ours EDM heun-18 b{b}"] = lambda m=mel_b, g=edm_gen: g(m)
+            unet = UNet(
+                UNetConfig(in_channels=1, channels=32, channel_mult=(1, 2, 2), attn_levels=(2,), embedding="fourier")
+            )
+            unet = unet.to(dev).eval()
+            pipe = mel_then_vocoder(unet, fast_gen, dev, b)
+            cases[f"ours mel UNet heun-18 + vocoder 6-step b{b}"] = pipe
+            seconds[f"ours EDM heun-18 b{b}"] = seconds[f"ours mel UNet heun-18 + vocoder 6-step b{b}"] = (
+                b * FRAMES * HOP / SR
+            )
     t0 = time.perf_counter()
     timings = time_interleaved(cases, dev, rounds, warmup=2)
     for name, t in timings.items():

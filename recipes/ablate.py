@@ -12,11 +12,13 @@ The grid file (YAML, paths relative to it):
     seeds: [0, 1, 2]                     # train.seed of each repetition
     generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options
     evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
+    classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
     report: [fad, kad, ndb, mean_spectrum_db]            # metrics.json keys, in table order
     variants:
       - {name: baseline}
       - {name: amp, loss: ../../configs/loss/amp.yaml, lams: [1.0e-5, 1.0e-4, 1.0e-3]}
       - {name: amp_w, loss: ..., lams: [...], overrides: [regularizer.weighting=weighted]}
+      - {name: ap, regularizer: {losses: [{name: amp_phase}]}, lams: [0.1]}   # inline instead of a file
 
 Each run gets a composed config `<out>/<variant>_lam<lambda>/seed<k>/run.yaml` (base + loss file +
 lambda + seed), so any single cell can be re-run by hand with `audiodiff train`. Finished stages
@@ -57,8 +59,9 @@ def load_grid(path: Path) -> dict:
             raise SystemExit(f"{path}: missing key '{key}'")
     root = path.parent.resolve()
     grid["root"] = root
-    for key in ("config", "train_data", "ref", "out"):
-        grid[key] = (root / grid[key]).resolve()
+    for key in ("config", "train_data", "ref", "out", "classifier"):
+        if key in grid:
+            grid[key] = (root / grid[key]).resolve()
     names = [v["name"] for v in grid["variants"]]
     if len(set(names)) != len(names):
         raise SystemExit(f"{path}: variant names repeat: {names}")
@@ -69,17 +72,18 @@ def cells(grid: dict) -> list[dict]:
     """One dict per run: variant, lambda, seed, run directory, composed config text."""
     out = []
     for v in grid["variants"]:
-        lams = v.get("lams", [0.0]) if v.get("loss") else [0.0]
+        regularized = bool(v.get("loss") or v.get("regularizer"))
+        lams = v.get("lams", [0.0]) if regularized else [0.0]
         for lam in lams:
-            group = v["name"] if not v.get("loss") else f"{v['name']}_lam{_fmt_lam(lam)}"
+            group = v["name"] if not regularized else f"{v['name']}_lam{_fmt_lam(lam)}"
             for seed in grid["seeds"]:
                 run = grid["out"] / group / f"seed{seed}"
                 defaults = [str(grid["config"])]
                 if v.get("loss"):
                     defaults.append(str((grid["root"] / v["loss"]).resolve()))
                 body = {"defaults": defaults, "train": {"seed": int(seed)}}
-                if v.get("loss"):
-                    body["regularizer"] = {"lam": float(lam)}
+                if regularized:
+                    body["regularizer"] = {**v.get("regularizer", {}), "lam": float(lam)}
                 out.append(
                     {
                         "variant": v["name"],
@@ -154,6 +158,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict
                 "--device",
                 "cpu",
                 *grid.get("evaluate", []),
+                *(["--classifier", str(grid["classifier"])] if "classifier" in grid else []),
             ],
             log,
         )

@@ -70,3 +70,18 @@ def test_grid_without_required_key_names_it(tmp_path):
     (tmp_path / "g.yaml").write_text("config: a.yaml\n")
     with pytest.raises(SystemExit, match="missing key 'train_data'"):
         ablate.load_grid(tmp_path / "g.yaml")
+
+
+def test_inline_regularizer_variant_composes(tmp_path):
+    from audiodiff.config import load_config
+
+    (tmp_path / "base.yaml").write_text("train: {steps: 7}\n")
+    grid = {"config": "base.yaml", "train_data": "d", "ref": "r", "out": "o", "seeds": [3],
+            "variants": [{"name": "w", "regularizer": {"weighting": "weighted", "losses": [{"name": "amp"}]},
+                          "lams": [0.5]}]}  # fmt: skip
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    (cell,) = ablate.cells(ablate.load_grid(tmp_path / "g.yaml"))
+    assert cell["group"] == "w_lam0.5"
+    (tmp_path / "run.yaml").write_text(cell["config"])
+    cfg = load_config(tmp_path / "run.yaml", ["name=x", "data.train=/d"])
+    assert cfg.regularizer.lam == 0.5 and cfg.regularizer.weighting == "weighted" and cfg.train.seed == 3
