@@ -43,3 +43,16 @@ if [ "${ngpu:-0}" -gt 1 ]; then
 else
     launcher=(audiodiff)
 fi
+
+# train_classifier DATA EPOCHS: the evaluation classifier of a labelled corpus (classifier-FID,
+# IS, mIS, AM), trained once into DATA/classifier and kept when it is already there.
+train_classifier() {
+    local data=$1 epochs=$2
+    if [ -f "$data/classifier/classifier.json" ]; then
+        log "stage 2: $data/classifier exists, kept"
+        return
+    fi
+    log "stage 2: train the evaluation classifier ($epochs epochs) into $data/classifier"
+    audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" --test "$data/data/test" \
+        --out "$data/classifier" --epochs "$epochs"
+}

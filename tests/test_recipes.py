@@ -19,7 +19,15 @@ def run_recipe(tmp_path, *args):
         (fake / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     done = subprocess.run(
-        ["bash", str(ROOT / "egs/digits/run.sh"), "--log_dir", str(tmp_path / "log"), *args],
+        [
+            "bash",
+            str(ROOT / "egs/digits/run.sh"),
+            "--log_dir",
+            str(tmp_path / "log"),
+            "--data",
+            str(tmp_path / "d"),
+            *args,
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -135,3 +143,14 @@ def test_other_recipes_gate_their_stages(tmp_path, recipe, expected):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert [c.split()[1] for c in calls.read_text().splitlines()] == expected
+
+
+def test_classifier_stage_keeps_an_existing_classifier(tmp_path):
+    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2")
+    assert done.returncode == 0 and [c.split()[1] for c in calls] == ["train-classifier"]
+    assert "--epochs 20" in calls[0] and f"--out {tmp_path / 'd'}/classifier" in calls[0]
+    (tmp_path / "d" / "classifier").mkdir(parents=True)
+    (tmp_path / "d" / "classifier" / "classifier.json").write_text("{}")
+    (tmp_path / "calls.txt").unlink()
+    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2")
+    assert done.returncode == 0 and calls == [] and "exists, kept" in done.stderr

@@ -24,13 +24,7 @@ if stage_enabled 1; then
 fi
 
 if stage_enabled 2; then
-    if [ -f "$data/classifier/classifier.json" ]; then
-        log "stage 2: $data/classifier exists, kept"
-    else
-        log "stage 2: train the evaluation class classifier ($clf_epochs epochs) into $data/classifier"
-        audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" --test "$data/data/test" \
-            --out "$data/classifier" --epochs "$clf_epochs"
-    fi
+    train_classifier "$data" "$clf_epochs"
 fi
 
 if stage_enabled 3; then
