@@ -80,6 +80,8 @@ def evaluate(
         return report
     ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
     report: dict = {"ref": str(ref), "gen": str(gen), "n_ref": len(ref_paths), "n_gen": len(gen_paths), "metrics": {}}
+    settings: dict = {"metrics": list(metrics)}
+    report["settings"] = settings
     if EMBEDDING_METRICS & set(metrics):
         model = build_embedder(embedder, device, embedder_weights)
         cache = cache_dir or default_cache()
@@ -107,13 +109,18 @@ def evaluate(
         if "fad" in metrics:
             report["metrics"]["fad"] = fad(e_ref, e_gen)
         if "fad_inf" in metrics:
-            report["metrics"]["fad_inf"] = fad_inf(e_ref, e_gen)["fad_inf"]
+            inf = fad_inf(e_ref, e_gen)
+            report["metrics"]["fad_inf"] = inf["fad_inf"]
+            settings["fad_inf"] = {"fit": "FAD = a + b / N", "slope": inf["slope"], "points": inf["points"]}
         if "kad" in metrics:
-            report["metrics"]["kad"] = kernel_distance(e_ref, e_gen)["kad"]
+            kad = kernel_distance(e_ref, e_gen)
+            report["metrics"]["kad"] = kad["kad"]
+            settings["kad"] = {"kernel": "gaussian", "bandwidth": kad["bandwidth"], "bandwidth_rule": "median"}
         if "ndb" in metrics:
             result = ndb(e_ref, e_gen, bins=min(50, max(2, len(e_ref) // 10)))
             report["metrics"]["ndb_k"] = result["ndb_k"]
             report["ndb_bins"] = result["bins"]
+            settings["ndb"] = {"bins": result["bins"], "alpha": 0.05, "kmeans_seed": 0}
     if "classifier" in metrics:
         from audiodiff.eval.classifier import ClassifierEmbedder, classifier_scores
 
@@ -149,6 +156,7 @@ def evaluate(
                 report["metrics"]["pesq_wb"] = float(np.mean(valid))
     if "mean_spectrum" in metrics:
         sr = 16000
+        settings["mean_spectrum"] = {"sample_rate": sr, "n_fft": 1024, "hop": 256, "distance": "mean |dB difference|"}
         spec_ref, spec_gen = mean_log_spectrum(ref_paths, sr), mean_log_spectrum(gen_paths, sr)
         report["metrics"]["mean_spectrum_db_l1"] = float(np.abs(spec_ref - spec_gen).mean())
         _plot_spectra(spec_ref, spec_gen, sr, out / "mean_spectrum.png")

@@ -98,6 +98,9 @@ def test_evaluate_cli_writes_report(tmp_path):
     assert report["n_ref"] == 6 and report["n_gen"] == 5 and report["embedder"]["name"] == "melstats"
     assert set(report["metrics"]) == {"fad", "fad_inf", "kad", "ndb_k", "mean_spectrum_db_l1"}
     assert report["durations_s"]["gen"]["mean"] == pytest.approx(0.3)
+    settings = report["settings"]
+    assert settings["kad"]["bandwidth"] > 0 and settings["ndb"]["bins"] == report["ndb_bins"]
+    assert len(settings["fad_inf"]["points"]) >= 2 and settings["metrics"][0] == "fad"
     assert (out / "mean_spectrum.png").stat().st_size > 1000 and "| fad |" in (out / "metrics.md").read_text()
     res = CliRunner().invoke(
         main, ["evaluate", "--ref", str(ref), "--gen", str(gen), "--out", str(out), "--metrics", "fad,is"]
