@@ -230,7 +230,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
         f"{result['machine']}; mean +- std over seeds",
         "",
-        "| variant | lambda | seeds | " + " | ".join(keys) + " | train s/run |",
+        "| variant | lambda | seeds | " + " | ".join(k.removeprefix("metrics.") for k in keys) + " | train s/run |",
         "|---|---:|---:|" + "---:|" * len(keys) + "---:|",
     ]
     for r in rows:
