@@ -28,7 +28,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/losses.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/models.py
-	OMP_NUM_THREADS=2 $(BIN)/python bench/sampling.py --more
+	OMP_NUM_THREADS=2 $(BIN)/python bench/sampling.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/training.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/fad.py
 

@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batches", default=None, help="comma list; default 1,16 on CUDA, 1 on CPU")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="also time the 50-step schedule")
     ap.add_argument("--more", action="store_true", help="also time EDM Heun-18 and mel diffusion + vocoder")
     args = ap.parse_args()
@@ -145,7 +146,7 @@ def main() -> None:
                 b * FRAMES * HOP / SR
             )
     t0 = time.perf_counter()
-    timings = time_interleaved(cases, dev, rounds, warmup=2)
+    timings = time_interleaved(cases, dev, rounds, warmup=args.warmup)
     for name, t in timings.items():
         t["rtf"] = seconds[name] / (t["median_ms"] / 1e3)
     ratios = {f"b{b}": timings[f"ours 6-step b{b}"]["rtf"] / timings[f"reference 6-step b{b}"]["rtf"] for b in batches}
