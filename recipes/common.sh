@@ -44,15 +44,33 @@ else
     launcher=(audiodiff)
 fi
 
-# train_classifier DATA EPOCHS: the evaluation classifier of a labelled corpus (classifier-FID,
-# IS, mIS, AM), trained once into DATA/classifier and kept when it is already there.
-train_classifier() {
-    local data=$1 epochs=$2
-    if [ -f "$data/classifier/classifier.json" ]; then
-        log "stage 2: $data/classifier exists, kept"
-        return
+# model_stages: stages 2-5 shared by the labelled recipes, from the recipe's variables
+# (data, conf, tag, exp, seeds, clf_epochs; optional train_flags, e.g. --force):
+#   2 the evaluation classifier of the corpus, trained once into $data/classifier (kept if there);
+#   3 train $conf as $exp/$tag; 4 generate $seeds; 5 evaluate against $data/data/test with it.
+model_stages() {
+    if stage_enabled 2; then
+        if [ -f "$data/classifier/classifier.json" ]; then
+            log "stage 2: $data/classifier exists, kept"
+        else
+            log "stage 2: train the evaluation classifier ($clf_epochs epochs) into $data/classifier"
+            audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
+                --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
+        fi
     fi
-    log "stage 2: train the evaluation classifier ($epochs epochs) into $data/classifier"
-    audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" --test "$data/data/test" \
-        --out "$data/classifier" --epochs "$epochs"
+    if stage_enabled 3; then
+        log "stage 3: train $conf as $exp/$tag"
+        # shellcheck disable=SC2086  # train_flags: zero or more words
+        "${launcher[@]}" train "$conf" ${train_flags:-} --no-progress "name=$tag" "exp_dir=$exp" \
+            "data.train=$data/data/train"
+    fi
+    if stage_enabled 4; then
+        log "stage 4: generate seeds $seeds from $exp/$tag"
+        audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+    fi
+    if stage_enabled 5; then
+        log "stage 5: evaluate $exp/$tag/generated against $data/data/test"
+        audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
+            --classifier "$data/classifier"
+    fi
 }

@@ -139,6 +139,8 @@ def test_other_recipes_gate_their_stages(tmp_path, recipe, expected):
         "5",
         "--log_dir",
         str(tmp_path / "log"),
+        "--data",
+        str(tmp_path / "d"),
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -23,25 +23,6 @@ if stage_enabled 1; then
     audiodiff prepare cifar10 --out "$data"
 fi
 
-if stage_enabled 2; then
-    train_classifier "$data" "$clf_epochs"
-fi
-
-if stage_enabled 3; then
-    log "stage 3: train $conf as $exp/$tag"
-    "${launcher[@]}" train "$conf" --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
-fi
-
-if stage_enabled 4; then
-    log "stage 4: generate seeds $seeds from $exp/$tag"
-    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
-fi
-
-
-if stage_enabled 5; then
-    log "stage 5: evaluate $exp/$tag/generated against the test images"
-    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
-        --classifier "$data/classifier"
-fi
+model_stages  # 2 classifier, 3 train, 4 generate, 5 evaluate (recipes/common.sh)
 
 log "done: stages $stage..$stop_stage"

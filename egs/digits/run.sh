@@ -19,6 +19,7 @@ exp=exp
 speakers=60
 seeds=0-15
 clf_epochs=20
+train_flags=--force  # the demo retrains from scratch
 log_dir=log
 . ../../recipes/common.sh
 
@@ -27,24 +28,6 @@ if stage_enabled 1; then
     audiodiff prepare digits --out "$data" "speakers=$speakers"
 fi
 
-if stage_enabled 2; then
-    train_classifier "$data" "$clf_epochs"
-fi
-
-if stage_enabled 3; then
-    log "stage 3: train $conf as $exp/$tag"
-    "${launcher[@]}" train "$conf" --force --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
-fi
-
-if stage_enabled 4; then
-    log "stage 4: generate seeds $seeds from $exp/$tag"
-    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
-fi
-
-if stage_enabled 5; then
-    log "stage 5: evaluate $exp/$tag/generated against the unseen-voice test split"
-    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
-        --classifier "$data/classifier"
-fi
+model_stages  # 2 classifier, 3 train, 4 generate, 5 evaluate (recipes/common.sh)
 
 log "done: stages $stage..$stop_stage"
