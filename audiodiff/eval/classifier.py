@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,21 +134,17 @@ def am_score(probs_ref: np.ndarray, probs_gen: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------ save / load
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_classifier(model: Classifier, out: str | Path, info: dict) -> Path:
     from safetensors.torch import save
+
+    from audiodiff.checkpoint import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(out / FILES[0], save(state))
+    atomic_write_bytes(out / FILES[0], save(state))
     meta = {"config": asdict(model.config), **info}
-    _atomic_write(out / FILES[1], (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_bytes(out / FILES[1], (json.dumps(meta, indent=2) + "\n").encode())
     return out
 
 
@@ -197,10 +192,11 @@ def load_labelled(source: str | Path, config: ClassifierConfig | None = None) ->
         labels = np.load(source / "labels.npy").astype(np.int64)
         return images, labels, [str(i) for i in range(int(labels.max()) + 1)]
     from audiodiff.audio.io import load_audio
+    from audiodiff.data.datasets import list_audio
 
     if not (source / "wav.scp").is_file():
         raise FileNotFoundError(f"{source}: want a data dir with wav.scp + utt2label (or text), or images.npy")
-    wavs = _read_kv(source / "wav.scp")
+    wavs = list_audio(source)
     label_file = source / "utt2label" if (source / "utt2label").is_file() else source / "text"
     if not label_file.is_file():
         raise FileNotFoundError(f"{source}: no utt2label or text file to take class labels from")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from audiodiff.data.datasets import list_audio
 from audiodiff.eval.embeddings import build_embedder, embed_files
 from audiodiff.eval.fad import fad, fad_inf, kernel_distance
 from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb, pesq_wb
+from audiodiff.eval.pretrained import cache_dir
 from audiodiff.eval.report import write_report
 
 METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq", "classifier", "inception_fid")
@@ -22,8 +22,7 @@ PAIRED = {"mrstft", "lsd", "pesq"}  # vocoding: generated and reference files ma
 
 
 def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "audiodiff" / "embeddings"
+    return cache_dir("embeddings")
 
 
 def mean_log_spectrum(paths: list[str], sample_rate: int, n_fft: int = 1024) -> np.ndarray:

@@ -28,12 +28,15 @@ from torch.nn import functional as F
 from audiodiff.audio.mel import mel_filterbank
 
 
+def cache_dir(name: str) -> Path:
+    """$XDG_CACHE_HOME/audiodiff/<name> (default ~/.cache/audiodiff/<name>)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "audiodiff" / name
+
+
 def weights_dir() -> Path:
     env = os.environ.get("AUDIODIFF_WEIGHTS")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "audiodiff" / "weights"
+    return Path(env) if env else cache_dir("weights")
 
 
 def find_weights(
