@@ -23,6 +23,7 @@ from audiodiff.diffusion.samplers import (
     karras_sigmas,
 )
 from audiodiff.models import DiffWave, UNet
+from audiodiff.models.diffwave_infer import DiffWaveInference
 
 SAMPLER_NAMES = ("fast", "ddpm", "ddim", "euler", "heun")
 
@@ -113,8 +114,11 @@ def sample(
     device = next(net.parameters()).device
     noise = SeededNoise(seeds)
     x = noise(torch.zeros(len(seeds), *shape, device=device)) * formulation.prior_std(float(sigmas[0]))
-    if cond is not None and isinstance(net, DiffWave):
-        cond = net.project_condition(cond)  # the mel projections are the same at every step
+    if isinstance(net, DiffWave):
+        if device.type == "cpu":
+            net = DiffWaveInference(net)  # the same function, about 2x faster on CPUs
+        if cond is not None:
+            cond = net.project_condition(cond)  # the mel projections are the same at every step
 
     def denoiser(x, s, c):
         return formulation.denoise(net, x, s, c)

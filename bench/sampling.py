@@ -4,15 +4,16 @@ Both generate 1 s at 22.05 kHz (86 mel frames = 22016 samples) from the same wei
 seconds of audio produced per second of wall time (batch x duration / time).
   reference      bench/reference.py: eager float32, DiffWave's Algorithm 2 loop
   ours           audiodiff: mel projections computed once per utterance, sampler on Python
-                 floats; CPU: torch.compile (inductor), float32; CUDA: bf16 autocast +
-                 torch.compile with CUDA graphs (mode="reduce-overhead")
-With --more, two rows without a reference (same compilation settings):
+                 floats; CPU: DiffWaveInference (audiodiff/models/diffwave_infer.py: time-major,
+                 tiled, folded constants; what `audiodiff generate` uses), float32; CUDA: bf16
+                 autocast + torch.compile with CUDA graphs (mode="reduce-overhead")
+With --more, two rows without a reference (the same engine / compilation settings):
   EDM heun-18    the same DiffWave under EDM preconditioning, deterministic Heun with 18 levels
                  (35 network calls)
   mel+vocoder    mel-spectrogram diffusion: the recipes' mel UNet (configs/model/unet_mel.yaml)
                  samples 80 x 88 log-mels with Heun-18, then the DiffWave vocoder's 6-step schedule
 Usage: python bench/sampling.py [--device cuda] [--batches 1,16] [--rounds 5] [--full] [--more]
-Writes bench/results/sampling[_cuda].json and .md.
+Writes bench/results/sampling[_more][_cuda].json and .md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from audiodiff.diffusion.samplers import (  # noqa: E402
     sample_heun,
 )
 from audiodiff.models import DiffWave, DiffWaveConfig, UNet, UNetConfig  # noqa: E402
+from audiodiff.models.diffwave_infer import DiffWaveInference  # noqa: E402
 from audiodiff.models.lmnt import ours_to_lmnt  # noqa: E402
 from bench.common import machine, time_interleaved, write  # noqa: E402
 from bench.reference import ReferenceDiffWave, reference_fast_sample  # noqa: E402
@@ -42,14 +44,21 @@ from bench.reference import ReferenceDiffWave, reference_fast_sample  # noqa: E4
 FRAMES, HOP, SR = 86, 256, 22050
 
 
+def diffwave_call(net: DiffWave, device: str):
+    """The network as our samplers run it: compiled with CUDA graphs on a GPU, the CPU engine on a CPU."""
+    if device.startswith("cuda"):
+        return torch.compile(net, mode="reduce-overhead", dynamic=False)
+    return DiffWaveInference(net)
+
+
 def our_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str):
     cuda = device.startswith("cuda")
-    call = torch.compile(net, mode="reduce-overhead" if cuda else None, dynamic=False)
+    call = diffwave_call(net, device)
 
     @torch.no_grad()
     def generate(mel):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            projected = net.project_condition(mel)
+            projected = call.project_condition(mel)
             x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=device) * ddpm.prior_std(sigmas[0])
             out = sample_ddpm(lambda x, s, c: ddpm.denoise(call, x, s, c), x, sigmas, cond=projected)
         return out.float().clamp(-1, 1)
@@ -60,13 +69,13 @@ def our_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str):
 def edm_sampler(net: DiffWave, edm: EDM, steps: int, device: str):
     """The DiffWave vocoder under EDM preconditioning, deterministic Heun."""
     cuda = device.startswith("cuda")
-    call = torch.compile(net, mode="reduce-overhead" if cuda else None, dynamic=False)
+    call = diffwave_call(net, device)
     sigmas = [float(s) for s in karras_sigmas(steps, 0.002, 80.0)]
 
     @torch.no_grad()
     def generate(mel):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            projected = net.project_condition(mel)
+            projected = call.project_condition(mel)
             x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=device) * sigmas[0]
             out = sample_heun(lambda x, s, c: edm.denoise(call, x, s, c), x, sigmas, cond=projected)
         return out.float().clamp(-1, 1)
@@ -166,7 +175,7 @@ def main() -> None:
         "Speed-up of ours over the reference (6-step): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()),
         f"Network outputs agree to {diff:.1e} (max abs).",
     ]
-    md = write("sampling", payload, table, "_cuda" if cuda else "")
+    md = write("sampling", payload, table, ("_more" if args.more else "") + ("_cuda" if cuda else ""))
     print(md.read_text())
 
 
