@@ -84,7 +84,7 @@ class DiffWaveInference:
             self.head_weight = (net.skip_out.weight[:, :, 0] * k).T.contiguous()
             self.head_bias = net.skip_out.bias + net.skip_out.weight[:, :, 0] @ skip_bias * k
             self.in_weight, self.in_bias = net.inp.weight[:, 0, 0].clone(), net.inp.bias.clone()
-            self.out_weight, self.out_bias = net.out.weight[:, :, 0].T.contiguous(), net.out.bias.clone()
+            self.out_weight, self.out_bias = net.out.weight[:, :, 0].T.clone(), net.out.bias.clone()
             self.step_embed = copy.deepcopy(net.step_embed)
             self.upsampler = copy.deepcopy(net.upsampler)
 
