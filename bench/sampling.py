@@ -72,7 +72,7 @@ def graphed_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str,
     """CUDA only: the whole loop (mel projection, noise draws, every network call and update) in one
     CUDA graph, the network compiled without its own graphs; replay copies the mel in and the audio out.
     """
-    call = torch.compile(net, mode="max-autotune-no-cudagraphs", dynamic=False)
+    call = torch.compile(net, dynamic=False)  # default mode: no CUDA graphs of its own
     static_mel = torch.zeros(batch, 80, FRAMES, device=device)
 
     @torch.no_grad()
