@@ -108,9 +108,16 @@ def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dr
     default=None,
     help="Clip length of unconditional waveform models (default: the training crop).",
 )
+@click.option(
+    "--clip-denoised/--no-clip-denoised",
+    default=None,
+    help="Clamp x0_hat to [-1, 1] at every step (default: the config's sample.clip_denoised).",
+)
 @click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available).")
-def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, seconds, raw, device) -> None:
+def generate(
+    ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, seconds, clip_denoised, raw, device
+) -> None:
     """Generate audio files from a checkpoint.
 
     \b
@@ -136,6 +143,7 @@ def generate(ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, s
             not raw,
             vocoder=vocoder,
             seconds=seconds,
+            clip_denoised=clip_denoised,
         )
     except (FileNotFoundError, ValueError) as err:
         _fail(err)

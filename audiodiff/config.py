@@ -110,6 +110,7 @@ class SampleConfig:
     churn: float = 0.0
     fast_betas: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
     rho: float = 7.0
+    clip_denoised: bool = False  # clamp x0_hat to the data range [-1, 1] at every step (DDPM images)
 
 
 @dataclass

@@ -120,8 +120,11 @@ def sample(
         if cond is not None:
             cond = net.project_condition(cond)  # the mel projections are the same at every step
 
+    clip = cfg.sample.clip_denoised
+
     def denoiser(x, s, c):
-        return formulation.denoise(net, x, s, c)
+        x0_hat = formulation.denoise(net, x, s, c)
+        return x0_hat.clamp(-1, 1) if clip else x0_hat
 
     return fn(denoiser, x, sigmas, cond=cond, noise=noise, callback=callback, **extra)
 
@@ -214,8 +217,14 @@ def generate(
     progress: bool = True,
     vocoder: str | Path | None = None,
     seconds: float | None = None,
+    clip_denoised: bool | None = None,
 ) -> list[Path]:
     """Write <seed>.wav per seed (or <utt>.wav per input when vocoding), a grid PNG and settings.json.
+
+    `clip_denoised` overrides the config's sample.clip_denoised (clamp x0_hat to [-1, 1] at every
+    step, as Ho et al.'s image sampler does; an eps-prediction model's x0_hat at the top of a
+    1000-step schedule is its eps error times sigma_max ~ 157, and unclamped it can push samples
+    off the data range for good).
 
     `seconds` sets the clip length of unconditional waveform models (default: the training crop,
     data.segment); the network is fully convolutional, so a model trained on short crops can
@@ -227,6 +236,8 @@ def generate(
     from tqdm import tqdm
 
     cfg, net, formulation, step = load_for_generation(ckpt, device, use_ema)
+    if clip_denoised is not None:
+        cfg.sample.clip_denoised = clip_denoised
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sr, seg = cfg.data.sample_rate, cfg.data.segment
@@ -339,6 +350,7 @@ def _settings(paths, cfg, ckpt, step, use_ema, sampler, steps, seeds, extra) -> 
         "weights": "ema" if use_ema else "raw",
         "sampler": sampler or cfg.sample.sampler,
         "steps": steps or cfg.sample.steps,
+        "clip_denoised": cfg.sample.clip_denoised,
         "seeds": seeds,
         "files": [p.name for p in paths],
         **extra,

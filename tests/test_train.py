@@ -70,9 +70,24 @@ def test_cli_train_generate_inspect_end_to_end(tmp_path, corpus, config):
     assert res.exit_code == 0 and "step: 4" in res.output and "parameters:" in res.output and "lam: 0.001" in res.output
     # a fully convolutional model generates clips longer than its training crop (1024 samples)
     out3 = tmp_path / "gen3"
-    res = run_cli("generate", "--ckpt", run, "--seeds", "1", "--seconds", "0.2", "--out", out3, "--device", "cpu")
+    res = run_cli(
+        "generate",
+        "--ckpt",
+        run,
+        "--seeds",
+        "1",
+        "--seconds",
+        "0.2",
+        "--clip-denoised",
+        "--out",
+        out3,
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     assert sf.info(str(out3 / "1.wav")).frames == 3200
+    assert json.loads((out3 / "settings.json").read_text())["clip_denoised"] is True
+    assert settings["clip_denoised"] is False  # the config default
     res = run_cli("generate", "--ckpt", run, "--seeds", "1", "--seconds", "0", "--out", out3, "--device", "cpu")
     assert res.exit_code != 0 and "seconds must be > 0" in res.output
 

@@ -156,3 +156,33 @@ def test_grids():
         fast_sigmas([0.1, 1.5])
     with pytest.raises(ValueError, match="2 seeds but the batch has 3"):
         SeededNoise([1, 2])(torch.zeros(3, 1))
+
+
+class BiasedEps(torch.nn.Module):
+    """An eps-prediction 'network' that is off by a constant 0.05: x0_hat's error is 0.05 sigma."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, cond=None):
+        return torch.zeros_like(x) + 0.05 + self.p
+
+
+def test_clip_denoised_keeps_an_eps_model_in_the_data_range():
+    from audiodiff.config import ExperimentConfig
+    from audiodiff.generate import sample
+
+    cfg = ExperimentConfig(name="t")
+    ddpm = DDPM.from_preset("ddpm")  # 1000-step linear schedule: sigma_max ~ 157
+    seen = []
+
+    def record(i, sigma, x, x0_hat):
+        seen.append(x0_hat.abs().max().item())
+
+    free = sample(BiasedEps(), ddpm, cfg, [0, 1], (1, 16), sampler="ddim", steps=50, callback=record)
+    assert max(seen) > 5 and free.abs().max() > 1.5  # unclamped, the first x0_hat is ~8 and the sample leaves [-1, 1]
+    cfg.sample.clip_denoised = True
+    seen.clear()
+    clipped = sample(BiasedEps(), ddpm, cfg, [0, 1], (1, 16), sampler="ddim", steps=50, callback=record)
+    assert max(seen) <= 1.0 and clipped.abs().max() <= 1.0 + 1e-6
