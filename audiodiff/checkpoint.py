@@ -75,9 +75,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if found is None:
             raise FileNotFoundError(f"no checkpoint in {path} (looked for checkpoints/latest and ckpt-*.pt)")
         path = found
+    if path.name == LATEST and path.is_file():  # the pointer file itself
+        found = latest_checkpoint(path.parent)
+        path = found if found is not None else path
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or pickled objects beyond tensors
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a readable audiodiff checkpoint: {reason}") from err
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{path} is not an audiodiff checkpoint (no 'config'/'model' entries)")
     state["path"] = str(path)

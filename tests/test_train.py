@@ -115,6 +115,12 @@ def test_resume_is_exact(tmp_path, corpus, config):
     a, b = weights(full), weights(part)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert load_checkpoint(part)["step"] == 6
+    # the `latest` pointer file and a checkpoint file load the same; a damaged file gets one line
+    assert load_checkpoint(part / "checkpoints" / "latest")["path"].endswith("ckpt-00000006.pt")
+    bad = part / "checkpoints" / "ckpt-00000009.pt"
+    bad.write_bytes((part / "checkpoints" / "ckpt-00000006.pt").read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"ckpt-00000009.pt is not a readable audiodiff checkpoint: \S"):
+        load_checkpoint(bad)
 
 
 def test_kill_during_checkpoint_write_keeps_last_good_and_resumes(tmp_path, corpus, config):
