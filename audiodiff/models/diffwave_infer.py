@@ -54,11 +54,10 @@ class DiffWaveInference:
             p = next(net.parameters())
             gate = torch.ones(2 * c, dtype=p.dtype, device=p.device)
             gate[c:] = 2  # tanh(f) = 2 sigmoid(2f) - 1: the filter half's pre-activation doubled
-            self.taps = [  # per layer, 3 x (C, 2C): tap k multiplies x[t + (k - 1) d]
-                [(layer.dilated.weight[:, :, k] * gate[:, None]).T.contiguous() for k in range(3)]
-                for layer in net.layers
-            ]
-            self.tap_stack = torch.stack([torch.stack(k) for k in self.taps])  # (L, 3, C, 2C)
+            # (L, 3, C, 2C): tap k of layer l multiplies x[t + (k - 1) d]; each (C, 2C) slice is contiguous
+            self.taps = torch.stack(
+                [(layer.dilated.weight * gate[:, None, None]).permute(2, 1, 0) for layer in net.layers]
+            )
             conv_bias = torch.stack([layer.dilated.bias * gate for layer in net.layers])  # (L, 2C)
             if cfg.n_mels:
                 projs = [layer.cond_proj for layer in net.layers]
@@ -122,7 +121,7 @@ class DiffWaveInference:
         # per example and layer: the constant input u = step projection + residual offset, and
         # its products with the three taps (the bias, and the edge corrections where taps see padding)
         u = (emb @ self.step_weight.T + self.step_bias).view(batch, n, c) + self.offsets
-        const = torch.einsum("blc,lkco->blko", u, self.tap_stack)  # (B, L, 3, 2C)
+        const = torch.einsum("blc,lkco->blko", u, self.taps)  # (B, L, 3, 2C)
         bias = const.sum(2) + self.bias  # (B, L, 2C)
         out = x.new_empty(batch, 1, length)
         buf = x.new_zeros(2, length + 2 * self.pad, c)
