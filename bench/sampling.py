@@ -53,19 +53,19 @@ def diffwave_call(net: DiffWave, device: str):
     return DiffWaveInference(net)
 
 
+@torch.no_grad()
+def vocode(call, formulation: DDPM | EDM, sampler, sigmas: list[float], mel: torch.Tensor, prior_std: float):
+    """1 s per mel: project the mel once, draw the prior, run the sampler (bf16 autocast on CUDA)."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mel.is_cuda):
+        projected = call.project_condition(mel)
+        x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=mel.device) * prior_std
+        out = sampler(lambda x, s, c: formulation.denoise(call, x, s, c), x, sigmas, cond=projected)
+    return out.float().clamp(-1, 1)
+
+
 def our_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str):
-    cuda = device.startswith("cuda")
     call = diffwave_call(net, device)
-
-    @torch.no_grad()
-    def generate(mel):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            projected = call.project_condition(mel)
-            x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=device) * ddpm.prior_std(sigmas[0])
-            out = sample_ddpm(lambda x, s, c: ddpm.denoise(call, x, s, c), x, sigmas, cond=projected)
-        return out.float().clamp(-1, 1)
-
-    return generate
+    return lambda mel: vocode(call, ddpm, sample_ddpm, sigmas, mel, ddpm.prior_std(sigmas[0]))
 
 
 def graphed_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str, batch: int):
@@ -75,13 +75,8 @@ def graphed_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str,
     call = torch.compile(net, dynamic=False)  # default mode: no CUDA graphs of its own
     static_mel = torch.zeros(batch, 80, FRAMES, device=device)
 
-    @torch.no_grad()
     def loop():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            projected = net.project_condition(static_mel)
-            x = torch.randn(batch, 1, FRAMES * HOP, device=device) * ddpm.prior_std(sigmas[0])
-            out = sample_ddpm(lambda x, s, c: ddpm.denoise(call, x, s, c), x, sigmas, cond=projected)
-        return out.float().clamp(-1, 1)
+        return vocode(call, ddpm, sample_ddpm, sigmas, static_mel, ddpm.prior_std(sigmas[0]))
 
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -103,19 +98,9 @@ def graphed_sampler(net: DiffWave, ddpm: DDPM, sigmas: list[float], device: str,
 
 def edm_sampler(net: DiffWave, edm: EDM, steps: int, device: str):
     """The DiffWave vocoder under EDM preconditioning, deterministic Heun."""
-    cuda = device.startswith("cuda")
     call = diffwave_call(net, device)
     sigmas = [float(s) for s in karras_sigmas(steps, 0.002, 80.0)]
-
-    @torch.no_grad()
-    def generate(mel):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            projected = call.project_condition(mel)
-            x = torch.randn(mel.shape[0], 1, FRAMES * HOP, device=device) * sigmas[0]
-            out = sample_heun(lambda x, s, c: edm.denoise(call, x, s, c), x, sigmas, cond=projected)
-        return out.float().clamp(-1, 1)
-
-    return generate
+    return lambda mel: vocode(call, edm, sample_heun, sigmas, mel, sigmas[0])
 
 
 def mel_then_vocoder(unet: UNet, vocoder, device: str, batch: int, steps: int = 18):
