@@ -77,15 +77,38 @@ def ours_to_lmnt(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return _rename(state, OURS_TO_LMNT, "audiodiff DiffWave state dict")
 
 
-def config_from_lmnt_state(state: dict[str, Tensor]) -> DiffWaveConfig:
-    """Infer layers, channels and mel bands from the tensors; dilation cycle 10 and hop 256 as theirs."""
+# Their params (diffwave.params.AttrDict) -> our DiffWaveConfig fields.
+_PARAM_KEYS = {"residual_layers": "layers", "residual_channels": "channels", "n_mels": "n_mels"}
+
+
+def config_from_lmnt_state(state: dict[str, Tensor], params: dict | None = None) -> DiffWaveConfig:
+    """Their architecture: the checkpoint's own `params` where present, checked against the tensors.
+
+    Layers, channels and mel bands come from the tensors (and must agree with `params`); the
+    dilation cycle and hop are not visible in the tensors, so they come from `params`
+    (`dilation_cycle_length`, `hop_samples`), defaulting to lmnt's 10 and 256. `unconditional`
+    models have no mel input (n_mels 0).
+
+    Raises:
+        ValueError: `params` disagree with the tensors.
+    """
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"residual_layers\.(\d+)\.", k)))
-    channels = state["input_projection.weight"].shape[0]
+    layer_ids = [int(m.group(1)) for k in state if (m := re.match(r"residual_layers\.(\d+)\.", k))]
+    if not layer_ids or "input_projection.weight" not in state:
+        raise ValueError("not an lmnt-com/diffwave state dict: no residual_layers.* or input_projection.weight")
     cond = state.get("residual_layers.0.conditioner_projection.weight")
-    n_mels = 0 if cond is None else cond.shape[1]
+    seen = {"layers": 1 + max(layer_ids), "channels": state["input_projection.weight"].shape[0]}
+    seen["n_mels"] = 0 if cond is None else cond.shape[1]
+    params = dict(params or {})
+    if params.get("unconditional"):
+        params["n_mels"] = 0
+    for theirs, ours in _PARAM_KEYS.items():
+        if theirs in params and int(params[theirs]) != seen[ours]:
+            bad = f"params.{theirs}={params[theirs]} but the weights have {ours}={seen[ours]}"
+            raise ValueError(f"lmnt-com/diffwave checkpoint: {bad}")
     embed_dim = state["diffusion_embedding.projection1.weight"].shape[0]
-    return DiffWaveConfig(layers, channels, 10, n_mels, 256, embed_dim, embed_interp="lerp")
+    cycle, hop = int(params.get("dilation_cycle_length", 10)), int(params.get("hop_samples", 256))
+    return DiffWaveConfig(seen["layers"], seen["channels"], cycle, seen["n_mels"], hop, embed_dim, embed_interp="lerp")
 
 
 class _AttrDict(dict):
@@ -106,30 +129,66 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _AttrDict
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from an lmnt-com/diffwave checkpoint")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only tensors, containers and lmnt's params)")
 
 
-_RESTRICTED_PICKLE = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load, __name__="restricted")
+def _restricted_load(file, **kwargs):
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# torch.load's legacy (non-zip) reader calls `pickle_module.load` for the magic number, the
+# protocol, the system info and the storage keys, and only the main object goes through
+# `pickle_module.Unpickler`: both must be restricted, or a file runs code before failing.
+_RESTRICTED_PICKLE = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=_restricted_load, __name__="restricted")
+
+
+def safe_torch_load(path: str | Path, map_location: str = "cpu") -> object:
+    """`torch.load` of a zip or legacy torch file that runs no code from it.
+
+    Only tensors, parameters, OrderedDict, torch.Size and plain containers are rebuilt, and
+    lmnt's `diffwave.params.AttrDict` becomes a dict; any other global is refused.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: one line naming the file: a refused global, or not a readable torch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_RESTRICTED_PICKLE)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path}: {str(err).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError) as err:  # truncated, corrupt or not a torch file
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a readable torch checkpoint: {reason}") from err
+
+
+def split_lmnt_checkpoint(ckpt: object) -> tuple[dict[str, Tensor], dict]:
+    """(their state dict, info) of a loaded lmnt-com/diffwave checkpoint (or bare state dict).
+
+    info has the checkpoint's "step" and "params" (a plain dict, {} when absent).
+    """
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"an lmnt-com/diffwave checkpoint is a dict, got {type(ckpt).__name__}")
+    state = ckpt["model"] if "model" in ckpt else ckpt
+    return state, {"step": ckpt.get("step"), "params": dict(ckpt.get("params") or {})}
 
 
 def load_lmnt_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[DiffWave, dict]:
     """Build an audiodiff DiffWave from an lmnt-com/diffwave checkpoint file.
 
     Args:
-        path: their `weights.pt` (or a saved bare state dict).
+        path: their `weights.pt` (or a saved bare state dict), zip or legacy format.
         map_location: device for the tensors.
 
     Returns:
-        (model, info) where info has the checkpoint's "step" and "params" (a plain dict) when present.
+        (model, info) where info has the checkpoint's "step" and "params" (a plain dict).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"lmnt-com/diffwave checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False, pickle_module=_RESTRICTED_PICKLE)
-    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
-    model = DiffWave(config_from_lmnt_state(state))
-    model.load_state_dict(lmnt_to_ours(state), strict=True)
-    info = {"step": ckpt.get("step") if isinstance(ckpt, dict) else None}
-    if isinstance(ckpt, dict) and "params" in ckpt:
-        info["params"] = dict(ckpt["params"])
+    state, info = split_lmnt_checkpoint(safe_torch_load(path, map_location))
+    try:
+        model = DiffWave(config_from_lmnt_state(state, info["params"]))
+        model.load_state_dict(lmnt_to_ours(state), strict=True)
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: {' '.join(str(err).split())[:300]}") from None
     return model, info
