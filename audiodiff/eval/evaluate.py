@@ -11,7 +11,7 @@ import torch
 from audiodiff.audio.io import load_audio
 from audiodiff.data.datasets import list_audio
 from audiodiff.eval.embeddings import build_embedder, embed_files
-from audiodiff.eval.fad import fad, fad_inf, kernel_distance
+from audiodiff.eval.fad import KAD_SCALE, fad, fad_inf, kernel_distance
 from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb, pesq_wb
 from audiodiff.eval.pretrained import cache_dir
 from audiodiff.eval.report import write_report
@@ -114,7 +114,13 @@ def evaluate(
         if "kad" in metrics:
             kad = kernel_distance(e_ref, e_gen)
             report["metrics"]["kad"] = kad["kad"]
-            settings["kad"] = {"kernel": "gaussian", "bandwidth": kad["bandwidth"], "bandwidth_rule": "median"}
+            settings["kad"] = {
+                "definition": "kadtk (github.com/YoonjinXD/kadtk): scale * unbiased MMD^2, Gaussian RBF kernel",
+                "kernel": "gaussian",
+                "bandwidth": kad["bandwidth"],
+                "bandwidth_rule": "median pairwise distance of the reference embeddings",
+                "scale": KAD_SCALE,
+            }
         if "ndb" in metrics:
             result = ndb(e_ref, e_gen, bins=min(50, max(2, len(e_ref) // 10)))
             report["metrics"]["ndb_k"] = result["ndb_k"]

@@ -1,4 +1,4 @@
-"""Distances between sets of embeddings: Frechet distance (FAD), FAD-inf, kernel audio distance.
+"""Distances between sets of embeddings: Frechet distance (FAD), FAD-inf, kernel audio distance (KAD, as kadtk).
 
 Frechet distance between Gaussians N(mu1, C1), N(mu2, C2) (Dowson & Landau 1982):
     d^2 = |mu1 - mu2|^2 + tr(C1) + tr(C2) - 2 tr( (C1^{1/2} C2 C1^{1/2})^{1/2} )
@@ -78,29 +78,57 @@ def fad_inf(
     return {"fad_inf": float(a), "slope": float(b), "points": points}
 
 
-def kernel_distance(real: np.ndarray, generated: np.ndarray, bandwidth: float | None = None) -> dict:
-    """Kernel audio distance (KAD, arXiv 2502.15602): the unbiased MMD^2 estimate with a Gaussian kernel.
+# kadtk's SCALE_FACTOR: the MMD^2 is multiplied by 100 (github.com/YoonjinXD/kadtk, kadtk/kad.py).
+KAD_SCALE = 100.0
+KAD_EPS = 1e-8  # kadtk's eps in gamma = 1 / (2 h^2 + eps); keeps a zero bandwidth finite
 
-    k(x, y) = exp(-|x - y|^2 / (2 h^2)), with h the median pairwise distance of the pooled sets
-    unless `bandwidth` is given. Unbiased: its expectation is 0 when both sets come from one
-    distribution (so it can be slightly negative), and it needs no Gaussian assumption.
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (N, M) between rows of a (N, D) and b (M, D), clipped at 0."""
+    return np.clip((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0, None)
+
+
+def median_pairwise_distance(emb: np.ndarray) -> float:
+    """kadtk's bandwidth: the median Euclidean distance over the N (N - 1) / 2 pairs of rows of (N, D).
+
+    As `torch.median(torch.pdist(x))` in kadtk: for an even number of pairs, the lower of the two
+    middle values (not their mean).
+    """
+    emb = np.asarray(emb, np.float64)
+    d2 = _sqdist(emb, emb)[np.triu_indices(len(emb), 1)]
+    return float(np.sqrt(np.sort(d2)[(len(d2) - 1) // 2]))
+
+
+def kernel_distance(real: np.ndarray, generated: np.ndarray, bandwidth: float | None = None) -> dict:
+    """Kernel audio distance as kadtk computes it (Chung et al. 2025, "KAD: No More FAD!", arXiv 2502.15602).
+
+    The definition of kadtk's `calc_kernel_audio_distance` (github.com/YoonjinXD/kadtk,
+    kadtk/kad.py, commit 7ec65d7), with the reference set X (m, D) and the generated set Y (n, D):
+
+        k(a, b) = exp(-|a - b|^2 / (2 h^2 + 1e-8)),  h = median pairwise distance of X (reference only)
+        KAD = 100 * [ sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (n (n - 1))
+                      - 2 sum_{i, j} k(x_i, y_j) / (m n) ]
+
+    an unbiased MMD^2 estimate: its expectation is 0 when both sets come from one distribution (so
+    it can be slightly negative), and it needs no Gaussian assumption. Because h comes from the
+    reference set alone, every generated set is scored with the same kernel, and KAD(X, Y) is not
+    symmetric. kadtk computes in float32; this is float64 (differences of order 1e-6 relative).
+
+    Args:
+        real: reference embeddings (m >= 2, D).
+        generated: generated embeddings (n >= 2, D).
+        bandwidth: h; default the median pairwise distance of `real`.
 
     Returns:
-        {"kad": MMD^2, "bandwidth": h}
+        {"kad": 100 * MMD^2, "bandwidth": h}
     """
     x, y = np.asarray(real, np.float64), np.asarray(generated, np.float64)
-    if x.shape[0] < 2 or y.shape[0] < 2 or x.shape[1] != y.shape[1]:
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] < 2 or y.shape[0] < 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"kernel_distance needs two sets of >= 2 embeddings of one width, got {x.shape}, {y.shape}")
-
-    def sqdist(a, b):
-        return np.clip((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0, None)
-
-    dxx, dyy, dxy = sqdist(x, x), sqdist(y, y), sqdist(x, y)
     if bandwidth is None:
-        pooled = np.concatenate([dxx[np.triu_indices(len(x), 1)], dyy[np.triu_indices(len(y), 1)], dxy.ravel()])
-        bandwidth = float(np.sqrt(np.median(pooled))) or 1.0
-    g = 1 / (2 * bandwidth**2)
-    kxx, kyy, kxy = np.exp(-g * dxx), np.exp(-g * dyy), np.exp(-g * dxy)
+        bandwidth = median_pairwise_distance(x)
+    g = 1 / (2 * bandwidth**2 + KAD_EPS)
+    kxx, kyy, kxy = np.exp(-g * _sqdist(x, x)), np.exp(-g * _sqdist(y, y)), np.exp(-g * _sqdist(x, y))
     m, n = len(x), len(y)
     mmd = (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
-    return {"kad": float(mmd), "bandwidth": bandwidth}
+    return {"kad": float(KAD_SCALE * mmd), "bandwidth": float(bandwidth)}

@@ -54,3 +54,42 @@ def test_kad_is_unbiased_and_separates_distributions():
     assert min(same) < 0 < max(same)  # an unbiased estimate goes below zero
     far = kernel_distance(rng.normal(size=(60, 4)), rng.normal(1.0, 1.0, size=(60, 4)))["kad"]
     assert far > max(same)
+
+
+def _kad_by_the_formula(x, y, h):
+    """KAD from its definition with plain loops (kadtk: 100 * unbiased MMD^2, Gaussian RBF)."""
+
+    def k(a, b):
+        return np.exp(-np.sum((a - b) ** 2) / (2 * h**2 + 1e-8))
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(a, b) for a in x for b in y) / (m * n)
+    return 100 * (xx + yy - 2 * xy)
+
+
+def test_kad_is_kadtks_definition_with_the_reference_set_bandwidth():
+    rng = np.random.default_rng(6)
+    ref, gen = rng.normal(size=(21, 5)), rng.normal(0.3, 2.5, size=(17, 5))  # gen spread wider than ref
+    pairs = sorted(np.linalg.norm(ref[i] - ref[j]) for i in range(21) for j in range(i + 1, 21))
+    h_ref = pairs[(len(pairs) - 1) // 2]  # torch.median: the lower middle value (210 pairs)
+    pooled = np.concatenate([ref, gen])
+    all_pairs = [np.linalg.norm(pooled[i] - pooled[j]) for i in range(38) for j in range(i + 1, 38)]
+    h_pooled = float(np.median(all_pairs))
+    assert h_pooled > 1.5 * h_ref  # the wide generated set would widen a pooled kernel
+    out = kernel_distance(ref, gen)
+    assert out["bandwidth"] == pytest.approx(h_ref, rel=1e-12)
+    expected = _kad_by_the_formula(ref, gen, h_ref)
+    assert out["kad"] == pytest.approx(expected, rel=1e-9)
+    assert abs(expected - _kad_by_the_formula(ref, gen, h_pooled)) > 0.2 * abs(expected)  # the old kernel
+    assert kernel_distance(gen, ref)["bandwidth"] != pytest.approx(h_ref)  # not symmetric: refs set h
+    assert kernel_distance(ref, gen, bandwidth=h_pooled)["kad"] == pytest.approx(
+        _kad_by_the_formula(ref, gen, h_pooled), rel=1e-9
+    )
+
+
+def test_kad_with_identical_reference_embeddings_stays_finite():
+    same = np.ones((4, 3))
+    out = kernel_distance(same, same + np.arange(3.0))
+    assert out["bandwidth"] == 0 and np.isfinite(out["kad"]) and out["kad"] == pytest.approx(200.0)  # 100 * (1 + 1 - 0)
