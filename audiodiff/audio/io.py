@@ -29,6 +29,17 @@ def load_audio(path: str | Path, sample_rate: int) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(mono))
 
 
+def native_rate(path: str | Path) -> int:
+    """The sample rate a file is stored at, from its header (nothing is decoded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise ValueError(f"cannot read audio {path}: {err}") from err
+
+
 def save_audio(path: str | Path, audio: Tensor, sample_rate: int) -> None:
     """Write (T,) or (1, T) audio as 16-bit PCM WAV, clipped to [-1, 1]."""
     data = audio.detach().float().cpu().reshape(-1).clamp(-1, 1).numpy()

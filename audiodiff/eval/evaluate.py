@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.audio.io import load_audio
+from audiodiff.audio.io import load_audio, native_rate
 from audiodiff.data.datasets import list_audio
 from audiodiff.eval.embeddings import build_embedder, embed_files
 from audiodiff.eval.fad import KAD_SCALE, fad, fad_inf, kernel_distance
@@ -35,6 +35,42 @@ def mean_log_spectrum(paths: list[str], sample_rate: int, n_fft: int = 1024) -> 
         total += spec.sum(1).double()
         frames += spec.shape[1]
     return (10 * torch.log10(total / max(frames, 1) + 1e-12)).numpy()
+
+
+def common_rate(paths: list[str]) -> int:
+    """The lowest native sample rate among `paths`: the rate at which all of them carry content."""
+    return min(native_rate(p) for p in paths)
+
+
+def _paired_metrics(report: dict, ref_paths: list[str], gen_paths: list[str], metrics) -> None:
+    """MR-STFT and LSD at the pairs' common native rate, PESQ at 16 kHz; into report["metrics"/"settings"].
+
+    Generated and reference files are matched by name. Only PESQ resamples to 16 kHz (P.862.2 is
+    defined there): at 22.05 kHz the 8-11 kHz band, where the spectral regularizers act, would
+    otherwise drop out of MR-STFT and LSD.
+    """
+    ref_by_name = {Path(p).stem: p for p in ref_paths}
+    pairs = [(ref_by_name[Path(p).stem], p) for p in gen_paths if Path(p).stem in ref_by_name]
+    if not pairs:
+        raise ValueError("mrstft/lsd/pesq compare generated and reference files of the same name; none match")
+    report["n_pairs"] = len(pairs)
+    settings, scores = report["settings"], report["metrics"]
+    if {"mrstft", "lsd"} & set(metrics):
+        sr = common_rate([p for pair in pairs for p in pair])
+        loaded = [(load_audio(r, sr), load_audio(g, sr)) for r, g in pairs]
+        if "mrstft" in metrics:
+            scores["mrstft"] = float(np.mean([mrstft_distance(r, g) for r, g in loaded]))
+            settings["mrstft"] = {"sample_rate": sr, "resolutions": "auraloss"}
+        if "lsd" in metrics:
+            scores["lsd_db"] = float(np.mean([log_spectral_distance(r, g) for r, g in loaded]))
+            settings["lsd"] = {"sample_rate": sr, "n_fft": 1024, "hop": 256}
+    if "pesq" in metrics:
+        values = [pesq_wb(load_audio(r, 16000), load_audio(g, 16000)) for r, g in pairs]
+        valid = [v for v in values if v is not None]
+        report["pesq_pairs_without_speech"] = len(values) - len(valid)
+        settings["pesq"] = {"sample_rate": 16000, "mode": "wide-band (P.862.2)"}
+        if valid:
+            scores["pesq_wb"] = float(np.mean(valid))
 
 
 def evaluate(
@@ -126,6 +162,8 @@ def evaluate(
             report["metrics"]["ndb_k"] = result["ndb_k"]
             report["ndb_bins"] = result["bins"]
             settings["ndb"] = {"bins": result["bins"], "alpha": 0.05, "kmeans_seed": 0}
+        for name in EMBEDDING_METRICS & set(metrics):  # the embedder resamples every clip to its rate
+            settings.setdefault(name, {})["sample_rate"] = model.sample_rate
     if "classifier" in metrics:
         from audiodiff.eval.classifier import ClassifierEmbedder, classifier_scores
 
@@ -142,29 +180,13 @@ def evaluate(
             "test_accuracy": clf.meta.get("test_accuracy"),
             "weights_sha1": clf.meta["weights_sha1"],
         }
+        settings["classifier"] = {"sample_rate": clf.sample_rate}
     if PAIRED & set(metrics):
-        ref_by_name = {Path(p).stem: p for p in ref_paths}
-        pairs = [(ref_by_name[Path(p).stem], p) for p in gen_paths if Path(p).stem in ref_by_name]
-        if not pairs:
-            raise ValueError("mrstft/lsd/pesq compare generated and reference files of the same name; none match")
-        loaded = [(load_audio(r, 16000), load_audio(g, 16000)) for r, g in pairs]
-        report["n_pairs"] = len(pairs)
-        if "mrstft" in metrics:
-            report["metrics"]["mrstft"] = float(np.mean([mrstft_distance(r, g) for r, g in loaded]))
-        if "lsd" in metrics:
-            report["metrics"]["lsd_db"] = float(np.mean([log_spectral_distance(r, g) for r, g in loaded]))
-        if "pesq" in metrics:
-            scores = [pesq_wb(r, g) for r, g in loaded]
-            valid = [s for s in scores if s is not None]
-            report["pesq_pairs_without_speech"] = len(scores) - len(valid)
-            if valid:
-                report["metrics"]["pesq_wb"] = float(np.mean(valid))
+        _paired_metrics(report, ref_paths, gen_paths, metrics)
     if "mean_spectrum" in metrics:
-        # At the lower native rate of the two sets (at most 16 kHz): above a set's Nyquist there is
-        # only resampling residue, whose dB level would dominate the distance.
-        import soundfile as sf
-
-        sr = min(16000, sf.info(ref_paths[0]).samplerate, sf.info(gen_paths[0]).samplerate)
+        # At the lower native rate of the two sets: above a set's Nyquist there is only resampling
+        # residue, whose dB level would dominate the distance.
+        sr = common_rate(ref_paths + gen_paths)
         settings["mean_spectrum"] = {"sample_rate": sr, "n_fft": 1024, "hop": 256, "distance": "mean |dB difference|"}
         spec_ref, spec_gen = mean_log_spectrum(ref_paths, sr), mean_log_spectrum(gen_paths, sr)
         report["metrics"]["mean_spectrum_db_l1"] = float(np.abs(spec_ref - spec_gen).mean())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiodiff.audio.io import load_audio
+from audiodiff.audio.io import load_audio, native_rate
 
 
 def _wav_uri(audio: np.ndarray, sample_rate: int) -> str:
@@ -37,27 +37,32 @@ def _spectrogram_uri(audio: np.ndarray, logmel) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _column(title: str, paths: list[str], sample_rate: int, logmel) -> str:
+def _column(title: str, paths: list[str], logmels: dict) -> str:
+    """Clips at their native rates; `logmels` caches one display LogMel per rate."""
+    from audiodiff.audio.features import display_logmel
+
     cells = []
     for p in paths:
-        audio = load_audio(p, sample_rate).numpy()
+        rate = native_rate(p)
+        audio = load_audio(p, rate).numpy()
+        if rate not in logmels:  # built once per rate: its filterbank and pseudo-inverse are not free
+            logmels[rate] = display_logmel(rate)
         name = html.escape(Path(p).name)
         cells.append(
             f'<div class="clip"><div class="name">{name}</div>'
-            f'<audio controls preload="metadata" src="{_wav_uri(audio, sample_rate)}"></audio>'
-            f'<img alt="log-mel spectrogram of {name}" src="{_spectrogram_uri(audio, logmel)}">'
+            f'<audio controls preload="metadata" src="{_wav_uri(audio, rate)}"></audio>'
+            f'<img alt="log-mel spectrogram of {name}" src="{_spectrogram_uri(audio, logmels[rate])}">'
             "</div>"
         )
     return f'<div class="column"><h2>{html.escape(title)}</h2>{"".join(cells)}</div>'
 
 
-def write_report(
-    path: Path, report: dict, ref_paths: list[str], gen_paths: list[str], sample_rate: int = 16000, clips: int = 8
-) -> None:
-    """Write report.html with the metrics and up to `clips` generated and reference clips side by side."""
-    from audiodiff.audio.features import display_logmel
+def write_report(path: Path, report: dict, ref_paths: list[str], gen_paths: list[str], clips: int = 8) -> None:
+    """Write report.html with the metrics and up to `clips` generated and reference clips side by side.
 
-    logmel = display_logmel(sample_rate)  # built once: its filterbank and pseudo-inverse are not free
+    Clips are embedded at their native sample rates, not resampled.
+    """
+    logmels: dict = {}
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in report["metrics"].items())
     embedder = report.get("embedder", {}).get("name", "-")
     body = (
@@ -69,7 +74,7 @@ def write_report(
         f"<h1>audiodiff evaluation</h1><p>generated: {html.escape(report['gen'])} ({report['n_gen']} files); "
         f"reference: {html.escape(report['ref'])} ({report['n_ref']} files); embedder: {html.escape(embedder)}</p>"
         f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
-        f'<div class="columns">{_column("generated", gen_paths[:clips], sample_rate, logmel)}'
-        f"{_column('reference', ref_paths[:clips], sample_rate, logmel)}</div></body></html>"
+        f'<div class="columns">{_column("generated", gen_paths[:clips], logmels)}'
+        f"{_column('reference', ref_paths[:clips], logmels)}</div></body></html>"
     )
     path.write_text(body)
