@@ -59,6 +59,9 @@ class RegularizerConfig:
     t_range: list[int] | None = None
     x0_source: str = "one_step"  # or "rollout"
     rollout_steps: int = 4
+    # "paper" (unnormalised FFT, L1 sums: values grow with the clip length) or "scale_free"
+    # (orthonormal FFT, means: comparable across losses and lengths); see docs/lambda.md
+    normalize: str = "paper"
     losses: list[LossEntry] = field(default_factory=list)
 
 
@@ -203,6 +206,7 @@ CHOICES = {
     "diffusion.loss_type": ("l1", "l2"),
     "regularizer.weighting": ("unweighted", "weighted"),
     "regularizer.x0_source": ("one_step", "rollout"),
+    "regularizer.normalize": ("paper", "scale_free"),
     "data.condition": ("none", "mel"),
     "data.kind": ("audio", "images"),
     "train.schedule": ("constant", "cosine"),

@@ -106,7 +106,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
     formulation = build_formulation(cfg).to(device)
     rc = cfg.regularizer
     spectral = build_spectral_loss(
-        [{"name": e.name, "weight": e.weight, "label": e.label or None, "kwargs": dict(e.kwargs)} for e in rc.losses]
+        [{"name": e.name, "weight": e.weight, "label": e.label or None, "kwargs": dict(e.kwargs)} for e in rc.losses],
+        rc.normalize,
     )
     objective = SpectralObjective(
         formulation, spectral, rc.lam, rc.weighting, rc.sigma_range, rc.t_range, rc.x0_source, rc.rollout_steps
@@ -257,6 +258,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
         if rank == 0 and (step % tc.log_every == 0 or step == tc.steps):
             now = time.perf_counter()
             scalars = {k: float(v) for k, v in sums.items()}
+            if "spectral" in scalars:  # lambda_eff * L_spec over the denoising loss: is lambda sensible?
+                scalars["spectral_ratio"] = scalars["spectral"] / max(scalars["denoise"], 1e-12)
             rate = tc.log_every / max(now - t_last, 1e-9)
             t_last = now
             for k, v in scalars.items():
@@ -264,7 +267,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
             writer.add_scalar("train/grad_norm", float(grad_norm), step)
             writer.add_scalar("train/skipped_steps", skipped, step)
-            bar.set_postfix(loss=f"{scalars['loss']:.4g}", steps_s=f"{rate:.2f}")
+            terms = {k: f"{scalars[k]:.4g}" for k in ("loss", "denoise", "spectral") if k in scalars}
+            bar.set_postfix(**terms, steps_s=f"{rate:.2f}")
             log.write(
                 f"step {step} "
                 + " ".join(f"{k}={v:.6g}" for k, v in scalars.items())

@@ -3,6 +3,11 @@
 Every loss compares the model's clean-signal estimate `x0_hat` with the real signal `x0`
 (arXiv 2603.02447). Build weighted combinations from config entries with
 `build_spectral_loss([{"name": "amp", "weight": 1.0, "kwargs": {...}}, ...])`.
+
+Two normalisations: "paper" (the defaults; the paper's unnormalised FFT and L1 sums, whose
+values grow with the clip length, AMP like N^1.5 and the wavelet loss like N) and "scale_free"
+(each loss class's `SCALE_FREE` options: orthonormal FFT and means, so values are about the
+same at any clip length and comparable across losses; see docs/lambda.md).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ LOSSES: dict[str, type[nn.Module]] = {
     "mel": MelSTFTLoss,
 }
 ENTRY_KEYS = ("name", "weight", "kwargs", "label")
+NORMALIZATIONS = ("paper", "scale_free")
 
 __all__ = [
     "LOSSES",
+    "NORMALIZATIONS",
     "AmplitudeLoss",
     "AmplitudePhaseLoss",
     "MelSTFTLoss",
@@ -41,15 +48,32 @@ __all__ = [
 ]
 
 
-def build_loss(name: str, **kwargs) -> nn.Module:
-    """Instantiate one registered loss, with errors that name the bad key and the allowed ones."""
+def build_loss(name: str, normalize: str = "paper", **kwargs) -> nn.Module:
+    """Instantiate one registered loss, with errors that name the bad key and the allowed ones.
+
+    Args:
+        name: a key of LOSSES.
+        normalize: "paper" (the class defaults) or "scale_free" (the class's `SCALE_FREE`
+            options; an explicit kwarg that contradicts them is an error).
+        **kwargs: constructor options.
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown spectral loss {name!r}; choose one of {sorted(LOSSES)}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize={normalize!r} is not allowed; choose one of {list(NORMALIZATIONS)}")
     cls = LOSSES[name]
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise ValueError(f"spectral loss {name!r}: unknown option(s) {unknown}; allowed: {params}")
+    if normalize == "scale_free":
+        for key, value in cls.SCALE_FREE.items():
+            if kwargs.get(key, value) != value:
+                raise ValueError(
+                    f"spectral loss {name!r}: normalize='scale_free' sets {key}={value!r}, but kwargs give "
+                    f"{key}={kwargs[key]!r}; drop it or use normalize='paper'"
+                )
+        kwargs = {**cls.SCALE_FREE, **kwargs}
     return cls(**kwargs)
 
 
@@ -95,13 +119,14 @@ class SpectralLossSum(nn.Module):
         return self.combine(self(x0_hat, x0))
 
 
-def build_spectral_loss(entries: Sequence[Mapping]) -> SpectralLossSum:
+def build_spectral_loss(entries: Sequence[Mapping], normalize: str = "paper") -> SpectralLossSum:
     """Build a SpectralLossSum from config entries.
 
     Args:
         entries: each a mapping with `name` (a key of LOSSES), optional `weight` (default 1.0),
             optional `kwargs` (constructor options) and optional `label` (defaults to the name;
             set it to use one loss twice, e.g. two wavelets).
+        normalize: "paper" or "scale_free", for every entry (see `build_loss`).
 
     Returns:
         The combined loss module.
@@ -117,6 +142,6 @@ def build_spectral_loss(entries: Sequence[Mapping]) -> SpectralLossSum:
         label = entry.get("label") or entry["name"]
         if label in losses:
             raise ValueError(f"spectral loss entry {i}: label {label!r} used twice; give one a distinct 'label'")
-        losses[label] = build_loss(entry["name"], **dict(entry.get("kwargs") or {}))
+        losses[label] = build_loss(entry["name"], normalize, **dict(entry.get("kwargs") or {}))
         weights[label] = float(entry.get("weight", 1.0))
     return SpectralLossSum(losses, weights)

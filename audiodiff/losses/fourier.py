@@ -20,6 +20,9 @@ from audiodiff.losses._common import REDUCTIONS, SPECTRAL_NDIMS, check_choice, c
 
 FFT_NORMS = ("backward", "ortho", "forward")
 COUPLINGS = ("frequency", "global")
+# build_loss(..., normalize="scale_free"): Parseval-preserving FFT and a mean over bins, so an
+# amplitude error is in the signal's units per sample, whatever the clip length N.
+SCALE_FREE_FFT = {"norm": "ortho", "reduction": "mean"}
 
 
 def hermitian_weights(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -85,6 +88,8 @@ class AmplitudeLoss(nn.Module):
         x0_hat, x0: (B, C, T) or (B, C, H, W) -> (B,)
     """
 
+    SCALE_FREE = SCALE_FREE_FFT
+
     def __init__(self, norm: str = "backward", reduction: str = "sum", ndim: str | int = "auto") -> None:
         super().__init__()
         check_choice("norm", norm, FFT_NORMS)
@@ -125,6 +130,8 @@ class AmplitudePhaseLoss(nn.Module):
     Shapes:
         x0_hat, x0: (B, C, T) or (B, C, H, W) -> (B,)
     """
+
+    SCALE_FREE = SCALE_FREE_FFT
 
     def __init__(
         self,

@@ -29,6 +29,11 @@ MR_PRESETS: dict[str, list[tuple[int, int, int]]] = {
 }
 
 
+# Spectral convergence is a ratio and the log-magnitude and log-mel terms are means, so these
+# losses do not grow with the clip length: normalize="scale_free" leaves them as they are.
+SCALE_FREE_STFT: dict = {}
+
+
 def _check_stft_args(loss: str, n_fft: int, hop: int, win_length: int | None) -> int:
     """The window length to use (n_fft by default); a ValueError naming `loss` for bad settings."""
     win_length = n_fft if win_length is None else win_length
@@ -149,6 +154,8 @@ class STFTLoss(nn.Module):
         x0_hat, x0: (B, C, T) -> (B,)
     """
 
+    SCALE_FREE = SCALE_FREE_STFT
+
     def __init__(
         self,
         n_fft: int = 1024,
@@ -181,6 +188,8 @@ class MultiResolutionSTFTLoss(nn.Module):
     Shapes:
         x0_hat, x0: (B, C, T) -> (B,)
     """
+
+    SCALE_FREE = SCALE_FREE_STFT
 
     def __init__(
         self,
@@ -227,6 +236,8 @@ class MelSTFTLoss(nn.Module):
     Shapes:
         x0_hat, x0: (B, C, T) -> (B,)
     """
+
+    SCALE_FREE = SCALE_FREE_STFT
 
     def __init__(
         self,

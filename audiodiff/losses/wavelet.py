@@ -16,8 +16,10 @@ import pywt
 import torch
 from torch import Tensor, nn
 
-from audiodiff.losses._common import REDUCTIONS, SPECTRAL_NDIMS, check_choice, check_pair, spectral_ndim
+from audiodiff.losses._common import SPECTRAL_NDIMS, check_choice, check_pair, spectral_ndim
 from audiodiff.losses.dwt import MODES, analysis_filters, wavedec
+
+WAVELET_REDUCTIONS = ("sum", "mean", "mean_all")
 
 
 def max_level(shape: Sequence[int], filter_len: int) -> int:
@@ -44,12 +46,17 @@ class WaveletLoss(nn.Module):
             weight per level, finest level first (gamma[0] = level 1).
         approx_weight: weight of the coarsest approximation band (0 leaves it out).
         band_weights: 2-D only, weights of the (horizontal, vertical, diagonal) detail bands.
-        reduction: per band, "sum" (the L1 norm, default) or "mean" over its coefficients.
+        reduction: "sum" (each band's L1 norm, the paper's, default), "mean" (each band's mean
+            absolute value, then summed over bands) or "mean_all" (the "sum" value divided by
+            the total number of coefficients of all bands: with an orthonormal wavelet such as
+            haar, independent of the clip length for broadband signals; the scale-free form).
         ndim: "auto" (1-D for 3-D input, 2-D for 4-D input), 1 or 2.
 
     Shapes:
         x0_hat, x0: (B, C, T) or (B, C, H, W) -> (B,)
     """
+
+    SCALE_FREE = {"reduction": "mean_all"}  # the options of build_loss(..., normalize="scale_free")
 
     def __init__(
         self,
@@ -68,7 +75,7 @@ class WaveletLoss(nn.Module):
                 f"wavelet: {wavelet!r} is not a discrete PyWavelets wavelet; see pywt.wavelist(kind='discrete')"
             )
         check_choice("mode", mode, MODES)
-        check_choice("reduction", reduction, REDUCTIONS)
+        check_choice("reduction", reduction, WAVELET_REDUCTIONS)
         check_choice("ndim", ndim, SPECTRAL_NDIMS)
         if level is not None and level < 1:
             raise ValueError(f"wavelet: level must be >= 1 or None, got {level}")
@@ -85,7 +92,7 @@ class WaveletLoss(nn.Module):
     def _band(self, c: Tensor) -> Tensor:
         """(B, ...) coefficients -> (B,) L1 norm or mean absolute value, one kernel."""
         norm = torch.linalg.vector_norm(c.flatten(1), ord=1, dim=1)
-        return norm if self.reduction == "sum" else norm / c[0].numel()
+        return norm / c[0].numel() if self.reduction == "mean" else norm
 
     def forward(self, x0_hat: Tensor, x0: Tensor) -> Tensor:
         x0_hat, x0 = check_pair(x0_hat, x0, "wavelet", (3, 4))
@@ -103,4 +110,11 @@ class WaveletLoss(nn.Module):
             else:
                 for w, band in zip(self.band_weights, details):
                     loss = loss + gamma * w * self._band(band)
+        if self.reduction == "mean_all":
+            loss = loss / sum(band[0].numel() for band in _bands(coeffs))
         return loss
+
+
+def _bands(coeffs: list[Tensor | tuple[Tensor, ...]]) -> list[Tensor]:
+    """The `wavedec` coefficient list flattened to one tensor per band."""
+    return [band for item in coeffs for band in (item if isinstance(item, tuple) else (item,))]
