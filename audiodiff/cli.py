@@ -183,7 +183,14 @@ def generate(
     help="A classifier dir (audiodiff train-classifier): adds classifier-FID, IS, mIS, AM.",
 )
 @click.option("--device", default="cpu")
-def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifier, device) -> None:
+@click.option(
+    "--on-bad-audio",
+    type=click.Choice(["error", "skip"]),
+    default="error",
+    show_default=True,
+    help="Unusable files (missing, unreadable, NaN/inf, too short): stop listing them all, or skip them.",
+)
+def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifier, device, on_bad_audio) -> None:
     """Compare generated audio with a reference set (FAD, FAD-inf, KAD, mean spectrum).
 
     \b
@@ -203,6 +210,7 @@ def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifi
             device,
             classifier=classifier,
             embedder_weights=embedder_weights,
+            on_bad_audio=on_bad_audio,
         )
     except (FileNotFoundError, ValueError, ImportError) as err:
         _fail(err)
@@ -252,7 +260,14 @@ def train_classifier(train_dir, valid, test, out, epochs, batch_size, lr, seed, 
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--preset", default="speech16k", show_default=True, help="Mel preset (speech16k, hifigan, diffwave).")
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
-def dump_features(directory: str, preset: str, sample_rate: int) -> None:
+@click.option(
+    "--on-bad-audio",
+    type=click.Choice(["error", "skip"]),
+    default="error",
+    show_default=True,
+    help="Unusable files (unreadable, NaN/inf, silent, too short): stop listing them all, or skip them.",
+)
+def dump_features(directory: str, preset: str, sample_rate: int, on_bad_audio: str) -> None:
     """Dump the log-mels of a data DIRECTORY (feats/*.npy, feats.scp) for mel models (data.features=true).
 
     \b
@@ -262,7 +277,7 @@ def dump_features(directory: str, preset: str, sample_rate: int) -> None:
     from audiodiff.data.features import dump_features as run_dump
 
     try:
-        n = run_dump(directory, preset, sample_rate)
+        n = run_dump(directory, preset, sample_rate, on_bad_audio)
     except (FileNotFoundError, ValueError) as err:
         _fail(err)
     click.echo(f"{directory}: {n} feature files")
@@ -271,8 +286,19 @@ def dump_features(directory: str, preset: str, sample_rate: int) -> None:
 @main.command("validate-data-dir")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--no-audio", is_flag=True, help="Check the tables only, do not open the audio files.")
-def validate_data_dir(directory: str, no_audio: bool) -> None:
-    """Check a Kaldi-style data DIRECTORY: missing files, duplicate or unsorted ids, unreadable audio.
+@click.option(
+    "--min-seconds",
+    type=float,
+    default=1024 / 16000,
+    show_default=True,
+    help="Warn about clips shorter than this (default: one 1024-point STFT frame at 16 kHz; "
+    "pass the model's crop to see which clips training will zero-pad).",
+)
+def validate_data_dir(directory: str, no_audio: bool, min_seconds: float) -> None:
+    """Check a Kaldi-style data DIRECTORY: unsafe, duplicate or unsorted ids, missing or unusable audio.
+
+    Relative wav.scp paths are resolved against DIRECTORY, as everywhere else. Short clips are
+    warnings; everything else is a problem (exit status 1).
 
     \b
     Example:
@@ -280,7 +306,9 @@ def validate_data_dir(directory: str, no_audio: bool) -> None:
     """
     from audiodiff.data.validate import validate_data_dir as run_validate
 
-    problems = run_validate(directory, check_audio_files=not no_audio)
+    problems, warnings = run_validate(directory, check_audio_files=not no_audio, min_seconds=min_seconds)
+    for line in warnings:
+        click.echo(f"warning: {line}")
     for line in problems:
         click.echo(line)
     if problems:

@@ -78,6 +78,7 @@ class DataConfig:
     image_shape: list[int] = field(default_factory=lambda: [1, 32, 32])  # images: (C, H, W)
     features: bool = False  # mel models: crop log-mels dumped by `audiodiff dump-features` (feats.scp)
     num_workers: int = 0
+    on_bad_audio: str = "error"  # unusable training files (unreadable, NaN/inf, silent, too short): error or skip
 
 
 @dataclass
@@ -209,6 +210,7 @@ CHOICES = {
     "regularizer.normalize": ("paper", "scale_free"),
     "data.condition": ("none", "mel"),
     "data.kind": ("audio", "images"),
+    "data.on_bad_audio": ("error", "skip"),
     "train.schedule": ("constant", "cosine"),
     "sample.sampler": ("fast", "ddpm", "ddim", "euler", "heun"),
 }

@@ -23,6 +23,7 @@ from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from audiodiff.config import ExperimentConfig, to_yaml
 from audiodiff.data.datasets import AudioClips, DiffusionExamples, ImageArrays, TrainingStream
 from audiodiff.data.features import MelFeatureExamples
+from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import DDPM, SpectralObjective
 from audiodiff.generate import (
     build_formulation,
@@ -155,7 +156,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
             )
         examples = clips
     else:
-        clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
+        seconds = mel.n_fft / mel.sample_rate  # audited up front; shorter than one STFT frame is unusable
+        clips = AudioClips(
+            cfg.data.train, cfg.data.sample_rate, cfg.data.segment, True, True, cfg.data.on_bad_audio, seconds
+        )
         noise_shape = (1, cfg.data.segment)
         if cfg.model.kind == "unet":  # noise for (1, n_mels, frames) log-mels
             noise_shape = (1, mel.n_mels, cfg.data.segment // mel.hop + 1)
@@ -185,6 +189,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
     log = open(run / "log.txt", "a") if rank == 0 else None  # noqa: SIM115
+    if log and getattr(clips, "bad", None):
+        log.write(f"data.on_bad_audio=skip: left out {describe_bad(clips.bad)}\n")
     bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, disable=rank != 0 or not progress)
     autocast = device.type == "cuda" and tc.bf16
 

@@ -10,26 +10,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from audiodiff.audio.io import load_audio
+from audiodiff.data.kaldi import read_scp
+from audiodiff.data.validate import usable_audio
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-
-
-def read_wav_scp(path: str | Path) -> dict[str, str]:
-    """`utt-id path` lines -> {utt: path}; relative paths are taken from the data dir's parent."""
-    path = Path(path)
-    entries: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2:
-            raise ValueError(f"{path}:{lineno}: expected 'utt-id path', got {line!r}")
-        utt, wav = parts
-        if utt in entries:
-            raise ValueError(f"{path}:{lineno}: duplicate utterance id {utt!r}")
-        wav_path = Path(wav)
-        entries[utt] = str(wav_path if wav_path.is_absolute() else path.parent.parent / wav_path)
-    return entries
 
 
 def crop_or_pad(
@@ -43,10 +27,14 @@ def crop_or_pad(
 
 
 def list_audio(source: str | Path) -> dict[str, str]:
-    """Utterances of a data dir (its wav.scp) or of a folder (audio files, recursively), sorted by id."""
+    """Utterances of a data dir (its wav.scp) or of a folder (audio files, recursively), sorted by id.
+
+    wav.scp is read by `audiodiff.data.kaldi.read_scp` (safe ids, relative paths against the data
+    dir); a folder's ids are the files' relative paths without suffix, with '/' turned into '_'.
+    """
     source = Path(source)
     if (source / "wav.scp").is_file():
-        entries = read_wav_scp(source / "wav.scp")
+        entries = read_scp(source / "wav.scp")
     elif source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         entries = {str(p.relative_to(source).with_suffix("")).replace("/", "_"): str(p) for p in files}
@@ -62,12 +50,22 @@ class AudioClips(Dataset):
 
     Items are (audio (1, segment), index). Files are decoded and resampled once and kept in memory
     when `cache` is set (small corpora, the offline recipes); otherwise read on every access.
+    Every file is audited first (`usable_audio`: unreadable, empty, NaN/inf, silent, shorter than
+    `min_seconds`): `on_bad="error"` stops listing all bad files, "skip" leaves them out (`self.bad`).
     """
 
     def __init__(
-        self, source: str | Path, sample_rate: int, segment: int, random_crop: bool = True, cache: bool = True
+        self,
+        source: str | Path,
+        sample_rate: int,
+        segment: int,
+        random_crop: bool = True,
+        cache: bool = True,
+        on_bad: str = "error",
+        min_seconds: float = 0.0,
     ) -> None:
-        self.entries = list_audio(source)
+        hint = "set data.on_bad_audio=skip to train on the others"
+        self.entries, self.bad = usable_audio(list_audio(source), source, on_bad, hint, min_seconds=min_seconds)
         self.ids = list(self.entries)
         self.sample_rate, self.segment, self.random_crop = sample_rate, segment, random_crop
         self._cache: dict[int, Tensor] = {}

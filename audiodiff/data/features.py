@@ -19,17 +19,25 @@ from torch.utils.data import Dataset
 from audiodiff.audio.features import LogMel, mel_config
 from audiodiff.audio.io import load_audio
 from audiodiff.data.datasets import crop_or_pad, list_audio
+from audiodiff.data.kaldi import read_scp
+from audiodiff.data.validate import usable_audio
 
 
-def dump_features(data_dir: str | Path, preset: str, sample_rate: int) -> int:
-    """Write the log-mels of every utterance of a data dir; returns the number written."""
+def dump_features(data_dir: str | Path, preset: str, sample_rate: int, on_bad: str = "error") -> int:
+    """Write the log-mels of every usable utterance of a data dir; returns the number written.
+
+    The audio is audited first (`usable_audio`, too short = under one STFT frame): `on_bad`
+    "error" stops listing every bad file, "skip" leaves them out of feats.scp.
+    """
     data_dir = Path(data_dir)
     cfg = mel_config(preset, sample_rate=sample_rate)
+    hint = "pass --on-bad-audio skip to dump the others"
+    entries, _ = usable_audio(list_audio(data_dir), data_dir, on_bad, hint, min_seconds=cfg.n_fft / cfg.sample_rate)
     logmel = LogMel(cfg)
     (data_dir / "feats").mkdir(parents=True, exist_ok=True)
     lines = []
     with torch.no_grad():
-        for utt, path in list_audio(data_dir).items():
+        for utt, path in entries.items():
             feats = logmel(load_audio(path, sample_rate)[None])[0].numpy().astype(np.float32)
             target = data_dir / "feats" / f"{utt}.npy"
             np.save(target, feats)
@@ -57,7 +65,7 @@ class MelFeatureExamples(Dataset):
             diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ValueError(f"{meta}: features were dumped with other mel settings ({diff}); dump them again")
         self.floor = float(np.log(wanted["log_floor"]))
-        self.feats = [torch.from_numpy(np.load(line.split(maxsplit=1)[1])) for line in scp.read_text().splitlines()]
+        self.feats = [torch.from_numpy(np.load(path)) for path in read_scp(scp).values()]
         self.frames = frames
 
     def __len__(self) -> int:

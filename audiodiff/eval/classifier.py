@@ -169,15 +169,6 @@ def load_classifier(path: str | Path, device: str = "cpu") -> tuple[Classifier, 
 # ----------------------------------------------------------------------------------------- data
 
 
-def _read_kv(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, _, value = line.strip().partition(" ")
-            out[key] = value.strip()
-    return out
-
-
 def load_labelled(source: str | Path, config: ClassifierConfig | None = None) -> tuple[Tensor, np.ndarray, list[str]]:
     """Inputs and integer labels of a split: a Kaldi data dir with utt2label (or text), or images.npy + labels.npy.
 
@@ -193,6 +184,7 @@ def load_labelled(source: str | Path, config: ClassifierConfig | None = None) ->
         return images, labels, [str(i) for i in range(int(labels.max()) + 1)]
     from audiodiff.audio.io import load_audio
     from audiodiff.data.datasets import list_audio
+    from audiodiff.data.kaldi import read_table
 
     if not (source / "wav.scp").is_file():
         raise FileNotFoundError(f"{source}: want a data dir with wav.scp + utt2label (or text), or images.npy")
@@ -200,7 +192,7 @@ def load_labelled(source: str | Path, config: ClassifierConfig | None = None) ->
     label_file = source / "utt2label" if (source / "utt2label").is_file() else source / "text"
     if not label_file.is_file():
         raise FileNotFoundError(f"{source}: no utt2label or text file to take class labels from")
-    raw = _read_kv(label_file)
+    raw = read_table(label_file)
     missing = sorted(set(wavs) - set(raw))
     if missing:
         raise ValueError(f"{label_file}: no label for {len(missing)} utterance(s), e.g. {missing[0]}")

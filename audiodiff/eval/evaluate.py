@@ -10,6 +10,7 @@ import torch
 
 from audiodiff.audio.io import load_audio, native_rate
 from audiodiff.data.datasets import list_audio
+from audiodiff.data.validate import usable_audio
 from audiodiff.eval.embeddings import build_embedder, embed_files
 from audiodiff.eval.fad import KAD_SCALE, fad, fad_inf, kernel_distance
 from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb, pesq_wb
@@ -19,6 +20,9 @@ from audiodiff.eval.report import write_report
 METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq", "classifier", "inception_fid")
 EMBEDDING_METRICS = {"fad", "fad_inf", "kad", "ndb"}
 PAIRED = {"mrstft", "lsd", "pesq"}  # vocoding: generated and reference files matched by name
+# Shortest usable clip: the longest analysis frame (MR-STFT's 2048 points at 16 kHz, the mean
+# spectrum's 1024 at 8 kHz). Silent clips are kept: a model that generates silence is scored for it.
+MIN_SECONDS = 2048 / 16000
 
 
 def default_cache() -> Path:
@@ -84,11 +88,16 @@ def evaluate(
     progress: bool = False,
     classifier: str | Path | None = None,
     embedder_weights: str | Path | None = None,
+    on_bad_audio: str = "error",
 ) -> dict:
     """Compare the audio under `gen` with `ref` (data dirs or folders); write metrics.json/.md and plots.
 
     With `classifier` (a directory from `audiodiff train-classifier`), the "classifier" metrics
     (classifier-FID, IS, mIS, AM) are added; `metrics` may name "classifier" only then.
+
+    Every file is audited first (missing, unreadable, empty, NaN/inf, shorter than MIN_SECONDS):
+    `on_bad_audio` "error" stops listing all bad files by id, "skip" scores the others and lists
+    the left-out files under "skipped_audio" in the report.
     """
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
@@ -113,8 +122,14 @@ def evaluate(
         )
         _write_metrics(out, report, f"Reference: {ref}; generated: {gen}")
         return report
-    ref_paths, gen_paths = list(list_audio(ref).values()), list(list_audio(gen).values())
+    hint = "pass --on-bad-audio skip to evaluate the others"
+    (ref_ok, ref_bad), (gen_ok, gen_bad) = (
+        usable_audio(list_audio(s), s, on_bad_audio, hint, silence_db=None, min_seconds=MIN_SECONDS) for s in (ref, gen)
+    )
+    ref_paths, gen_paths = list(ref_ok.values()), list(gen_ok.values())
     report: dict = {"ref": str(ref), "gen": str(gen), "n_ref": len(ref_paths), "n_gen": len(gen_paths), "metrics": {}}
+    if ref_bad or gen_bad:
+        report["skipped_audio"] = {"ref": ref_bad, "gen": gen_bad}
     settings: dict = {"metrics": list(metrics)}
     report["settings"] = settings
     if EMBEDDING_METRICS & set(metrics):

@@ -51,7 +51,7 @@ def test_sc09_from_a_file_url_with_official_lists_and_bad_files(tmp_path, sc09_a
     report = (out / "bad_audio.tsv").read_text()
     assert "dddd4444_two_0" in report and "unreadable" in report and "eeee5555_one_0" in report and "silent" in report
     for part in ("train", "valid", "test"):
-        assert validate_data_dir(out / "data" / part) == []
+        assert validate_data_dir(out / "data" / part).problems == []
 
 
 def test_download_errors_are_one_line(tmp_path, sc09_archive):
@@ -93,7 +93,7 @@ def test_validator_catches_each_defect(tmp_path):
     d.mkdir(parents=True)
     (d / "wav.scp").write_text(f"b {wav}/b.wav\na {wav}/a.wav\na {wav}/a.wav\nc {wav}/bad.wav\nm {wav}/none.wav\n")
     (d / "utt2spk").write_text("a s1\nb s1\nz s2\n")
-    problems = "\n".join(validate_data_dir(d))
+    problems = "\n".join(validate_data_dir(d).problems)
     for expected in (
         "duplicate id 'a'",
         "wav.scp: keys are not sorted",

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from audiodiff.data.datasets import AudioClips, DiffusionExamples, TrainingStream, list_audio, read_wav_scp
+from audiodiff.data.datasets import AudioClips, DiffusionExamples, TrainingStream, list_audio
+from audiodiff.data.kaldi import read_scp
 from tests.conftest import write_corpus
 
 
@@ -9,11 +10,11 @@ def test_wav_scp_errors(tmp_path):
     d = tmp_path / "data" / "x"
     d.mkdir(parents=True)
     (d / "wav.scp").write_text("a /x.wav\nb\n")
-    with pytest.raises(ValueError, match=r"wav.scp:2: expected 'utt-id path'"):
-        read_wav_scp(d / "wav.scp")
+    with pytest.raises(ValueError, match=r"wav.scp:2: expected '<id> <value>'"):
+        read_scp(d / "wav.scp")
     (d / "wav.scp").write_text("a /x.wav\na /y.wav\n")
-    with pytest.raises(ValueError, match="duplicate utterance id 'a'"):
-        read_wav_scp(d / "wav.scp")
+    with pytest.raises(ValueError, match="wav.scp:2: duplicate id 'a'"):
+        read_scp(d / "wav.scp")
     with pytest.raises(FileNotFoundError, match="data source not found"):
         list_audio(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

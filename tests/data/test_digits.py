@@ -3,7 +3,8 @@ import hashlib
 import pytest
 import soundfile as sf
 
-from audiodiff.data.datasets import list_audio, read_wav_scp
+from audiodiff.data.datasets import list_audio
+from audiodiff.data.kaldi import read_scp
 
 pytest.importorskip("espeakng_loader")
 from audiodiff.data.corpora.digits import DIGITS, prepare_digits  # noqa: E402
@@ -23,7 +24,7 @@ def test_splits_have_unseen_voices_and_all_digits(corpus):
     assert not variants["train"] & variants["test"] and not variants["train"] & variants["valid"]
     for part in ("train", "valid", "test"):
         d = out / "data" / part
-        scp = read_wav_scp(d / "wav.scp")
+        scp = read_scp(d / "wav.scp")
         assert list(scp) == sorted(scp)  # Kaldi wants sorted keys
         words = dict(line.split() for line in (d / "text").read_text().splitlines())
         assert set(words) == set(scp) and set(words.values()) == set(DIGITS)

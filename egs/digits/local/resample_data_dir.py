@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from audiodiff.audio.io import load_audio, save_audio
+from audiodiff.data.kaldi import read_scp
 
 
 def main(src: str, out: str, sample_rate: str) -> None:
     src_dir, out_dir, sr = Path(src), Path(out), int(sample_rate)
     (out_dir / "wav").mkdir(parents=True, exist_ok=True)
     lines = []
-    for line in (src_dir / "wav.scp").read_text().splitlines():
-        utt, path = line.split(maxsplit=1)
+    for utt, path in read_scp(src_dir / "wav.scp").items():  # safe ids, relative paths resolved
         dest = out_dir / "wav" / f"{utt}.wav"
         save_audio(dest, load_audio(path, sr), sr)
         lines.append(f"{utt} {dest.resolve()}")
