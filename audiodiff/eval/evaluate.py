@@ -20,8 +20,9 @@ from audiodiff.eval.report import write_report
 METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq", "classifier", "inception_fid")
 EMBEDDING_METRICS = {"fad", "fad_inf", "kad", "ndb"}
 PAIRED = {"mrstft", "lsd", "pesq"}  # vocoding: generated and reference files matched by name
-# Shortest usable clip: the longest analysis frame (MR-STFT's 2048 points at 16 kHz, the mean
-# spectrum's 1024 at 8 kHz). Silent clips are kept: a model that generates silence is scored for it.
+# Shortest usable clip: 128 ms holds the longest analysis frames at any analysis rate from 8 kHz
+# (MR-STFT's 2048-point frame needs > 1024 samples, the mean spectrum's 1024-point one > 512).
+# Silent clips are kept: a model that generates silence is scored for it.
 MIN_SECONDS = 2048 / 16000
 
 
