@@ -67,8 +67,8 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint file or the latest one of a run/checkpoint directory."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file `path` names: itself, the target of a `latest` pointer, or a run's latest."""
     path = Path(path)
     if path.is_dir():
         found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
@@ -80,6 +80,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         path = found if found is not None else path
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint file or the latest one of a run/checkpoint directory."""
+    path = resolve_checkpoint(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated, not a torch file, or pickled objects beyond tensors

@@ -104,6 +104,8 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_ckpts: int = 3
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    init_from: str = ""  # fine-tune: weights of an lmnt-com/diffwave checkpoint or one of ours (audiodiff/finetune.py)
+    init_sha256: str = ""  # the init_from file's SHA-256: checked when set, recorded by train
 
 
 @dataclass

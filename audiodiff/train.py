@@ -25,6 +25,7 @@ from audiodiff.data.datasets import AudioClips, DiffusionExamples, ImageArrays, 
 from audiodiff.data.features import MelFeatureExamples
 from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import DDPM, SpectralObjective
+from audiodiff.finetune import init_from_checkpoint
 from audiodiff.generate import (
     build_formulation,
     build_network,
@@ -104,6 +105,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
     # ---- model, objective, optimizer (same init on every rank; DDP keeps them in step)
     torch.manual_seed(tc.seed)
     net = build_network(cfg).to(device)
+    if tc.init_from:  # fine-tuning: weights only (the step starts at 0); a resume then replaces them
+        init_from_checkpoint(net, cfg, run / "log.txt" if rank == 0 else None)
     formulation = build_formulation(cfg).to(device)
     rc = cfg.regularizer
     spectral = build_spectral_loss(

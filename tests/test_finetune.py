@@ -1,0 +1,113 @@
+"""train.init_from: fine-tuning from an lmnt-com/diffwave checkpoint or one of ours, end to end on tiny data."""
+
+import hashlib
+
+import pytest
+import torch
+import yaml
+
+from audiodiff.checkpoint import load_checkpoint
+from audiodiff.models.lmnt import lmnt_to_ours, safe_torch_load
+from tests.models.lmnt_files import ShellCommand, lmnt_style_state, save_lmnt_checkpoint
+from tests.test_train import base_args, run_cli, train_cli
+
+# lmnt's mel front-end and upsampler (hop 256 = 16 x 16), at toy sizes; lr 0 keeps the initial weights.
+VOCODER = [
+    "model.diffwave.n_mels=80",
+    "model.diffwave.hop=256",
+    "model.diffwave.embed_dim=512",
+    "model.diffwave.embed_interp=lerp",
+    "data.condition=mel",
+    "data.mel_preset=diffwave",
+    "data.sample_rate=22050",
+    "train.steps=2",
+    "train.lr=0",
+]
+PARAMS = {"residual_layers": 2, "residual_channels": 8, "dilation_cycle_length": 2, "n_mels": 80, "hop_samples": 256}
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "conf.yaml"
+    path.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
+    return path
+
+
+@pytest.fixture
+def lmnt_file(tmp_path):
+    path = tmp_path / "diffwave-ljspeech-22kHz-1000578.pt"
+    return save_lmnt_checkpoint(path, lmnt_style_state(layers=2, channels=8), PARAMS, step=1000578)
+
+
+def test_fine_tunes_from_an_lmnt_checkpoint(tmp_path, corpus, config, lmnt_file):
+    exp = tmp_path / "exp"
+    digest = hashlib.sha256(lmnt_file.read_bytes()).hexdigest()
+    run = train_cli(config, corpus, exp, "ft", *VOCODER, f"train.init_from={lmnt_file}")
+    log = (run / "log.txt").read_text()
+    assert f"init_from {lmnt_file} sha256={digest} lmnt-com/diffwave step=1000578\n" in log
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["init_sha256"] == digest
+    state = load_checkpoint(run)
+    assert state["step"] == 2  # the step restarts at 0: two steps, not 1000580
+    theirs = lmnt_to_ours(safe_torch_load(lmnt_file)["model"])
+    for name, value in theirs.items():  # lr 0: the weights (and their EMA) are lmnt's
+        torch.testing.assert_close(state["model"][name], value, msg=name)
+        torch.testing.assert_close(state["ema"][name], value, msg=name)
+    assert yaml.safe_load(state["config"])["train"]["init_sha256"] == digest
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["model.diffwave.layers=3"], "has a different model; set model.diffwave.layers=2 (config: 3)"),
+        (["model.diffwave.embed_interp=exact"], "set model.diffwave.embed_interp='lerp' (config: 'exact')"),
+        (["train.init_sha256=00ff"], "but train.init_sha256=00ff"),
+        (["model.kind=unet"], "holds a diffwave model; the config has model.kind=unet"),
+    ],
+)
+def test_init_from_mismatch_is_one_line(tmp_path, corpus, config, lmnt_file, extra, message):
+    args = base_args(corpus, tmp_path / "exp", "bad", *VOCODER, f"train.init_from={lmnt_file}", *extra)
+    res = run_cli("train", config, "--no-progress", *args)
+    assert res.exit_code != 0 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_init_from_missing_or_malicious_file(tmp_path, corpus, config):
+    missing = tmp_path / "weights.pt"
+    res = run_cli("train", config, *base_args(corpus, tmp_path / "exp", "a", *VOCODER, f"train.init_from={missing}"))
+    assert res.exit_code != 0 and f"train.init_from={missing}: no such checkpoint file" in res.output
+    marker = tmp_path / "MARKER"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": lmnt_style_state(layers=2), "params": ShellCommand(f"touch {marker}")}, evil)
+    res = run_cli("train", config, *base_args(corpus, tmp_path / "exp", "b", *VOCODER, f"train.init_from={evil}"))
+    assert res.exit_code != 0 and "refusing to load posix.system" in res.output and not marker.exists()
+
+
+def test_fine_tunes_from_one_of_our_runs(tmp_path, corpus, config):
+    exp = tmp_path / "exp"
+    first = train_cli(config, corpus, exp, "first", "train.steps=2")
+    source = load_checkpoint(first)
+    run = train_cli(config, corpus, exp, "second", "train.steps=2", "train.lr=0", f"train.init_from={first}")
+    state = load_checkpoint(run)
+    for name, value in source["ema"].items():  # ours start from the source's EMA weights
+        torch.testing.assert_close(state["model"][name], value, msg=name)
+    assert f"init_from {source['path']} sha256=" in (run / "log.txt").read_text()
+    res = run_cli(
+        "train", config, *base_args(corpus, exp, "c", "model.diffwave.channels=4", f"train.init_from={first}")
+    )
+    assert res.exit_code != 0 and "set model.diffwave.channels=8 (config: 4)" in res.output
+
+
+def test_ljspeech_fine_tuning_config_fits_lmnt_released_model():
+    from pathlib import Path
+
+    from audiodiff.config import load_config
+    from audiodiff.finetune import _check_architecture
+    from audiodiff.models.lmnt import config_from_lmnt_state
+
+    conf = Path(__file__).parents[1] / "egs/ljspeech/conf/lmnt_amp.yaml"
+    cfg = load_config(conf, ["name=x", "data.train=/d"])
+    # their released model: diffwave.params 0.1.7 (30 x 64, cycle 10, 80 mels, hop 256)
+    params = {"residual_layers": 30, "residual_channels": 64, "dilation_cycle_length": 10, "n_mels": 80}
+    source = config_from_lmnt_state(lmnt_style_state(layers=30, channels=64), params | {"hop_samples": 256})
+    _check_architecture(Path(cfg.train.init_from), "diffwave", vars(source), cfg)
+    assert cfg.train.init_from.endswith("diffwave-ljspeech-22kHz-1000578.pt") and len(cfg.train.init_sha256) == 64
+    assert cfg.regularizer.lam == 1e-4 and cfg.data.mel_preset == "diffwave"
