@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 
 from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import mel_filterbank
+from audiodiff.checkpoint import atomic_write_bytes
 from audiodiff.eval.pretrained import ClapEmbedder, EncodecEmbedder, PANNEmbedder, VGGishEmbedder
 
 
@@ -134,6 +137,54 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class CacheWarning(UserWarning):
+    """A bad embedding cache entry was found and recomputed."""
+
+
+# One cache entry: a 0-d structured array in a .npy file (no pickle). Format 2 ("<sha1>.v2.npy");
+# format 1 (a bare (D + 1,) float32 row, "<sha1>.npy") is ignored.
+CACHE_FIELDS = ("source_sha1", "embedder", "duration", "embedding")
+CACHE_SUFFIX = ".v2.npy"
+
+
+class BadCacheEntry(ValueError):
+    """A cache entry that cannot be used; the message says why."""
+
+
+def _read_entry(entry: Path, digest: str, embedder) -> tuple[np.ndarray, float]:
+    """A cache entry's embedding (D,) and clip duration (s). Raises BadCacheEntry saying what is wrong."""
+    ident = f"{embedder.name}-{embedder.version}"
+    if entry.stat().st_size == 0:
+        raise BadCacheEntry("empty file")
+    try:
+        record = np.load(entry, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:  # truncated, not .npy, or pickled objects
+        raise BadCacheEntry(f"unreadable ({type(err).__name__}: {str(err)[:120]})") from err
+    if record.dtype.names != CACHE_FIELDS or record.shape != ():
+        raise BadCacheEntry(f"not an embedding entry (dtype {record.dtype}, shape {record.shape})")
+    source, owner = record["source_sha1"].item().decode(), record["embedder"].item().decode()
+    emb, duration = record["embedding"], float(record["duration"])
+    if source != digest:
+        raise BadCacheEntry(f"written for another file (sha1 {source[:12]}; this file's is {digest[:12]})")
+    if owner != ident:
+        raise BadCacheEntry(f"written by embedder {owner!r}, not {ident!r}")
+    if emb.shape != (embedder.dim,):
+        raise BadCacheEntry(f"embedding of shape {emb.shape}, expected ({embedder.dim},)")
+    if not (np.isfinite(emb).all() and np.isfinite(duration)):
+        raise BadCacheEntry("non-finite values")
+    return emb, duration
+
+
+def _write_entry(entry: Path, digest: str, embedder, emb: np.ndarray, duration: float) -> None:
+    """Save one entry atomically (temp file, fsync, rename): a crash never leaves a partial entry."""
+    ident = f"{embedder.name}-{embedder.version}".encode()
+    dtype = [("source_sha1", f"S{len(digest)}"), ("embedder", f"S{len(ident)}"), ("duration", "<f8")]
+    dtype.append(("embedding", "<f4", emb.shape))
+    buf = io.BytesIO()
+    np.save(buf, np.array((digest.encode(), ident, duration, emb), dtype=dtype), allow_pickle=False)
+    atomic_write_bytes(entry, buf.getvalue())
+
+
 def embed_files(
     paths: Sequence[str | Path],
     embedder,
@@ -143,8 +194,14 @@ def embed_files(
 ) -> tuple[np.ndarray, dict]:
     """Embeddings (N, D) of audio files, cached per file by (embedder, version, content hash).
 
+    A cache entry is `<cache_dir>/<embedder>-<version>/<sha1 of the file>.v2.npy` holding the
+    embedding, the clip's duration, the file's sha1 and the embedder's name-version; it is written
+    atomically. On reading, an entry that is empty, truncated, not ours, of the wrong shape or
+    written for another file is recomputed, with a `CacheWarning` naming it.
+
     Returns:
-        (embeddings, {"cache_hits": h, "computed": c, "durations": [seconds per file]})
+        (embeddings, {"cache_hits": h, "computed": c, "durations": [seconds per file],
+                      "recomputed": [{"entry": path, "file": audio path, "reason": why}, ...]})
     """
     from tqdm import tqdm
 
@@ -153,22 +210,26 @@ def embed_files(
         cache.mkdir(parents=True, exist_ok=True)
     result: list[np.ndarray | None] = [None] * len(paths)
     durations = [0.0] * len(paths)
-    todo = []
+    todo, recomputed = [], []
     for i, p in enumerate(paths):
-        key = cache / f"{file_digest(p)}.npy" if cache else None
-        if key is not None and key.is_file():
-            result[i] = np.load(key)
-            durations[i] = float(result[i][-1])
-        else:
-            todo.append((i, key))
+        digest = file_digest(p) if cache else ""
+        entry = cache / f"{digest}{CACHE_SUFFIX}" if cache else None
+        if entry is not None and entry.is_file():
+            try:
+                result[i], durations[i] = _read_entry(entry, digest, embedder)
+                continue
+            except BadCacheEntry as err:
+                recomputed.append({"entry": str(entry), "file": str(p), "reason": str(err)})
+                warnings.warn(f"embedding cache entry {entry} (for {p}): {err}; recomputed", CacheWarning, stacklevel=2)
+        todo.append((i, digest, entry))
     for start in tqdm(range(0, len(todo), batch_size), desc=f"embed ({embedder.name})", disable=not progress):
         chunk = todo[start : start + batch_size]
-        wavs = [load_audio(paths[i], embedder.sample_rate) for i, _ in chunk]
+        wavs = [load_audio(paths[i], embedder.sample_rate) for i, _, _ in chunk]
         embs = embedder(wavs)
-        for (i, key), emb, wav in zip(chunk, embs, wavs):
+        for (i, digest, entry), emb, wav in zip(chunk, embs, wavs):
             durations[i] = wav.shape[0] / embedder.sample_rate
-            result[i] = np.append(emb.astype(np.float32), np.float32(durations[i]))
-            if key is not None:
-                np.save(key, result[i])
-    stacked = np.stack(result)
-    return stacked[:, :-1], {"cache_hits": len(paths) - len(todo), "computed": len(todo), "durations": durations}
+            result[i] = emb.astype(np.float32)
+            if entry is not None:
+                _write_entry(entry, digest, embedder, result[i], durations[i])
+    info = {"cache_hits": len(paths) - len(todo), "computed": len(todo), "durations": durations}
+    return np.stack(result), info | {"recomputed": recomputed}

@@ -156,6 +156,7 @@ def evaluate(
         report["cache"] = {
             "hits": info_ref["cache_hits"] + info_gen["cache_hits"],
             "computed": info_ref["computed"] + info_gen["computed"],
+            "recomputed": info_ref["recomputed"] + info_gen["recomputed"],  # bad entries, each with why
         }
         if "fad" in metrics:
             report["metrics"]["fad"] = fad(e_ref, e_gen)

@@ -1,5 +1,6 @@
 import importlib.metadata
 import json
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -71,6 +72,63 @@ def test_cache_hit_skips_the_embedder(tmp_path):
     second, info2 = embed_files(paths, Counting(), tmp_path / "cache")
     assert Counting.calls == 4 and info2["cache_hits"] == 4 and np.array_equal(first, second)
     assert info2["durations"] == pytest.approx([0.25] * 4)
+
+
+def test_bad_cache_entries_are_recomputed_with_a_warning_naming_each(tmp_path):
+    paths = sorted((write_corpus(tmp_path, n=5).parent.parent / "wav").glob("*.wav"))
+    first, _ = embed_files(paths, Counting(), tmp_path / "cache")
+    entries = sorted((tmp_path / "cache").glob("*/*"))
+    assert len(entries) == 5
+    entries[0].write_bytes(b"")  # empty
+    entries[1].write_bytes(entries[1].read_bytes()[:100])  # truncated
+    sha1 = entries[2].name.split(".")[0]
+    embeddings._write_entry(entries[2], sha1, Counting(), np.zeros(3, np.float32), 0.25)  # wrong shape
+    entries[3].write_bytes(entries[4].read_bytes())  # another file's entry under this file's name
+    calls = Counting.calls
+    with pytest.warns(embeddings.CacheWarning) as caught:
+        second, info = embed_files(paths, Counting(), tmp_path / "cache")
+    assert np.array_equal(second, first) and Counting.calls == calls + 4
+    assert info["cache_hits"] == 1 and info["computed"] == 4
+    reasons = {Path(r["entry"]).name: r["reason"] for r in info["recomputed"]}
+    assert set(reasons) == {e.name for e in entries[:4]}
+    assert reasons[entries[0].name] == "empty file" and "unreadable" in reasons[entries[1].name]
+    assert "shape (3,)" in reasons[entries[2].name] and "another file" in reasons[entries[3].name]
+    messages = [str(w.message) for w in caught]
+    assert all(any(str(e) in m and "recomputed" in m for m in messages) for e in entries[:4])
+    third, info = embed_files(paths, Counting(), tmp_path / "cache")  # repaired on the way
+    assert np.array_equal(third, first) and info["cache_hits"] == 5 and info["recomputed"] == []
+
+
+def test_cache_writes_are_atomic(tmp_path, monkeypatch):
+    """A write that dies before its final rename leaves no entry under the entry's name."""
+    import os
+
+    paths = sorted((write_corpus(tmp_path, n=2).parent.parent / "wav").glob("*.wav"))
+
+    def crash(src, dst):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        embed_files(paths, Counting(), tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and not p.name.startswith(".")] == []
+    monkeypatch.undo()
+    _, info = embed_files(paths, Counting(), tmp_path / "cache")
+    assert info["computed"] == 2 and info["recomputed"] == []
+
+
+def test_evaluate_cli_recomputes_an_empty_cache_entry_and_names_it(tmp_path):
+    ref = write_corpus(tmp_path / "a", n=4)
+    args = ["evaluate", "--ref", str(ref), "--gen", str(ref), "--metrics", "fad", "--embedder", "melstats"]
+    args += ["--cache", str(tmp_path / "c")]
+    assert CliRunner().invoke(main, [*args, "--out", str(tmp_path / "e1")]).exit_code == 0
+    empty = sorted((tmp_path / "c").glob("*/*"))[0]
+    empty.write_bytes(b"")  # was: "Aborted!" (numpy's EOFError, taken by click for Ctrl-D)
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "e2")])
+    assert res.exit_code == 0 and "Aborted" not in res.output, res.output
+    cache = json.loads((tmp_path / "e2" / "metrics.json").read_text())["cache"]
+    assert [(r["entry"], r["reason"]) for r in cache["recomputed"]] == [(str(empty), "empty file")]
+    assert cache["hits"] == 7 and cache["computed"] == 1  # the same 4 files as ref and gen: one bad entry
 
 
 def test_evaluate_cli_writes_report(tmp_path):
