@@ -32,13 +32,18 @@ def test_denoiser_is_preconditioned_network():
 def test_weighted_loss_and_weight():
     edm = EDM(sigma_data=0.5)
     sigma = torch.tensor([0.2, 2.0])
-    torch.testing.assert_close(edm.loss_weight(sigma), (sigma**2 + 0.25) / (sigma * 0.5) ** 2)
+    weight = torch.tensor([29.0, 4.25])  # (0.04 + 0.25) / 0.1^2 and (4 + 0.25) / 1^2, worked by hand
+    torch.testing.assert_close(edm.loss_weight(sigma), weight)
+    _, c_out, _, _ = edm.scalings(sigma)
+    torch.testing.assert_close(weight * c_out**2, torch.ones(2))  # Karras et al.: unit weight on F's error
     x0, noise = torch.randn(2, 1, 16), torch.randn(2, 1, 16)
-    net = lambda x, c, cond: torch.zeros_like(x)  # noqa: E731
+    net = lambda x, c, cond: torch.zeros_like(x)  # noqa: E731  (D = c_skip x)
     terms = edm.training_terms(net, x0, sigma=sigma, noise=noise)
-    expected = edm.loss_weight(sigma) * (terms["x0_hat"] - x0).square().mean((1, 2))
+    c_skip = torch.tensor([0.25 / 0.29, 0.25 / 4.25])[:, None, None]
+    torch.testing.assert_close(terms["x0_hat"], c_skip * (x0 + sigma[:, None, None] * noise))
+    expected = weight * (c_skip * (x0 + sigma[:, None, None] * noise) - x0).square().mean((1, 2))
     torch.testing.assert_close(terms["denoise"], expected)
-    torch.testing.assert_close(terms["weight"], edm.loss_weight(sigma))
+    torch.testing.assert_close(terms["weight"], weight)
 
 
 def test_lognormal_sigma_sampling():

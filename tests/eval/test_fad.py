@@ -28,12 +28,32 @@ def test_general_case_matches_the_scipy_formula_when_well_conditioned():
     assert frechet_distance(m1, c1, m2, c2) == pytest.approx(ref, rel=1e-6)
 
 
-def test_real_and_non_negative_on_rank_deficient_covariances():
+def frechet_oracle(x, y):
+    """Frechet distance of two sets without any matrix square root of a singular covariance.
+
+    With C1 = A A^T, A = (x - mean)^T / sqrt(N1 - 1) (D, N1), and C2 = B B^T likewise, the
+    nonzero eigenvalues of C1^{1/2} C2 C1^{1/2} are those of (A^T B)(A^T B)^T, so the trace
+    term is the sum of the singular values of the small matrix A^T B (N1, N2).
+    """
+    a = (x - x.mean(0)).T / np.sqrt(len(x) - 1)
+    b = (y - y.mean(0)).T / np.sqrt(len(y) - 1)
+    mean_term = ((x.mean(0) - y.mean(0)) ** 2).sum()
+    return mean_term + (a**2).sum() + (b**2).sum() - 2 * np.linalg.svd(a.T @ b, compute_uv=False).sum()
+
+
+def test_values_on_rank_deficient_covariances():
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(20, 128))  # N < D: singular covariance
-    y = x + 1e-9 * rng.normal(size=x.shape)
-    for value in (fad(x, x), fad(x, y), fad(x, rng.normal(size=(30, 128)))):
-        assert isinstance(value, float) and np.isfinite(value) and value >= 0
+    x = rng.normal(size=(20, 128))  # N < D: singular covariance (rank 19)
+    z = rng.normal(size=(30, 128))
+    # the ~109 null directions each add a sqrt(rounding) ~ 1e-7 term to the trace: errors ~1e-5, so rel=1e-6
+    assert fad(x, x) == pytest.approx(0.0, abs=1e-9)
+    assert fad(x, x + 1e-9 * rng.normal(size=x.shape)) == pytest.approx(0.0, abs=1e-9)
+    assert fad(x, x + 0.5) == pytest.approx(128 * 0.25, rel=1e-6)  # equal covariances: the mean term only
+    # C2 = 4 C1: tr C1 + 4 tr C1 - 2 tr(2 C1) = tr C1, plus |mu1 - 2 mu1|^2
+    _, c1 = gaussian_stats(x)
+    assert fad(x, 2 * x) == pytest.approx(np.trace(c1) + (x.mean(0) ** 2).sum(), rel=1e-6)
+    assert fad(x, z) == pytest.approx(frechet_oracle(x, z), rel=1e-6)  # 181.693
+    assert fad(x, z) == pytest.approx(fad(z, x), rel=1e-6) and isinstance(fad(x, z), float)
 
 
 def test_fad_inf_recovers_the_intercept():
