@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from audiodiff.models.diffwave import DiffWaveConfig
+from audiodiff.models.diffwave import DiffWaveConfig, resolve_embed_interp
 from audiodiff.models.unet import UNetConfig
 
 
@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     kind: str = "diffwave"  # "diffwave" (waveforms) or "unet" (mels, images)
-    diffwave: DiffWaveConfig = field(default_factory=DiffWaveConfig)
+    # embed_interp "auto" is resolved by the formulation when the config is loaded (lerp for DDPM)
+    diffwave: DiffWaveConfig = field(default_factory=lambda: DiffWaveConfig(embed_interp="auto"))
     unet: UNetConfig = field(default_factory=UNetConfig)
 
 
@@ -199,7 +200,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
     _check_choices(cfg)
+    _resolve(cfg, source)
     return cfg  # type: ignore[return-value]
+
+
+def _resolve(cfg: DictConfig, source: str) -> None:
+    """Replace values that depend on other keys ("auto") by what they mean, in place."""
+    diffwave = cfg.model.diffwave
+    try:
+        diffwave.embed_interp = resolve_embed_interp(diffwave.embed_interp, cfg.diffusion.kind)
+    except ValueError as err:
+        raise ConfigError(f"{source}: model.diffwave.{err}") from None
 
 
 CHOICES = {
@@ -210,6 +221,7 @@ CHOICES = {
     "regularizer.weighting": ("unweighted", "weighted"),
     "regularizer.x0_source": ("one_step", "rollout"),
     "regularizer.normalize": ("paper", "scale_free"),
+    "model.diffwave.embed_interp": ("auto", "exact", "lerp"),
     "data.condition": ("none", "mel"),
     "data.kind": ("audio", "images"),
     "data.on_bad_audio": ("error", "skip"),
@@ -231,9 +243,14 @@ def to_yaml(cfg: ExperimentConfig) -> str:
 
 
 def from_yaml(text: str) -> ExperimentConfig:
-    """Rebuild a validated config from `to_yaml` text (e.g. from a checkpoint)."""
+    """Rebuild a validated config from `to_yaml` text (e.g. from a checkpoint).
+
+    Stored values are kept as they are (a checkpoint saying embed_interp "exact" samples as it
+    always did); only "auto" is resolved.
+    """
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(text))
     except OmegaConfBaseException as err:
         raise _explain(err, "stored config") from None
+    _resolve(cfg, "stored config")
     return cfg  # type: ignore[return-value]

@@ -68,3 +68,18 @@ def test_an_experiment_composes_shared_blocks(tmp_path):
     cfg = load_config(exp, ["regularizer.lam=1e-5"])
     assert cfg.model.diffwave.layers == 30 and cfg.data.segment == 15872 and cfg.regularizer.losses[0].name == "amp"
     assert cfg.regularizer.lam == 1e-5 and cfg.sample.sampler == "fast" and cfg.train.batch_size == 16
+
+
+def test_embed_interp_auto_is_resolved_by_the_formulation_and_stored_resolved():
+    base = ["name=x", "data.train=/d"]
+    ddpm, edm = load_config(None, base), load_config(None, [*base, "diffusion.kind=edm"])
+    assert ddpm.model.diffwave.embed_interp == "lerp" and edm.model.diffwave.embed_interp == "exact"
+    assert "embed_interp: lerp" in to_yaml(ddpm)  # what run dirs and checkpoints store
+    # an old checkpoint's stored "exact" stays "exact"; a hand-written "auto" is resolved on load
+    old = to_yaml(load_config(None, [*base, "model.diffwave.embed_interp=exact"]))
+    assert from_yaml(old).model.diffwave.embed_interp == "exact"
+    assert from_yaml(old.replace("embed_interp: exact", "embed_interp: auto")).model.diffwave.embed_interp == "lerp"
+    with pytest.raises(ConfigError, match="model.diffwave.embed_interp='lerp' interpolates between integer DDPM"):
+        load_config(None, [*base, "diffusion.kind=edm", "model.diffwave.embed_interp=lerp"])
+    with pytest.raises(ConfigError, match=r"embed_interp='cubic' is not allowed; choose one of \['auto', 'exact'"):
+        load_config(None, [*base, "model.diffwave.embed_interp=cubic"])

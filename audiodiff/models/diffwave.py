@@ -28,8 +28,14 @@ class DiffWaveConfig:
         n_mels: mel bands of the condition (80), or 0 for unconditional.
         hop: samples per mel frame; the upsampler's strides multiply to it (256 = 16 x 16).
         embed_dim: width of the step-embedding MLP (512).
-        embed_interp: "exact" sinusoids of fractional t, or "lerp" between integer-step
-            embeddings (lmnt-com/diffwave's behaviour, used for imported checkpoints).
+        embed_interp: how a fractional step t is embedded. "lerp" (default): linear
+            interpolation between the embeddings of the integer steps floor(t) and floor(t) + 1,
+            lmnt-com/diffwave's behaviour; right for DDPM training, which only ever sees integer
+            steps, while the fast and Euler/Heun samplers ask for fractional ones. "exact":
+            sinusoids of t itself, for continuous conditioning (EDM's c_noise); on a model
+            trained on integer steps its sinusoids (up to 10^4 rad per step) make a fractional
+            step's embedding unrelated to every trained one. Experiment configs default to
+            "auto", resolved by `resolve_embed_interp` from the formulation.
     """
 
     layers: int = 30
@@ -38,7 +44,28 @@ class DiffWaveConfig:
     n_mels: int = 80
     hop: int = 256
     embed_dim: int = 512
-    embed_interp: str = "exact"
+    embed_interp: str = "lerp"
+
+
+EMBED_INTERPS = ("exact", "lerp")
+
+
+def resolve_embed_interp(interp: str, formulation: str) -> str:
+    """An experiment config's embed_interp for the diffusion formulation ("ddpm" or "edm").
+
+    "auto" means "lerp" for DDPM (trained on integer steps 0..T-1, sampled at fractional ones)
+    and "exact" for EDM (continuous c_noise = ln(sigma) / 4, which has no integer grid).
+    """
+    if interp not in ("auto", *EMBED_INTERPS):
+        raise ValueError(f"embed_interp={interp!r} is not allowed; choose one of ['auto', 'exact', 'lerp']")
+    if interp == "auto":
+        return "lerp" if formulation == "ddpm" else "exact"
+    if interp == "lerp" and formulation == "edm":
+        raise ValueError(
+            "embed_interp='lerp' interpolates between integer DDPM steps, but EDM conditions on the continuous "
+            "c_noise = ln(sigma) / 4; use 'exact' or 'auto'"
+        )
+    return interp
 
 
 DIFFWAVE_PRESETS: dict[str, DiffWaveConfig] = {
@@ -72,27 +99,33 @@ def upsample_factors(hop: int, max_factor: int = 16) -> list[int]:
 
 
 class StepEmbedding(nn.Module):
-    """Sinusoidal embedding of the (fractional) step, 64 frequencies 10^(4 i / 63), then a 2-layer MLP."""
+    """Sinusoidal embedding of the (fractional) step, 64 frequencies 10^(4 i / 63), then a 2-layer MLP.
 
-    def __init__(self, embed_dim: int, interp: str = "exact") -> None:
+    Computed in the module's precision (float32, or float64 after `.double()`); see
+    DiffWaveConfig.embed_interp for "exact" and "lerp".
+    """
+
+    def __init__(self, embed_dim: int, interp: str = "lerp") -> None:
         super().__init__()
-        if interp not in ("exact", "lerp"):
-            raise ValueError(f"embed_interp={interp!r} is not allowed; choose one of ['exact', 'lerp']")
+        if interp not in EMBED_INTERPS:
+            hint = "; 'auto' must be resolved first (resolve_embed_interp)" if interp == "auto" else ""
+            raise ValueError(f"embed_interp={interp!r} is not allowed; choose one of {list(EMBED_INTERPS)}{hint}")
         self.interp = interp
         self.register_buffer("freqs", 10.0 ** (torch.arange(64) * 4.0 / 63.0), persistent=False)
         self.fc1 = nn.Linear(128, embed_dim)
         self.fc2 = nn.Linear(embed_dim, embed_dim)
 
     def sinusoids(self, t: Tensor) -> Tensor:
-        """(B,) -> (B, 128)."""
-        arg = t.float()[:, None] * self.freqs[None]
+        """(B,) -> (B, 128), in the dtype of `t` (which the caller has cast)."""
+        arg = t[:, None] * self.freqs[None].to(t.dtype)
         return torch.cat([arg.sin(), arg.cos()], dim=1)
 
     def forward(self, t: Tensor) -> Tensor:
+        """(B,) steps -> (B, embed_dim)."""
+        t = t.to(torch.promote_types(self.fc1.weight.dtype, torch.float32))
         if self.interp == "lerp":
-            lo = t.float().floor()
-            frac = (t.float() - lo)[:, None]
-            emb = torch.lerp(self.sinusoids(lo), self.sinusoids(lo + 1), frac)
+            lo = t.floor()
+            emb = torch.lerp(self.sinusoids(lo), self.sinusoids(lo + 1), (t - lo)[:, None])
         else:
             emb = self.sinusoids(t)
         return F.silu(self.fc2(F.silu(self.fc1(emb))))

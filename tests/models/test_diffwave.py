@@ -18,9 +18,11 @@ def randomize_output(model):
     return model
 
 
-def test_base_has_the_papers_parameter_count():
-    assert n_params(DiffWave(DIFFWAVE_PRESETS["base"])) == pytest.approx(2.64e6, rel=0.01)
-    assert n_params(DiffWave(DIFFWAVE_PRESETS["unconditional"])) == pytest.approx(24.1e6, rel=0.01)
+def test_parameter_counts_are_exact():
+    # the paper's 2.64M "base" and 24.1M unconditional; pinned exactly: a 1% tolerance would let
+    # 3,840 missing biases (30 layers x 2C) through
+    assert n_params(DiffWave(DIFFWAVE_PRESETS["base"])) == 2_619_971
+    assert n_params(DiffWave(DIFFWAVE_PRESETS["unconditional"])) == 24_034_305
 
 
 def test_shapes_conditional_and_unconditional():
@@ -68,12 +70,41 @@ def test_any_hop_that_factors(hop, factors):
 
 
 def test_lerp_embedding_equals_exact_at_integer_steps():
-    a = DiffWave(DiffWaveConfig(layers=1, channels=4, n_mels=0))
+    a = DiffWave(DiffWaveConfig(layers=1, channels=4, n_mels=0, embed_interp="exact"))
     b = DiffWave(DiffWaveConfig(layers=1, channels=4, n_mels=0, embed_interp="lerp"))
     b.load_state_dict(a.state_dict())
     t = torch.tensor([0.0, 7.0, 49.0])
     torch.testing.assert_close(a.step_embed(t), b.step_embed(t))
     assert not torch.allclose(a.step_embed(t + 0.5), b.step_embed(t + 0.5))
+    # lerp: halfway between two steps, the MLP sees the mean of their sinusoids
+    emb = b.step_embed
+    mid = (emb.sinusoids(t) + emb.sinusoids(t + 1)) / 2
+    silu = torch.nn.functional.silu
+    torch.testing.assert_close(emb(t + 0.5), silu(emb.fc2(silu(emb.fc1(mid)))))
+
+
+@pytest.mark.parametrize("interp", ["lerp", "exact"])
+def test_step_embedding_runs_in_float64(interp):
+    net = DiffWave(DiffWaveConfig(layers=2, channels=4, n_mels=0, embed_interp=interp))
+    x, t = torch.randn(2, 1, 32), torch.tensor([3.25, 42.918643951416])
+    single = net(x, t)
+    double = net.double()(x.double(), t.double())
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-5, rtol=1e-4)
+    emb = net.step_embed(t.double())  # float64 steps keep their fraction: not rounded through float32
+    assert emb.dtype == torch.float64
+
+
+def test_auto_embedding_follows_the_formulation():
+    from audiodiff.models.diffwave import resolve_embed_interp
+
+    assert DiffWaveConfig().embed_interp == "lerp"  # a DiffWave is a DDPM model unless told otherwise
+    assert resolve_embed_interp("auto", "ddpm") == "lerp" and resolve_embed_interp("auto", "edm") == "exact"
+    assert resolve_embed_interp("exact", "ddpm") == "exact"  # stored choices stay as they are
+    with pytest.raises(ValueError, match="EDM conditions on the continuous c_noise"):
+        resolve_embed_interp("lerp", "edm")
+    with pytest.raises(ValueError, match="'auto' must be resolved first"):
+        DiffWave(DiffWaveConfig(embed_interp="auto"))
 
 
 def lmnt_style_state(layers=3, channels=8, n_mels=80):

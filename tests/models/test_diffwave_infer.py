@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -29,9 +31,10 @@ CASES = [  # (config, batch, length, tile): tiles smaller than, equal to and lar
 ]
 
 
+@pytest.mark.parametrize("interp", ["lerp", "exact"])
 @pytest.mark.parametrize("cfg,batch,length,tile", CASES)
-def test_engine_computes_the_same_function_as_the_module(cfg, batch, length, tile):
-    net = trained_looking(cfg)
+def test_engine_computes_the_same_function_as_the_module(cfg, batch, length, tile, interp):
+    net = trained_looking(replace(cfg, embed_interp=interp))
     engine = DiffWaveInference(net, tile=tile)
     x, t = torch.randn(batch, 1, length), torch.rand(batch) * 40
     mel = torch.randn(batch, cfg.n_mels, length // cfg.hop) if cfg.n_mels else None
