@@ -95,7 +95,11 @@ def vggish_mel_matrix(sample_rate=16000, n_fft=512, n_mels=64, fmin=125.0, fmax=
 
 
 class VGGish(nn.Module):
-    """VGGish (torchvggish parameter names): (B, 1, 96, 64) log-mel examples -> (B, 128), last ReLU dropped."""
+    """VGGish (torchvggish parameter names): (B, 1, 96, 64) log-mel examples -> (B, 128).
+
+    The embedding layer is linear, as TF's vggish_slim (fc2, activation_fn=None) and the
+    frechet-audio-distance package; torchvggish 0.2 still applies a ReLU after it.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -167,7 +171,11 @@ class _ConvBlock(nn.Module):
 
 
 class Cnn14(nn.Module):
-    """PANNs Cnn14 (audioset_tagging_cnn parameter names): (B, 1, frames, 64) log-mel -> (B, 2048)."""
+    """PANNs Cnn14 (audioset_tagging_cnn parameter names): (B, 1, frames, 64) log-mel -> (B, 2048).
+
+    The clip embedding is ReLU(fc1(max_t + mean_t)) of the frequency-averaged block-6 maps, with no
+    smoothing over time (that 3-frame max+avg pooling belongs to the DecisionLevel variants).
+    """
 
     def __init__(self, classes: int = 527) -> None:
         super().__init__()
@@ -183,13 +191,13 @@ class Cnn14(nn.Module):
         for i in range(6):
             x = getattr(self, f"conv_block{i + 1}")(x, 2 if i < 5 else 1)
         x = x.mean(dim=3)
-        x = F.max_pool1d(x, 3, 1, 1) + F.avg_pool1d(x, 3, 1, 1)
         x = x.max(dim=2).values + x.mean(dim=2)
         return F.relu(self.fc1(x))
 
 
 class PANNEmbedder:
-    name, version, sample_rate, dim = "pann", "cnn14-16k-mAP0.438", 16000, 2048
+    # "-2": the embedding lost a time smoothing that the reference Cnn14 does not have (cache key).
+    name, version, sample_rate, dim = "pann", "cnn14-16k-mAP0.438-2", 16000, 2048
     FILE = "Cnn14_16k_mAP=0.438.pth"
     URL = "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1"
 
@@ -329,14 +337,17 @@ class EncodecEmbedder:
 
 
 class ClapEmbedder:
-    """LAION-CLAP audio embeddings (512-d, 48 kHz) through `transformers` (ClapModel)."""
+    """LAION-CLAP audio embeddings (512-d, unit norm, 48 kHz) through `transformers` (ClapModel).
+
+    Only the feature extractor (preprocessor_config.json) is loaded besides the model: no tokenizer.
+    """
 
     name, sample_rate, dim = "clap", 48000, 512
     MODEL = "laion/clap-htsat-unfused"
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         try:
-            from transformers import ClapModel, ClapProcessor
+            from transformers import ClapFeatureExtractor, ClapModel
         except ImportError:
             raise ImportError(
                 "embedder 'clap' needs Hugging Face transformers: pip install transformers "
@@ -345,7 +356,7 @@ class ClapEmbedder:
         source = str(weights) if weights else self.MODEL
         try:
             self.model = ClapModel.from_pretrained(source).to(device).eval()
-            self.processor = ClapProcessor.from_pretrained(source)
+            self.features = ClapFeatureExtractor.from_pretrained(source)
         except OSError as err:
             raise FileNotFoundError(
                 f"embedder 'clap': cannot load {source} ({str(err).splitlines()[0]}); download it with "
@@ -356,6 +367,7 @@ class ClapEmbedder:
 
     @torch.no_grad()
     def __call__(self, wavs: Sequence[Tensor]) -> np.ndarray:
-        inputs = self.processor(audios=[w.numpy() for w in wavs], sampling_rate=48000, return_tensors="pt")
-        feats = self.model.get_audio_features(**{k: v.to(self.device) for k, v in inputs.items()})
+        inputs = self.features([w.numpy() for w in wavs], sampling_rate=48000, return_tensors="pt")
+        out = self.model.get_audio_features(**{k: v.to(self.device) for k, v in inputs.items()})
+        feats = out if isinstance(out, Tensor) else out.pooler_output  # transformers 5 returns a ModelOutput
         return feats.cpu().numpy()
