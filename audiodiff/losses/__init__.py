@@ -140,6 +140,8 @@ def build_spectral_loss(entries: Sequence[Mapping], normalize: str = "paper") ->
         if "name" not in entry:
             raise ValueError(f"spectral loss entry {i}: missing 'name'; choose one of {sorted(LOSSES)}")
         label = entry.get("label") or entry["name"]
+        if "." in label:
+            raise ValueError(f"spectral loss entry {i}: label {label!r} must not contain '.' (a module name)")
         if label in losses:
             raise ValueError(f"spectral loss entry {i}: label {label!r} used twice; give one a distinct 'label'")
         losses[label] = build_loss(entry["name"], normalize, **dict(entry.get("kwargs") or {}))

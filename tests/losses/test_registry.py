@@ -38,6 +38,7 @@ def test_empty_sum_is_zero():
         ([{"name": "amp", "wieght": 1}], r"unknown key\(s\) \['wieght'\]"),
         ([{"weight": 1}], "missing 'name'"),
         ([{"name": "amp"}, {"name": "amp"}], "label 'amp' used twice"),
+        ([{"name": "wavelet", "label": "bior1.3"}], r"label 'bior1.3' must not contain '.'"),
         ([{"name": "amp", "kwargs": {"norm": "unit"}}], r"norm='unit' is not allowed; choose one of"),
         ([{"name": "wavelet", "kwargs": {"wavelet": "morl"}}], "not a discrete PyWavelets wavelet"),
         ([{"name": "mrstft", "kwargs": {"resolutions": "hifi"}}], "unknown preset 'hifi'"),
