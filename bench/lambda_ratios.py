@@ -1,0 +1,165 @@
+"""How big is each spectral loss next to the denoising loss? The numbers behind picking lambda.
+
+For a training config (its data, clip length, formulation and network), draws training batches
+exactly as training does (random crops, uniform DDPM steps or EDM's log-normal sigmas), runs the
+network once per batch, and reports for every loss in LOSS_CASES and both normalisations
+
+    ratio = mean(L_spec(x0_hat, x0)) / mean(L_denoise)          (lambda = 1, "unweighted")
+
+so lambda * ratio is the spectral term's share of the denoising loss. `lambda for 10 %` is
+0.1 / ratio. The network is freshly initialised from the config (DiffWave's zero output layer
+makes eps_hat = 0, x0_hat = x_t / sqrt(abar)), or loaded from `--ckpt` (EMA weights), e.g. a
+briefly trained model. The config's own regularizer, at its lambda, is reported last.
+
+Usage:
+    python bench/lambda_ratios.py CONFIG [key=value ...] [--ckpt RUN] [--batches 8] [--name NAME]
+Writes bench/results/<name>.json and .md (default name: lambda_ratios) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from audiodiff.checkpoint import load_checkpoint  # noqa: E402
+from audiodiff.config import load_config  # noqa: E402
+from audiodiff.data.datasets import AudioClips  # noqa: E402
+from audiodiff.diffusion import DDPM, SpectralObjective  # noqa: E402
+from audiodiff.generate import build_formulation, build_network  # noqa: E402
+from audiodiff.losses import NORMALIZATIONS, build_spectral_loss  # noqa: E402
+from bench.common import machine, write  # noqa: E402
+
+# (label, registry name, kwargs): the paper's regularizers and the STFT family
+LOSS_CASES = [
+    ("amp", "amp", {}),
+    ("amp_phase", "amp_phase", {}),
+    ("amp_phase_global", "amp_phase", {"coupling": "global"}),
+    ("haar", "wavelet", {"wavelet": "haar"}),
+    ("bior13", "wavelet", {"wavelet": "bior1.3"}),
+    ("stft", "stft", {}),
+    ("mrstft", "mrstft", {"resolutions": "auraloss"}),
+    ("mel", "mel", {}),
+]
+
+
+def batches(cfg, n: int, seed: int):
+    """`n` training batches (x0 (B, 1, T), mel condition or None) of the config's waveform data."""
+    if cfg.model.kind != "diffwave":
+        raise ValueError(f"lambda_ratios measures waveform (DiffWave) configs; got model.kind={cfg.model.kind}")
+    clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
+    g = torch.Generator().manual_seed(seed)
+    logmel = None
+    if cfg.data.condition == "mel":
+        from audiodiff.audio.features import LogMel, mel_config
+
+        logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate))
+    torch.manual_seed(seed)  # the random crops
+    for _ in range(n):
+        idx = torch.randint(0, len(clips), (cfg.train.batch_size,), generator=g)
+        x0 = torch.stack([clips[int(i)][0] for i in idx])
+        cond = logmel(x0)[..., : x0.shape[-1] // logmel.config.hop] if logmel is not None else None
+        yield x0, cond
+
+
+def measure(cfg, net, n_batches: int, seed: int) -> dict:
+    """Mean denoising loss and mean unweighted value of every loss case, per normalisation."""
+    formulation = build_formulation(cfg)
+    sums: dict[str, float] = {}
+    for normalize in NORMALIZATIONS:
+        entries = [{"name": name, "label": label, "kwargs": kwargs} for label, name, kwargs in LOSS_CASES]
+        for entry in entries:
+            if entry["name"] == "mel":
+                entry["kwargs"] = {"sample_rate": cfg.data.sample_rate}
+        objective = SpectralObjective(formulation, build_spectral_loss(entries, normalize), lam=1.0)
+        g = torch.Generator().manual_seed(seed + 1)
+        for x0, cond in batches(cfg, n_batches, seed):
+            sample = _training_levels(formulation, x0, g)
+            with torch.no_grad():
+                out = objective(net, x0, cond, **sample)
+            if normalize == NORMALIZATIONS[0]:  # the same batches, levels and noise in every pass
+                sums["denoise"] = sums.get("denoise", 0.0) + out["denoise"].mean().item() / n_batches
+            for label, _, _ in LOSS_CASES:
+                key = f"{label}|{normalize}"
+                sums[key] = sums.get(key, 0.0) + out[f"spec/{label}"].mean().item() / n_batches
+    return sums
+
+
+def _training_levels(formulation, x0: torch.Tensor, g: torch.Generator) -> dict:
+    """The DDPM step t (or EDM sigma) and noise a training step would draw, from generator g."""
+    u, z = torch.rand(x0.shape[0], generator=g), torch.randn(x0.shape[0], generator=g)
+    key = "t" if isinstance(formulation, DDPM) else "sigma"
+    return {key: formulation.levels_from(u, z), "noise": torch.randn(x0.shape, generator=g)}
+
+
+def own_regularizer(cfg, net, n_batches: int, seed: int) -> dict | None:
+    """lambda_eff * L_spec / L_denoise of the config's own regularizer (None if it has none)."""
+    rc = cfg.regularizer
+    if not rc.losses or rc.lam == 0:
+        return None
+    entries = [
+        {"name": e.name, "weight": e.weight, "label": e.label or None, "kwargs": dict(e.kwargs)} for e in rc.losses
+    ]
+    formulation = build_formulation(cfg)
+    objective = SpectralObjective(
+        formulation, build_spectral_loss(entries, rc.normalize), rc.lam, rc.weighting, rc.sigma_range, rc.t_range
+    )
+    spectral = denoise = 0.0
+    g = torch.Generator().manual_seed(seed + 1)
+    for x0, cond in batches(cfg, n_batches, seed):
+        with torch.no_grad():
+            out = objective(net, x0, cond, **_training_levels(formulation, x0, g))
+        spectral, denoise = spectral + out["spectral"].mean().item(), denoise + out["denoise"].mean().item()
+    return {
+        "lam": rc.lam,
+        "normalize": rc.normalize,
+        "losses": [e.name for e in rc.losses],
+        "ratio": spectral / denoise,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--ckpt", default="", help="a run dir or checkpoint: use its EMA weights")
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="lambda_ratios")
+    args = parser.parse_args()
+    cfg = load_config(args.config, ["name=lambda_ratios", *args.overrides])
+    torch.manual_seed(args.seed)
+    net = build_network(cfg)
+    if args.ckpt:
+        net.load_state_dict(load_checkpoint(args.ckpt)["ema"])
+    net.eval()
+    sums = measure(cfg, net, args.batches, args.seed)
+    own = own_regularizer(cfg, net, args.batches, args.seed)
+    rows = {label: {n: sums[f"{label}|{n}"] / sums["denoise"] for n in NORMALIZATIONS} for label, _, _ in LOSS_CASES}
+    what = f"checkpoint {args.ckpt} (EMA)" if args.ckpt else "freshly initialised network"
+    table = [
+        f"{what}; config {args.config} {' '.join(args.overrides)}; clip {cfg.data.segment} samples at "
+        f"{cfg.data.sample_rate} Hz; {args.batches} batches of {cfg.train.batch_size}; "
+        f"{cfg.diffusion.kind} {cfg.diffusion.prediction}-prediction, {cfg.diffusion.loss_type} denoising loss; "
+        f"mean denoising loss {sums['denoise']:.4g}",
+        "",
+        "| loss | L_spec / L_denoise, paper | lambda for 10 %, paper | L_spec / L_denoise, scale_free "
+        "| lambda for 10 %, scale_free |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, r in rows.items():
+        cells = [f"{r[n]:.3g} | {0.1 / r[n]:.2g}" for n in NORMALIZATIONS]
+        table.append(f"| {label} | {' | '.join(cells)} |")
+    if own is not None:
+        table += ["", f"The config's regularizer: lambda_eff * L_spec / L_denoise = {own['ratio']:.3g} ({own})."]
+    payload = {"machine": machine("cpu"), "network": what, "denoise": sums["denoise"], "ratios": rows, "own": own}
+    md = write(args.name, payload, table)
+    print("\n".join(table))
+    print(f"wrote {md}")
+
+
+if __name__ == "__main__":
+    main()
