@@ -340,6 +340,9 @@ class ClapEmbedder:
     """LAION-CLAP audio embeddings (512-d, unit norm, 48 kHz) through `transformers` (ClapModel).
 
     Only the feature extractor (preprocessor_config.json) is loaded besides the model: no tokenizer.
+    A clip longer than the model's 10 s is embedded as the mean over 10 s windows (hop 10 s, the last
+    one ending at the clip's end), not the feature extractor's unseeded random 10 s crop, so a file
+    always gets the same vector; shorter clips are repeat-padded to 10 s as LAION-CLAP does.
     """
 
     name, sample_rate, dim = "clap", 48000, 512
@@ -362,12 +365,24 @@ class ClapEmbedder:
                 f"embedder 'clap': cannot load {source} ({str(err).splitlines()[0]}); download it with "
                 f"`huggingface-cli download {self.MODEL}` or pass --embedder-weights DIR"
             ) from None
-        self.version = f"{Path(source).name}"
+        self.version = f"{Path(source).name}-win10s"
         self.device = device
+
+    def windows(self, wav: Tensor) -> list[Tensor]:
+        """(T,) -> 10 s windows covering the clip (the clip itself when it is not longer)."""
+        n = self.features.nb_max_samples
+        if wav.shape[-1] <= n:
+            return [wav]
+        starts = list(range(0, wav.shape[-1] - n + 1, n))
+        if starts[-1] != wav.shape[-1] - n:
+            starts.append(wav.shape[-1] - n)
+        return [wav[s : s + n] for s in starts]
 
     @torch.no_grad()
     def __call__(self, wavs: Sequence[Tensor]) -> np.ndarray:
-        inputs = self.features([w.numpy() for w in wavs], sampling_rate=48000, return_tensors="pt")
+        per_file = [self.windows(w) for w in wavs]
+        clips = [c.numpy() for windows in per_file for c in windows]
+        inputs = self.features(clips, sampling_rate=48000, return_tensors="pt")
         out = self.model.get_audio_features(**{k: v.to(self.device) for k, v in inputs.items()})
-        feats = out if isinstance(out, Tensor) else out.pooler_output  # transformers 5 returns a ModelOutput
-        return feats.cpu().numpy()
+        feats = (out if isinstance(out, Tensor) else out.pooler_output).cpu()  # transformers 5: a ModelOutput
+        return np.stack([chunk.mean(0).numpy() for chunk in feats.split([len(w) for w in per_file])])

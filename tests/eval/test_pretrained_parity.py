@@ -139,14 +139,29 @@ def _tiny_clap(path):
     return model, features
 
 
+def _get_audio_features(model, features, clips) -> np.ndarray:
+    """transformers' own CLAP audio embedding of each clip (a tensor in 4.x, a ModelOutput in 5.x)."""
+    inputs = features([c.numpy() for c in clips], sampling_rate=48000, return_tensors="pt")
+    with torch.no_grad():
+        out = model.get_audio_features(**inputs)
+    return (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
+
+
 def test_clap_equals_transformers_get_audio_features(tmp_path):
     model, features = _tiny_clap(tmp_path / "clap")
     emb = build_embedder("clap", weights=tmp_path / "clap")
     wavs = [torch.randn(48000) * 0.1, torch.randn(30000) * 0.3]
-    inputs = features([w.numpy() for w in wavs], sampling_rate=48000, return_tensors="pt")
-    with torch.no_grad():
-        out = model.get_audio_features(**inputs)
-    ref = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
     got = emb(wavs)
-    _close(got, ref)
+    _close(got, _get_audio_features(model, features, wavs))
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+def test_clap_long_clip_is_the_mean_over_10s_windows_not_a_random_crop(tmp_path):
+    model, features = _tiny_clap(tmp_path / "clap")
+    emb = build_embedder("clap", weights=tmp_path / "clap")
+    wav = torch.randn(48000 * 12) * 0.1  # 12 s: windows 0-10 s and 2-12 s
+    got = emb([wav])
+    np.testing.assert_array_equal(emb([wav]), got)  # the extractor's rand_trunc would crop at random
+    ref = _get_audio_features(model, features, [wav[:480000], wav[-480000:]]).mean(0, keepdims=True)
+    _close(got, ref)
+    assert [len(w) for w in emb.windows(torch.zeros(48000 * 20))] == [480000, 480000]  # exact multiple
