@@ -8,15 +8,20 @@ required value is a `ConfigError` with one line naming the key and what is allow
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
+from audiodiff.losses.stft import MelSTFTLoss
 from audiodiff.models.diffwave import DiffWaveConfig, resolve_embed_interp
 from audiodiff.models.unet import UNetConfig
+
+MEL_LOSS_RATE = inspect.signature(MelSTFTLoss).parameters["sample_rate"].default
 
 
 class ConfigError(ValueError):
@@ -196,10 +201,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like key.path=value")
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    except OmegaConfBaseException as err:
+        raise _explain(err, source) from None
+    return _validated(cfg, source)
+
+
+def _validated(cfg: DictConfig, source: str) -> ExperimentConfig:
+    """`cfg` after checking required values, choices and value ranges (ConfigError otherwise)."""
+    try:
         OmegaConf.to_container(cfg, throw_on_missing=True)
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
-    _check_choices(cfg)
+    _check_choices(cfg, source)
+    _check_values(cfg, source)
     _resolve(cfg, source)
     return cfg  # type: ignore[return-value]
 
@@ -230,11 +244,41 @@ CHOICES = {
 }
 
 
-def _check_choices(cfg: DictConfig) -> None:
+# Value ranges: checked for loaded configs and for configs stored in checkpoints alike.
+AT_LEAST_ONE = (
+    "train.steps",
+    "train.batch_size",
+    "train.grad_accum",
+    "train.ckpt_every",
+    "train.log_every",
+    "data.segment",
+    "data.sample_rate",
+)
+NON_NEGATIVE = ("regularizer.lam", "train.sample_every", "train.warmup_steps")
+
+
+def _check_choices(cfg: DictConfig, source: str = "config") -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
-            raise ConfigError(f"config: {key}={value!r} is not allowed; choose one of {list(allowed)}")
+            raise ConfigError(f"{source}: {key}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _check_values(cfg: DictConfig, source: str) -> None:
+    for key in AT_LEAST_ONE:
+        if OmegaConf.select(cfg, key) < 1:
+            raise ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)} must be >= 1")
+    for key in NON_NEGATIVE:
+        if OmegaConf.select(cfg, key) < 0:
+            raise ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)} must be >= 0")
+    waveform = cfg.data.kind == "audio" and cfg.model.kind == "diffwave"
+    for i, entry in enumerate(cfg.regularizer.losses):
+        rate = entry.kwargs.get("sample_rate", MEL_LOSS_RATE)
+        if waveform and entry.name == "mel" and rate != cfg.data.sample_rate:
+            raise ConfigError(
+                f"{source}: regularizer.losses[{i}] (mel) has sample_rate={rate} but data.sample_rate="
+                f"{cfg.data.sample_rate}; set its kwargs.sample_rate to the data's rate"
+            )
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:
@@ -242,15 +286,20 @@ def to_yaml(cfg: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def from_yaml(text: str) -> ExperimentConfig:
-    """Rebuild a validated config from `to_yaml` text (e.g. from a checkpoint).
+def from_yaml(text: str, source: str = "stored config") -> ExperimentConfig:
+    """Rebuild a validated config from `to_yaml` text (e.g. from a checkpoint); `source` names it in errors.
 
     Stored values are kept as they are (a checkpoint saying embed_interp "exact" samples as it
     always did); only "auto" is resolved.
     """
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(text))
+        node = OmegaConf.create(text) if isinstance(text, str) else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: cannot parse YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{source}: not a YAML mapping of config keys (got {type(text).__name__})")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), node)
     except OmegaConfBaseException as err:
-        raise _explain(err, "stored config") from None
-    _resolve(cfg, "stored config")
-    return cfg  # type: ignore[return-value]
+        raise _explain(err, source) from None
+    return _validated(cfg, source)

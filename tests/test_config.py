@@ -26,6 +26,17 @@ def test_defaults_compose_and_overrides_win(tmp_path):
         (["train.steps=many"], "bad value for 'train.steps'"),
         (["sample.sampler=dpm"], r"sample.sampler='dpm' is not allowed; choose one of \['fast'"),
         (["train.steps"], "must look like key.path=value"),
+        (["train.steps=0"], r"train.steps=0 must be >= 1"),
+        (["train.batch_size=-4"], r"train.batch_size=-4 must be >= 1"),
+        (["train.ckpt_every=0"], r"train.ckpt_every=0 must be >= 1"),
+        (["train.grad_accum=0"], r"train.grad_accum=0 must be >= 1"),
+        (["train.log_every=0"], r"train.log_every=0 must be >= 1"),
+        (["data.segment=0"], r"data.segment=0 must be >= 1"),
+        (["regularizer.lam=-1e-4"], r"regularizer.lam=-0.0001 must be >= 0"),
+        (
+            ["regularizer.losses=[{name: amp}, {name: mel}]", "data.sample_rate=16000"],
+            r"regularizer.losses\[1\] \(mel\) has sample_rate=22050 but data.sample_rate=16000",
+        ),
     ],
 )
 def test_bad_configs_give_one_line_errors(overrides, match):
@@ -83,3 +94,26 @@ def test_embed_interp_auto_is_resolved_by_the_formulation_and_stored_resolved():
         load_config(None, [*base, "diffusion.kind=edm", "model.diffwave.embed_interp=lerp"])
     with pytest.raises(ConfigError, match=r"embed_interp='cubic' is not allowed; choose one of \['auto', 'exact'"):
         load_config(None, [*base, "model.diffwave.embed_interp=cubic"])
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("model: [unclosed", "stored config: cannot parse YAML"),
+        ("- a\n- b\n", "stored config: not a YAML mapping"),
+        ("", "stored config: missing required value 'name'"),
+        ("name: x\ndata: {train: /d}\ntrain: {grad_accum: 0}\n", "train.grad_accum=0 must be >= 1"),
+        ("name: x\ndata: {train: /d}\nmodel: {kind: wavenet}\n", "model.kind='wavenet' is not allowed"),
+    ],
+)
+def test_stored_configs_are_validated_like_loaded_ones(text, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        from_yaml(text)
+    assert "\n" not in str(info.value)
+
+
+def test_mel_loss_at_the_data_rate_is_accepted():
+    cfg = load_config(
+        None, ["name=x", "data.train=/d", "regularizer.losses=[{name: mel, kwargs: {sample_rate: 16000}}]"]
+    )
+    assert cfg.regularizer.losses[0].kwargs["sample_rate"] == 16000
