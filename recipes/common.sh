@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared helper sourced by every egs/<dataset>/run.sh (Kaldi/ESPnet style).
 # - parses "--name value" options into the variables the recipe declared before sourcing this file
-#   (an unknown option is an error);
+#   (an unknown option is an error; stage, stop_stage and ngpu must be whole numbers);
 # - stage_enabled N: true when stage <= N <= stop_stage;
 # - log MESSAGE: timestamped line on stderr and in $log_file;
 # - launcher: "audiodiff" or, with --ngpu N > 1, "torchrun --nproc_per_node N -m audiodiff.cli".
@@ -22,6 +22,13 @@ while [ $# -gt 0 ]; do
             ;;
         *) echo "$0: unexpected argument $1" >&2; exit 2 ;;
     esac
+done
+
+for name in stage stop_stage ngpu; do  # numbers, or `[ -le ]` would fail quietly and skip every stage
+    if declare -p "$name" >/dev/null 2>&1 && ! [[ "${!name}" =~ ^[0-9]+$ ]]; then
+        echo "$0: --$name must be a whole number, got '${!name}'" >&2
+        exit 2
+    fi
 done
 
 mkdir -p "${log_dir:-log}"

@@ -66,6 +66,12 @@ def test_unknown_option_is_an_error(tmp_path):
     assert done.returncode == 2 and "unknown option --stgae" in done.stderr and not calls
 
 
+@pytest.mark.parametrize("option", ["--stage", "--stop_stage", "--ngpu"])
+def test_a_stage_that_is_not_a_number_is_an_error(tmp_path, option):
+    done, calls = run_recipe(tmp_path, option, "abc")
+    assert done.returncode == 2 and f"{option} must be a whole number, got 'abc'" in done.stderr and not calls
+
+
 def test_digits_recipe_end_to_end_tiny(tmp_path):
     pytest.importorskip("espeakng_loader")
     import sys
