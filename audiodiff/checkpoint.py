@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
 LATEST = "latest"
+TMP = ".tmp-"  # temp files: .<name>.tmp-<pid>
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -23,37 +26,78 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None], pause: float = 0.0) -> None:
+    """Write `path` via a temp file (fsync'd, renamed): a crash leaves the old file or the new one.
+
+    A failed write (e.g. disk full) removes the temp file and raises OSError naming `path`.
+    """
+    tmp = path.with_name(f".{path.name}{TMP}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+    time.sleep(pause)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    _write_atomically(path, lambda f: f.write(data))
+
+
 def save_checkpoint(directory: Path, step: int, state: dict, keep: int) -> Path:
-    """Save `state` as ckpt-<step>.pt atomically, point `latest` at it, delete all but the last `keep`."""
+    """Save `state` as ckpt-<step>.pt atomically, point `latest` at it, delete all but the last `keep`.
+
+    Raises:
+        OSError: the file could not be written (e.g. disk full); the message names it and the
+            previous checkpoint, which is left intact (as is `latest`), and no temp file is left.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"ckpt-{step:08d}.pt"
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
     # Testing aid for fault injection: AUDIODIFF_CKPT_PAUSE="STEP:SECONDS" sleeps between the
     # fsync'd temp file and the rename when saving STEP, so a test can kill -9 mid-write.
     pause = os.environ.get("AUDIODIFF_CKPT_PAUSE", "")
-    if pause and int(pause.split(":")[0]) == step:
-        time.sleep(float(pause.split(":")[1]))
-    os.replace(tmp, path)
-    _fsync_dir(directory)
+    seconds = float(pause.split(":")[1]) if pause and int(pause.split(":")[0]) == step else 0.0
+    try:
+        _write_atomically(path, lambda f: torch.save(state, f), seconds)
+    except OSError as err:
+        previous = latest_checkpoint(directory)
+        kept = f"the previous checkpoint {previous.name} is intact" if previous else "there is no earlier checkpoint"
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise OSError(err.errno, f"checkpoint {path} not saved ({reason}); {kept}") from err
     atomic_write_bytes(directory / LATEST, path.name.encode())
     for old in sorted(directory.glob("ckpt-*.pt"))[:-keep] if keep > 0 else []:
         old.unlink()
     return path
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete temp files left in `directory` by writers that died mid-write; returns them.
+
+    Call it only while holding the run's lock (no other writer can be mid-write).
+    """
+    stale = [p for p in directory.glob(f".*{TMP}*") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def load_weights(net: torch.nn.Module, weights: dict, source: str | Path) -> None:
+    """`net.load_state_dict(weights)` with a one-line ValueError naming `source` when they do not fit."""
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as err:
+        problems = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        first = problems[0][:300] if problems else str(err).splitlines()[0]
+        raise ValueError(
+            f"{source}: weights do not fit the configured {type(net).__name__} "
+            f"({len(problems)} problem(s), first: {first})"
+        ) from err
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

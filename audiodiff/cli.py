@@ -10,7 +10,10 @@ from audiodiff import __version__
 
 
 def _fail(err: Exception) -> None:
-    raise click.ClickException(str(err)) from err
+    message = str(err)
+    if isinstance(err, OSError) and err.strerror:  # not "[Errno 28] ...": the reason, then the file
+        message = err.strerror + (f": {err.filename}" if err.filename else "")
+    raise click.ClickException(message) from err
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,12 +76,13 @@ def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dr
     if dry_run:
         click.echo(to_yaml(cfg), nl=False)
         return
+    from audiodiff.runfiles import RunInUseError
     from audiodiff.train import NonFiniteLossError
     from audiodiff.train import train as run_train
 
     try:
         run = run_train(cfg, resume=resume, force=force, progress=not no_progress)
-    except (FileExistsError, FileNotFoundError, ValueError, NonFiniteLossError) as err:
+    except (OSError, ValueError, NonFiniteLossError, RunInUseError) as err:  # OSError: read-only, disk full
         _fail(err)
     click.echo(f"run directory: {run}")
 
@@ -145,7 +149,7 @@ def generate(
             seconds=seconds,
             clip_denoised=clip_denoised,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         _fail(err)
     click.echo(f"wrote {len(paths)} files to {out}")
 
@@ -212,7 +216,7 @@ def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifi
             embedder_weights=embedder_weights,
             on_bad_audio=on_bad_audio,
         )
-    except (FileNotFoundError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError) as err:
         _fail(err)
     for name, value in report["metrics"].items():
         click.echo(f"{name:>22s}  {value:.4f}")

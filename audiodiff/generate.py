@@ -25,6 +25,7 @@ from audiodiff.diffusion.samplers import (
 )
 from audiodiff.models import DiffWave, UNet
 from audiodiff.models.diffwave_infer import DiffWaveInference
+from audiodiff.runfiles import writable_dir
 
 SAMPLER_NAMES = ("fast", "ddpm", "ddim", "euler", "heun")
 
@@ -156,13 +157,13 @@ def sample(
 
 def load_for_generation(ckpt: str | Path, device: str = "cpu", use_ema: bool = True):
     """(config, network with EMA or raw weights, formulation, checkpoint step) from a checkpoint."""
-    from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.checkpoint import load_checkpoint, load_weights
 
     state = load_checkpoint(ckpt, map_location=device)
-    cfg = from_yaml(state["config"])
+    cfg = from_yaml(state["config"], f"{state['path']}: stored config")
     net = build_network(cfg).to(device).eval()
     weights = state["ema"] if use_ema and "ema" in state else state["model"]
-    net.load_state_dict(weights)
+    load_weights(net, weights, state["path"])
     return cfg, net, build_formulation(cfg).to(device), int(state["step"])
 
 
@@ -263,8 +264,7 @@ def generate(
     cfg, net, formulation, step = load_for_generation(ckpt, device, use_ema)
     if clip_denoised is not None:
         cfg.sample.clip_denoised = clip_denoised
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(out, "generate: output folder")
     sr, seg = cfg.data.sample_rate, cfg.data.segment
     if seconds is not None:
         if seconds <= 0:

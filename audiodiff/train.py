@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -19,8 +19,8 @@ import torch.distributed as dist
 from torch import nn
 
 from audiodiff.audio.features import LogMel, griffin_lim, mel_config
-from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from audiodiff.config import ExperimentConfig, to_yaml
+from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, remove_stale_temps, save_checkpoint
+from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
 from audiodiff.data.datasets import AudioClips, DiffusionExamples, ImageArrays, TrainingStream
 from audiodiff.data.features import MelFeatureExamples
 from audiodiff.data.validate import describe_bad
@@ -37,6 +37,7 @@ from audiodiff.generate import (
     unit_to_mel,
 )
 from audiodiff.losses import build_spectral_loss
+from audiodiff.runfiles import RunLock, clear_run_dir, run_contents, writable_dir
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,17 +63,50 @@ def _lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 1.0
 
 
-def _prepare_run_dir(run: Path, resume: bool, force: bool, rank: int) -> None:
-    if rank == 0 and run.exists() and any(run.iterdir()) and not resume:
-        if not force:
-            raise FileExistsError(
-                f"run directory {run} is not empty; pass --resume to continue it or --force to replace it"
-            )
-        shutil.rmtree(run)
+def _prepare_run_dir(run: Path, resume: bool, force: bool, rank: int) -> AbstractContextManager:
+    """Lock the run directory (rank 0), check it against resume/force and make checkpoints/.
+
+    Returns:
+        The held RunLock on rank 0 (a no-op context elsewhere): the run holds it until it ends.
+    """
+    lock: AbstractContextManager = nullcontext()
     if rank == 0:
-        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if resume and not run.is_dir():
+            raise FileNotFoundError(f"--resume: no run directory {run}; start it without --resume")
+        lock = RunLock(writable_dir(run, "run directory"))
+        try:
+            if resume and latest_checkpoint(run / "checkpoints") is None:
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint in {run / 'checkpoints'} to resume; start without --resume "
+                    "(add --force to replace what the run directory holds)"
+                )
+            if not resume and run_contents(run):
+                if not force:
+                    raise FileExistsError(
+                        f"run directory {run} is not empty; pass --resume to continue it or --force to replace it"
+                    )
+                clear_run_dir(run)
+            (run / "checkpoints").mkdir(exist_ok=True)
+            remove_stale_temps(run / "checkpoints")
+        except BaseException:
+            lock.release()
+            raise
     if dist.is_initialized():
         dist.barrier()
+    return lock
+
+
+def _check_crop(spectral: nn.Module, segment: int, device: torch.device) -> None:
+    """Raise a one-line ValueError if a crop of `segment` samples is too short for a regularizer term."""
+    probe = torch.zeros(1, 1, segment, device=device)
+    for label, loss in spectral.losses.items():
+        try:
+            with torch.no_grad():
+                loss(probe, probe)
+        except RuntimeError as err:
+            raise ValueError(
+                f"data.segment={segment} is too short for the regularizer '{label}': {str(err).splitlines()[0]}"
+            ) from err
 
 
 def _check_replicas(model: nn.Module) -> None:
@@ -91,16 +125,25 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
 
     Writes config.yaml, log.txt, TensorBoard events, checkpoints/ (atomic, last K + `latest`),
     and samples/ every train.sample_every steps. With `resume` it continues exactly where the
-    latest checkpoint stopped (same weights as an uninterrupted run on CPU).
+    latest checkpoint stopped (same weights as an uninterrupted run on CPU). The run directory
+    is locked for the whole run: a second writer is refused (RunInUseError).
     """
+    rank, world, local_rank = _distributed()
+    run = Path(cfg.exp_dir) / cfg.name
+    with _prepare_run_dir(run, resume, force, rank):
+        _train(cfg, run, resume, progress, rank, world, local_rank)
+    return run
+
+
+def _train(
+    cfg: ExperimentConfig, run: Path, resume: bool, progress: bool, rank: int, world: int, local_rank: int
+) -> None:
+    """The loop of `train()`, run while the run directory is locked."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     tc = cfg.train
-    rank, world, local_rank = _distributed()
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    run = Path(cfg.exp_dir) / cfg.name
-    _prepare_run_dir(run, resume, force, rank)
 
     # ---- model, objective, optimizer (same init on every rank; DDP keeps them in step)
     torch.manual_seed(tc.seed)
@@ -116,6 +159,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
     objective = SpectralObjective(
         formulation, spectral, rc.lam, rc.weighting, rc.sigma_range, rc.t_range, rc.x0_source, rc.rollout_steps
     ).to(device)
+    if cfg.model.kind == "diffwave" and cfg.data.kind == "audio":
+        _check_crop(spectral, cfg.data.segment, device)
     ema = [p.detach().clone() for p in net.parameters()]
     decay = 0.5 ** (1 / tc.ema_halflife_steps) if tc.ema_halflife_steps > 0 else tc.ema_decay
     fused = device.type == "cuda"
@@ -131,21 +176,25 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
     if tc.compile and len(spectral):
         spectral.compile(mode=mode)
 
-    # ---- resume
-    step = 0
+    # ---- resume (the RNG state is restored just before the loop, after everything that draws from it)
+    step, rng = 0, None
     latest = latest_checkpoint(run / "checkpoints") if resume else None
     if resume and latest is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {run / 'checkpoints'}")
     if latest is not None:
         state = load_checkpoint(latest, map_location=device)
-        net.load_state_dict(state["model"])
+        stored = from_yaml(state["config"], f"{latest}: stored config")
+        if stored.model.kind != cfg.model.kind:
+            raise ValueError(
+                f"--resume: {latest} holds a model.kind={stored.model.kind} model but the config says "
+                f"model.kind={cfg.model.kind}; resume with the run's own config or pass --force to start over"
+            )
+        load_weights(net, state["model"], latest)
         for (name, _), e in zip(net.named_parameters(), ema):
             e.copy_(state["ema"][name])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        rng = state["rng_cpu"], state.get("rng_cuda")
 
     # ---- data: a global-batch stream, exact to resume and independent of the process count
     images = cfg.data.kind == "images"
@@ -215,6 +264,11 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
                 state["rng_cuda"] = torch.cuda.get_rng_state(device)
             save_checkpoint(run / "checkpoints", step, state, tc.keep_ckpts)
 
+    if rng is not None:  # after the model, the data iterator and the loss: exact resume with dropout
+        torch.set_rng_state(rng[0])
+        if device.type == "cuda" and rng[1] is not None:
+            torch.cuda.set_rng_state(rng[1], device)
+
     # ---- the loop
     bad_in_a_row, skipped, t_last = 0, 0, time.perf_counter()
     while step < tc.steps:
@@ -246,21 +300,19 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
                     sums[name] = sums.get(name, 0.0) + value.detach().float().mean() / tc.grad_accum
         grad_norm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
         loss_value = sums["loss"]
-        if not (torch.isfinite(grad_norm) and torch.isfinite(loss_value)):
-            opt.zero_grad(set_to_none=True)
+        if torch.isfinite(grad_norm) and torch.isfinite(loss_value):
+            bad_in_a_row = 0
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in net.parameters()], 1 - decay)
+        else:  # skipped: the weights stay, but the batch is consumed and counted (resume stays aligned)
             bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
             if bad_in_a_row >= tc.max_bad_steps:
                 raise NonFiniteLossError(
                     f"{bad_in_a_row} consecutive steps with a non-finite loss or gradient at step {step}; stopped "
                     f"(the last good checkpoint is kept). Try a lower train.lr, train.grad_clip or regularizer.lam."
                 )
-            step += 1  # the batch is consumed and counted, so resume stays aligned with the stream
-            continue
-        bad_in_a_row = 0
-        opt.step()
         opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in net.parameters()], 1 - decay)
         step += 1
         bar.update(1)
 
@@ -292,7 +344,6 @@ def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, prog
     if rank == 0:
         writer.close()
         log.close()
-    return run
 
 
 def _log_samples(cfg, net, ema, formulation, clips, logmel, writer, run, step, device) -> None:

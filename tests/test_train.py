@@ -160,8 +160,11 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, cor
     bad = ["regularizer.lam=1e38", "regularizer.losses=[{name: amp}]", "train.max_bad_steps=3", "train.steps=8"]
     res = run_cli("train", config, "--resume", "--no-progress", *base_args(corpus, exp, "nan", *bad))
     assert res.exit_code != 0 and "3 consecutive steps with a non-finite loss" in res.output
-    assert latest_checkpoint(run / "checkpoints").name == "ckpt-00000002.pt"
     assert (run / "checkpoints" / "ckpt-00000002.pt").read_bytes() == before
+    # steps 3-4 were skipped, so the step-4 checkpoint (on its boundary) holds the step-2 weights
+    assert latest_checkpoint(run / "checkpoints").name == "ckpt-00000004.pt"
+    good, kept = load_checkpoint(run / "checkpoints" / "ckpt-00000002.pt"), load_checkpoint(run)
+    assert all(torch.equal(good["model"][k], kept["model"][k]) for k in good["model"])
 
 
 def test_vocoder_training_and_vocoding(tmp_path, corpus, config):

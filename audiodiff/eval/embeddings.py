@@ -30,6 +30,7 @@ from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import mel_filterbank
 from audiodiff.checkpoint import atomic_write_bytes
 from audiodiff.eval.pretrained import ClapEmbedder, EncodecEmbedder, PANNEmbedder, VGGishEmbedder
+from audiodiff.runfiles import writable_dir
 
 
 def resemblyzer_weights() -> Path:
@@ -207,7 +208,7 @@ def embed_files(
 
     cache = Path(cache_dir) / f"{embedder.name}-{embedder.version}" if cache_dir else None
     if cache:
-        cache.mkdir(parents=True, exist_ok=True)
+        writable_dir(cache, "embedding cache (--cache)")
     result: list[np.ndarray | None] = [None] * len(paths)
     durations = [0.0] * len(paths)
     todo, recomputed = [], []

@@ -16,6 +16,7 @@ from audiodiff.eval.fad import KAD_SCALE, fad, fad_inf, kernel_distance
 from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb, pesq_wb
 from audiodiff.eval.pretrained import cache_dir
 from audiodiff.eval.report import write_report
+from audiodiff.runfiles import writable_dir
 
 METRICS = ("fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq", "classifier", "inception_fid")
 EMBEDDING_METRICS = {"fad", "fad_inf", "kad", "ndb"}
@@ -107,8 +108,7 @@ def evaluate(
         raise ValueError("metric 'classifier' needs --classifier DIR (from `audiodiff train-classifier`)")
     if classifier and "classifier" not in metrics:
         metrics = (*metrics, "classifier")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(out, "evaluate: output folder")
     if (Path(ref) / "images.npy").is_file():  # the image path: spectra and pixel statistics
         from audiodiff.eval.images import evaluate_images
 
