@@ -206,10 +206,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return _validated(cfg, source)
 
 
-def _validated(cfg: DictConfig, source: str) -> ExperimentConfig:
-    """`cfg` after checking required values, choices and value ranges (ConfigError otherwise)."""
+def _validated(cfg: DictConfig, source: str, required: bool = True) -> ExperimentConfig:
+    """`cfg` after checking (if `required`) required values, then choices and value ranges."""
     try:
-        OmegaConf.to_container(cfg, throw_on_missing=True)
+        OmegaConf.to_container(cfg, throw_on_missing=required)
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
     _check_choices(cfg, source)
@@ -296,10 +296,10 @@ def from_yaml(text: str, source: str = "stored config") -> ExperimentConfig:
         node = OmegaConf.create(text) if isinstance(text, str) else None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: cannot parse YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(node, DictConfig):
-        raise ConfigError(f"{source}: not a YAML mapping of config keys (got {type(text).__name__})")
+    if not isinstance(node, DictConfig) or not node:
+        raise ConfigError(f"{source}: not a YAML mapping of config keys (got {text!r:.40})")
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), node)
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
-    return _validated(cfg, source)
+    return _validated(cfg, source, required=False)  # generation needs no name or data paths

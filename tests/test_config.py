@@ -101,7 +101,7 @@ def test_embed_interp_auto_is_resolved_by_the_formulation_and_stored_resolved():
     [
         ("model: [unclosed", "stored config: cannot parse YAML"),
         ("- a\n- b\n", "stored config: not a YAML mapping"),
-        ("", "stored config: missing required value 'name'"),
+        ("", "stored config: not a YAML mapping"),
         ("name: x\ndata: {train: /d}\ntrain: {grad_accum: 0}\n", "train.grad_accum=0 must be >= 1"),
         ("name: x\ndata: {train: /d}\nmodel: {kind: wavenet}\n", "model.kind='wavenet' is not allowed"),
     ],
