@@ -2,11 +2,12 @@
 
 Registry `EMBEDDERS`:
 - "ge2e": the GE2E speaker encoder shipped in the `resemblyzer` wheel (pretrained.pt, 256-d),
-  fully offline after `pip install --no-deps resemblyzer`. We read only its weights file (found
-  through the package metadata, without importing resemblyzer, whose import needs webrtcvad and
-  pkg_resources) and run the network here: 40 mel power bands (25 ms windows, 10 ms steps, 16 kHz),
-  a 3-layer LSTM of width 256, ReLU(linear) of the last hidden state, L2-normalised. Clips are
-  embedded whole (no VAD, no 1.6 s partials), after resemblyzer's volume normalisation to -30 dBFS.
+  fully offline after `pip install 'audiodiff[ge2e]'` (or `pip install --no-deps resemblyzer`). We
+  read only its weights file (found through the package metadata, without importing resemblyzer,
+  whose import needs webrtcvad and pkg_resources) and run the network here: 40 mel power bands
+  (25 ms windows, 10 ms steps, 16 kHz), a 3-layer LSTM of width 256, ReLU(linear) of the last
+  hidden state, L2-normalised. Clips are embedded whole (no VAD, no 1.6 s partials), after
+  resemblyzer's volume normalisation to -30 dBFS.
 - "melstats": no weights at all: mean and standard deviation of 64 log-mel bands (128-d). A
   spectral-statistics baseline, not a perceptual embedding.
 - "vggish", "pann", "encodec", "clap": the embeddings behind published FAD numbers, with weights
@@ -16,7 +17,6 @@ Registry `EMBEDDERS`:
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import io
 import warnings
 from collections.abc import Sequence
@@ -30,22 +30,14 @@ from audiodiff.audio.io import load_audio
 from audiodiff.audio.mel import mel_filterbank
 from audiodiff.checkpoint import atomic_write_bytes
 from audiodiff.eval.pretrained import ClapEmbedder, EncodecEmbedder, PANNEmbedder, VGGishEmbedder
+from audiodiff.extras import packaged_file
 from audiodiff.runfiles import writable_dir
 
 
 def resemblyzer_weights() -> Path:
-    """Path of resemblyzer's pretrained.pt, from the installed package's file list."""
-    try:
-        files = importlib.metadata.files("resemblyzer") or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for f in files:
-        if f.name == "pretrained.pt":
-            return Path(f.locate())
-    raise FileNotFoundError(
-        "the 'ge2e' embedder needs resemblyzer's weights: pip install --no-deps resemblyzer==0.1.4 "
-        "(the wheel ships pretrained.pt; nothing is downloaded)"
-    )
+    """Path of resemblyzer's pretrained.pt, from the installed package's file list (`audiodiff[ge2e]`)."""
+    alternative = "pip install --no-deps resemblyzer==0.1.4 without a C compiler: only the weights are read"
+    return packaged_file("resemblyzer", "pretrained.pt", "the 'ge2e' embedder", "ge2e", alternative)
 
 
 class GE2E(nn.Module):

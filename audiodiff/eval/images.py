@@ -66,7 +66,7 @@ def inception_fid(real: np.ndarray, generated: np.ndarray, weights: str | Path |
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except (ImportError, ModuleNotFoundError):
-        raise ImportError("metric 'inception_fid' needs torchmetrics: pip install 'torchmetrics[image]'") from None
+        raise ImportError("metric 'inception_fid' needs torchmetrics[image]: pip install 'audiodiff[eval]'") from None
     import torch
 
     kwargs = {"feature_extractor_weights_path": str(weights)} if weights else {}

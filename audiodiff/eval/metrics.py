@@ -60,7 +60,9 @@ def pesq_wb(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int =
     try:
         from pesq import NoUtterancesError, pesq
     except ImportError:
-        raise ImportError("metric 'pesq' needs the pesq package: pip install pesq (builds with a C compiler)") from None
+        raise ImportError(
+            "metric 'pesq' needs the pesq package: pip install 'audiodiff[eval]' (pesq builds with a C compiler)"
+        ) from None
     if sample_rate != 16000:
         raise ValueError(f"wide-band PESQ needs 16 kHz audio, got {sample_rate} Hz")
     n = min(reference.shape[-1], generated.shape[-1])

