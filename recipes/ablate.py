@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a regularizer ablation grid (variants x lambdas x seeds) and tabulate mean and spread.
 
-    python ../../recipes/ablate.py ablation.yaml [--workers 2] [--stage train|generate|evaluate|report]
+    python ../../recipes/ablate.py grid.yaml [--workers 2] [--stage train|generate|evaluate|report]
 
 The grid file (YAML, paths relative to it):
 
@@ -54,9 +54,13 @@ def _fmt_lam(lam: float) -> str:
 
 def load_grid(path: Path) -> dict:
     grid = yaml.safe_load(path.read_text())
-    for key in ("config", "train_data", "ref", "out", "seeds", "variants"):
-        if key not in grid:
-            raise SystemExit(f"{path}: missing key '{key}'")
+    required = ("config", "train_data", "ref", "out", "seeds", "variants")
+    for key in required:
+        if not isinstance(grid, dict) or key not in grid:
+            raise SystemExit(
+                f"{path}: missing key '{key}': not an ablation grid (egs/<recipe>/grid*.yaml, keys "
+                f"{', '.join(required)}); a training config (egs/<recipe>/conf/*.yaml) goes to `audiodiff train`"
+            )
     root = path.parent.resolve()
     grid["root"] = root
     for key in ("config", "train_data", "ref", "out", "classifier"):

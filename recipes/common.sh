@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Shared helper sourced by every egs/<dataset>/run.sh (Kaldi/ESPnet style).
+# Shared helper sourced by every egs/<dataset>/run.sh (Kaldi/ESPnet style): option parsing and
+# logging only; the stages themselves are written out in each run.sh.
 # - parses "--name value" options into the variables the recipe declared before sourcing this file
 #   (an unknown option is an error; stage, stop_stage and ngpu must be whole numbers);
 # - stage_enabled N: true when stage <= N <= stop_stage;
@@ -50,34 +51,3 @@ if [ "${ngpu:-0}" -gt 1 ]; then
 else
     launcher=(audiodiff)
 fi
-
-# model_stages: stages 2-5 shared by the labelled recipes, from the recipe's variables
-# (data, conf, tag, exp, seeds, clf_epochs; optional train_flags, e.g. --force):
-#   2 the evaluation classifier of the corpus, trained once into $data/classifier (kept if there);
-#   3 train $conf as $exp/$tag; 4 generate $seeds; 5 evaluate against $data/data/test with it.
-model_stages() {
-    if stage_enabled 2; then
-        if [ -f "$data/classifier/classifier.json" ]; then
-            log "stage 2: $data/classifier exists, kept"
-        else
-            log "stage 2: train the evaluation classifier ($clf_epochs epochs) into $data/classifier"
-            audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
-                --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
-        fi
-    fi
-    if stage_enabled 3; then
-        log "stage 3: train $conf as $exp/$tag"
-        # shellcheck disable=SC2086  # train_flags: zero or more words
-        "${launcher[@]}" train "$conf" ${train_flags:-} --no-progress "name=$tag" "exp_dir=$exp" \
-            "data.train=$data/data/train"
-    fi
-    if stage_enabled 4; then
-        log "stage 4: generate seeds $seeds from $exp/$tag"
-        audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
-    fi
-    if stage_enabled 5; then
-        log "stage 5: evaluate $exp/$tag/generated against $data/data/test"
-        audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
-            --classifier "$data/classifier"
-    fi
-}

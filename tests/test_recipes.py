@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,10 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
-def run_recipe(tmp_path, *args):
+LABELLED = ["digits", "sc09", "mnist", "checkerboard", "cifar10"]  # stage 2 trains an evaluation classifier
+
+
+def run_recipe(tmp_path, *args, recipe="digits"):
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     calls = tmp_path / "calls.txt"
@@ -21,7 +25,7 @@ def run_recipe(tmp_path, *args):
     done = subprocess.run(
         [
             "bash",
-            str(ROOT / "egs/digits/run.sh"),
+            str(ROOT / f"egs/{recipe}/run.sh"),
             "--log_dir",
             str(tmp_path / "log"),
             "--data",
@@ -72,6 +76,7 @@ def test_a_stage_that_is_not_a_number_is_an_error(tmp_path, option):
     assert done.returncode == 2 and f"{option} must be a whole number, got 'abc'" in done.stderr and not calls
 
 
+@pytest.mark.slow  # about a minute: every stage for real on a 3-speaker corpus
 def test_digits_recipe_end_to_end_tiny(tmp_path):
     pytest.importorskip("espeakng_loader")
     import sys
@@ -156,12 +161,45 @@ def test_other_recipes_gate_their_stages(tmp_path, recipe, expected):
     assert [c.split()[1] for c in calls.read_text().splitlines()] == expected
 
 
-def test_classifier_stage_keeps_an_existing_classifier(tmp_path):
-    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2")
+@pytest.mark.parametrize("recipe", LABELLED)
+def test_classifier_stage_keeps_an_existing_classifier(tmp_path, recipe):
+    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2", recipe=recipe)
     assert done.returncode == 0 and [c.split()[1] for c in calls] == ["train-classifier"]
     assert "--epochs 20" in calls[0] and f"--out {tmp_path / 'd'}/classifier" in calls[0]
     (tmp_path / "d" / "classifier").mkdir(parents=True)
     (tmp_path / "d" / "classifier" / "classifier.json").write_text("{}")
     (tmp_path / "calls.txt").unlink()
-    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2")
+    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2", recipe=recipe)
     assert done.returncode == 0 and calls == [] and "exists, kept" in done.stderr
+
+
+def test_the_shared_shell_only_parses_options_and_logs():
+    functions = re.findall(r"^(\w+)\(\)\s*\{", (ROOT / "recipes/common.sh").read_text(), re.M)
+    assert sorted(functions) == ["log", "stage_enabled"]
+
+
+@pytest.mark.parametrize("run_sh", sorted(ROOT.glob("egs/*/run.sh")), ids=lambda p: p.parent.name)
+def test_every_stage_is_written_out_in_its_run_sh(run_sh):
+    text = run_sh.read_text()
+    last = int(re.search(r"^stop_stage=(\d+)$", text, re.M).group(1))
+    assert [int(n) for n in re.findall(r"^if stage_enabled (\d+); then$", text, re.M)] == list(range(1, last + 1))
+    for n in range(1, last + 1):
+        assert f'log "stage {n}: ' in text, f"{run_sh}: stage {n} logs what it does"
+
+
+def test_recipe_yaml_files_are_grids_or_training_configs(tmp_path):
+    import importlib.util
+
+    from audiodiff.config import load_config
+
+    spec = importlib.util.spec_from_file_location("ablate", ROOT / "recipes" / "ablate.py")
+    ablate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablate)
+    top = sorted(ROOT.glob("egs/*/*.yaml"))
+    assert top and all(re.fullmatch(r"grid(_\w+)?\.yaml", p.name) for p in top), top
+    for path in top:  # each grid loads, and its base config is a training config
+        grid = ablate.load_grid(path)
+        assert grid["config"].parent.name == "conf"
+        assert load_config(grid["config"], ["name=x", f"data.train={grid['train_data']}"]).train.steps > 0
+    with pytest.raises(SystemExit, match="not an ablation grid"):
+        ablate.load_grid(ROOT / "egs/digits/conf/ablation.yaml")

@@ -19,7 +19,6 @@ exp=exp
 speakers=60
 seeds=0-15
 clf_epochs=20
-train_flags=--force  # the demo retrains from scratch
 log_dir=log
 . ../../recipes/common.sh
 
@@ -28,6 +27,30 @@ if stage_enabled 1; then
     audiodiff prepare digits --out "$data" "speakers=$speakers"
 fi
 
-model_stages  # 2 classifier, 3 train, 4 generate, 5 evaluate (recipes/common.sh)
+if stage_enabled 2; then
+    if [ -f "$data/classifier/classifier.json" ]; then
+        log "stage 2: $data/classifier exists, kept"
+    else
+        log "stage 2: train the digit classifier ($clf_epochs epochs) into $data/classifier"
+        audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
+            --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
+    fi
+fi
+
+if stage_enabled 3; then
+    log "stage 3: train $conf as $exp/$tag (--force: the demo retrains from scratch)"
+    "${launcher[@]}" train "$conf" --force --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+fi
+
+if stage_enabled 4; then
+    log "stage 4: generate clips for seeds $seeds from $exp/$tag"
+    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+fi
+
+if stage_enabled 5; then
+    log "stage 5: evaluate $exp/$tag/generated against the unseen test voices of $data/data/test"
+    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
+        --classifier "$data/classifier"
+fi
 
 log "done: stages $stage..$stop_stage"

@@ -23,6 +23,30 @@ if stage_enabled 1; then
     audiodiff prepare mnist --out "$data"
 fi
 
-model_stages  # 2 classifier, 3 train, 4 generate, 5 evaluate (recipes/common.sh)
+if stage_enabled 2; then
+    if [ -f "$data/classifier/classifier.json" ]; then
+        log "stage 2: $data/classifier exists, kept"
+    else
+        log "stage 2: train the digit classifier ($clf_epochs epochs) into $data/classifier"
+        audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
+            --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
+    fi
+fi
+
+if stage_enabled 3; then
+    log "stage 3: train $conf as $exp/$tag"
+    "${launcher[@]}" train "$conf" --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+fi
+
+if stage_enabled 4; then
+    log "stage 4: generate PNGs for seeds $seeds from $exp/$tag"
+    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+fi
+
+if stage_enabled 5; then
+    log "stage 5: evaluate $exp/$tag/generated against $data/data/test"
+    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
+        --classifier "$data/classifier"
+fi
 
 log "done: stages $stage..$stop_stage"
