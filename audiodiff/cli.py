@@ -7,6 +7,8 @@ import sys
 import click
 
 from audiodiff import __version__
+from audiodiff.builders import SAMPLER_PLANS
+from audiodiff.data.validate import ON_BAD_AUDIO
 
 
 def _fail(err: Exception) -> None:
@@ -92,7 +94,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dr
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds: '0-63', '1,5,9'. One file per seed.")
 @click.option(
     "--sampler",
-    type=click.Choice(["fast", "ddpm", "ddim", "euler", "heun"]),
+    type=click.Choice(list(SAMPLER_PLANS)),
     default=None,
     help="Default: the config's sample.sampler.",
 )
@@ -266,13 +268,13 @@ def train_classifier(train_dir, valid, test, out, epochs, batch_size, lr, seed, 
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option(
     "--on-bad-audio",
-    type=click.Choice(["error", "skip"]),
+    type=click.Choice(ON_BAD_AUDIO),
     default="error",
     show_default=True,
     help="Unusable files (unreadable, NaN/inf, silent, too short): stop listing them all, or skip them.",
 )
 def dump_features(directory: str, preset: str, sample_rate: int, on_bad_audio: str) -> None:
-    """Dump the log-mels of a data DIRECTORY (feats/*.npy, feats.scp) for mel models (data.features=true).
+    """Dump the log-mels of a data DIRECTORY (feats/*.npy, feats.scp) for task=mel_features.
 
     \b
     Example:

@@ -9,19 +9,39 @@ required value is a `ConfigError` with one line naming the key and what is allow
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
+from audiodiff.builders import FORMULATIONS, NETWORKS, SAMPLER_PLANS, TASKS
+from audiodiff.data.validate import ON_BAD_AUDIO
+from audiodiff.diffusion.ddpm import LOSS_TYPES, PREDICTIONS
+from audiodiff.diffusion.regularize import WEIGHTINGS, X0_SOURCES
+from audiodiff.losses import NORMALIZATIONS
 from audiodiff.losses.stft import MelSTFTLoss
 from audiodiff.models.diffwave import DiffWaveConfig, resolve_embed_interp
 from audiodiff.models.unet import UNetConfig
 
 MEL_LOSS_RATE = inspect.signature(MelSTFTLoss).parameters["sample_rate"].default
+
+# Choices: Literal types from the registries and the modules that define them, checked by
+# OmegaConf whenever a config is loaded or rebuilt from a checkpoint. `task` is checked against
+# the live TASKS registry instead (tasks may be added at run time, e.g. by tests).
+ModelKind = Literal[tuple(NETWORKS)]
+DiffusionKind = Literal[tuple(FORMULATIONS)]
+Prediction = Literal[PREDICTIONS]
+LossType = Literal[LOSS_TYPES]
+Weighting = Literal[WEIGHTINGS]
+X0Source = Literal[X0_SOURCES]
+Normalize = Literal[NORMALIZATIONS]
+OnBadAudio = Literal[ON_BAD_AUDIO]
+LRSchedule = Literal["constant", "cosine"]
+SamplerName = Literal[tuple(SAMPLER_PLANS)]
 
 
 class ConfigError(ValueError):
@@ -30,7 +50,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    kind: str = "diffwave"  # "diffwave" (waveforms) or "unet" (mels, images)
+    kind: ModelKind = "diffwave"  # the network: "diffwave" (waveforms) or "unet" (mels, images)
     # embed_interp "auto" is resolved by the formulation when the config is loaded (lerp for DDPM)
     diffwave: DiffWaveConfig = field(default_factory=lambda: DiffWaveConfig(embed_interp="auto"))
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -38,10 +58,10 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    kind: str = "ddpm"  # "ddpm" or "edm"
+    kind: DiffusionKind = "ddpm"
     schedule: str = "diffwave"  # DDPM schedule preset: diffwave, ddpm, cosine
-    prediction: str = "eps"  # eps, x0, v
-    loss_type: str = "l1"  # l1 (DiffWave) or l2
+    prediction: Prediction = "eps"
+    loss_type: LossType = "l1"  # l1 (DiffWave) or l2
     sigma_data: float = 0.5  # EDM
     p_mean: float = -1.2
     p_std: float = 1.2
@@ -60,31 +80,30 @@ class LossEntry:
 @dataclass
 class RegularizerConfig:
     lam: float = 0.0
-    weighting: str = "unweighted"  # or "weighted" (EDM)
+    weighting: Weighting = "unweighted"  # or "weighted" (EDM)
     sigma_range: list[float] | None = None
     t_range: list[int] | None = None
-    x0_source: str = "one_step"  # or "rollout"
+    x0_source: X0Source = "one_step"  # or "rollout"
     rollout_steps: int = 4
     # "paper" (unnormalised FFT, L1 sums: values grow with the clip length) or "scale_free"
     # (orthonormal FFT, means: comparable across losses and lengths); see docs/lambda.md
-    normalize: str = "paper"
+    normalize: Normalize = "paper"
     losses: list[LossEntry] = field(default_factory=list)
 
 
 @dataclass
 class DataConfig:
-    kind: str = "audio"  # "audio" or "images" (arrays written by the image corpora)
     train: str = MISSING  # audio: a Kaldi data dir (with wav.scp) or a folder; images: a dir with images.npy
     valid: str = ""  # same kinds; used for sample conditioning and evaluation
     sample_rate: int = 16000
     segment: int = 16000  # training crop in samples (a multiple of the mel hop when conditioned)
-    condition: str = "none"  # "none" or "mel" (vocoder: DiffWave conditioned on log-mels)
     mel_preset: str = "speech16k"
     mel_range: list[float] = field(default_factory=lambda: [-11.5, 2.5])  # log-mel values mapped to [-1, 1]
     image_shape: list[int] = field(default_factory=lambda: [1, 32, 32])  # images: (C, H, W)
-    features: bool = False  # mel models: crop log-mels dumped by `audiodiff dump-features` (feats.scp)
     num_workers: int = 0
-    on_bad_audio: str = "error"  # unusable training files (unreadable, NaN/inf, silent, too short): error or skip
+    on_bad_audio: OnBadAudio = (
+        "error"  # unusable training files (unreadable, NaN/inf, silent, too short): error or skip
+    )
 
 
 @dataclass
@@ -96,7 +115,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 0
-    schedule: str = "constant"  # "constant" or "cosine" (after warmup)
+    schedule: LRSchedule = "constant"  # "constant" or "cosine" (after warmup)
     grad_clip: float = 1.0  # 0 disables
     ema_decay: float = 0.999
     ema_halflife_steps: float = 0.0  # > 0 overrides ema_decay: decay = 0.5 ** (1 / halflife)
@@ -116,7 +135,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = "fast"  # fast, ddpm, ddim, euler, heun
+    sampler: SamplerName = "fast"
     steps: int = 50
     eta: float = 0.0
     churn: float = 0.0
@@ -129,6 +148,9 @@ class SampleConfig:
 class ExperimentConfig:
     name: str = MISSING
     exp_dir: str = "exp"
+    # what is generated, a key of audiodiff.builders.TASKS: waveform, vocoder (mel-conditioned
+    # DiffWave), mel (log-mel UNet), mel_features (the same from dumped log-mels), image
+    task: str = "waveform"
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
@@ -163,6 +185,9 @@ def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
         return ConfigError(f"{source}: missing required value '{key}'")
     if isinstance(err, ValidationError):
         msg = str(err).splitlines()[0]
+        choice = re.fullmatch(r"Invalid value (.*), expected one of (\[.*\])", msg)
+        if choice:  # a Literal field
+            return ConfigError(f"{source}: {key}={choice.group(1)} is not allowed; choose one of {choice.group(2)}")
         return ConfigError(f"{source}: bad value for '{key}': {msg}")
     return ConfigError(f"{source}: {str(err).splitlines()[0]}")
 
@@ -190,20 +215,60 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Schema defaults <- YAML (with its defaults) <- `key.path=value` overrides, validated.
 
+    Configs written before the `task` key (data.kind, data.condition, data.features and
+    model.kind deciding) are read as the task they meant (`_upgrade`).
+
     Returns:
         A typed ExperimentConfig (an OmegaConf structured config behaving like the dataclass).
     """
-    schema = OmegaConf.structured(ExperimentConfig)
     source = str(path) if path else "config"
     try:
-        cfg = OmegaConf.merge(schema, _load_yaml(Path(path))) if path else schema
+        node = _load_yaml(Path(path)) if path else OmegaConf.create()
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like key.path=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist([item]))
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), _upgrade(node, source))
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
     return _validated(cfg, source)
+
+
+# The flags that made the task decision before the `task` key, with their allowed values.
+LEGACY_DATA_FLAGS = {"kind": ("audio", "images"), "condition": ("none", "mel"), "features": (False, True)}
+
+
+def legacy_task(kind: str = "audio", condition: str = "none", features: bool = False, model: str = "diffwave") -> str:
+    """The task an old config meant by data.kind, data.condition, data.features and model.kind."""
+    if kind == "images":
+        return "image"
+    if features:
+        return "mel_features"
+    if condition == "mel":
+        return "vocoder"
+    return "mel" if model == "unet" else "waveform"
+
+
+def _upgrade(node: DictConfig, source: str) -> DictConfig:
+    """Replace an old config's task flags (data.kind/condition/features) by `task`, in place.
+
+    A config without `task` gets the task its flags and model.kind meant (none: waveform); old
+    flags beside a `task` must mean the same task.
+    """
+    data = node.get("data")
+    old = {}
+    for key, allowed in LEGACY_DATA_FLAGS.items():
+        if isinstance(data, DictConfig) and key in data:
+            old[key] = data.pop(key)
+            if old[key] not in allowed:
+                raise ConfigError(f"{source}: data.{key}={old[key]!r} is not allowed; choose one of {list(allowed)}")
+    meant = legacy_task(**old, model=OmegaConf.select(node, "model.kind", default="diffwave"))
+    if "task" not in node:
+        node.task = meant
+    elif old and node.task != meant:
+        flags = ", ".join(f"data.{k}={v}" for k, v in old.items())
+        raise ConfigError(f"{source}: task={node.task} contradicts the old flags {flags} (task={meant}); drop them")
+    return node
 
 
 def _validated(cfg: DictConfig, source: str, required: bool = True) -> ExperimentConfig:
@@ -212,7 +277,7 @@ def _validated(cfg: DictConfig, source: str, required: bool = True) -> Experimen
         OmegaConf.to_container(cfg, throw_on_missing=required)
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
-    _check_choices(cfg, source)
+    _check_task(cfg, source)
     _check_values(cfg, source)
     _resolve(cfg, source)
     return cfg  # type: ignore[return-value]
@@ -225,23 +290,6 @@ def _resolve(cfg: DictConfig, source: str) -> None:
         diffwave.embed_interp = resolve_embed_interp(diffwave.embed_interp, cfg.diffusion.kind)
     except ValueError as err:
         raise ConfigError(f"{source}: model.diffwave.{err}") from None
-
-
-CHOICES = {
-    "model.kind": ("diffwave", "unet"),
-    "diffusion.kind": ("ddpm", "edm"),
-    "diffusion.prediction": ("eps", "x0", "v"),
-    "diffusion.loss_type": ("l1", "l2"),
-    "regularizer.weighting": ("unweighted", "weighted"),
-    "regularizer.x0_source": ("one_step", "rollout"),
-    "regularizer.normalize": ("paper", "scale_free"),
-    "model.diffwave.embed_interp": ("auto", "exact", "lerp"),
-    "data.condition": ("none", "mel"),
-    "data.kind": ("audio", "images"),
-    "data.on_bad_audio": ("error", "skip"),
-    "train.schedule": ("constant", "cosine"),
-    "sample.sampler": ("fast", "ddpm", "ddim", "euler", "heun"),
-}
 
 
 # Value ranges: checked for loaded configs and for configs stored in checkpoints alike.
@@ -257,11 +305,12 @@ AT_LEAST_ONE = (
 NON_NEGATIVE = ("regularizer.lam", "train.sample_every", "train.warmup_steps")
 
 
-def _check_choices(cfg: DictConfig, source: str = "config") -> None:
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{source}: {key}={value!r} is not allowed; choose one of {list(allowed)}")
+def _check_task(cfg: DictConfig, source: str) -> None:
+    """cfg.task names a registered task, and the rest of the config fits it."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"{source}: task={cfg.task!r} is not allowed; choose one of {list(TASKS)}")
+    for problem in TASKS[cfg.task].problems(cfg):
+        raise ConfigError(f"{source}: {problem}")
 
 
 def _check_values(cfg: DictConfig, source: str) -> None:
@@ -271,7 +320,7 @@ def _check_values(cfg: DictConfig, source: str) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)} must be >= 0")
-    waveform = cfg.data.kind == "audio" and cfg.model.kind == "diffwave"
+    waveform = TASKS[cfg.task].waveform
     for i, entry in enumerate(cfg.regularizer.losses):
         rate = entry.kwargs.get("sample_rate", MEL_LOSS_RATE)
         if waveform and entry.name == "mel" and rate != cfg.data.sample_rate:
@@ -299,7 +348,7 @@ def from_yaml(text: str, source: str = "stored config") -> ExperimentConfig:
     if not isinstance(node, DictConfig) or not node:
         raise ConfigError(f"{source}: not a YAML mapping of config keys (got {text!r:.40})")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), node)
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), _upgrade(node, source))
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
     return _validated(cfg, source, required=False)  # generation needs no name or data paths

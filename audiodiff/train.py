@@ -11,33 +11,26 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from omegaconf import OmegaConf
+from torch import Tensor, nn
 
-from audiodiff.audio.features import LogMel, griffin_lim, mel_config
+from audiodiff.builders import build_formulation, build_network, build_task
 from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, remove_stale_temps, save_checkpoint
 from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
-from audiodiff.data.datasets import AudioClips, DiffusionExamples, ImageArrays, TrainingStream
-from audiodiff.data.features import MelFeatureExamples
+from audiodiff.data.datasets import TrainingStream
 from audiodiff.data.validate import describe_bad
-from audiodiff.diffusion import DDPM, SpectralObjective
+from audiodiff.diffusion import SpectralObjective, training_sample
 from audiodiff.finetune import init_from_checkpoint
-from audiodiff.generate import (
-    build_formulation,
-    build_network,
-    generate_images,
-    image_grid,
-    mel_to_unit,
-    sample,
-    spectrogram_grid,
-    unit_to_mel,
-)
 from audiodiff.losses import build_spectral_loss
 from audiodiff.runfiles import RunLock, clear_run_dir, run_contents, writable_dir
+from audiodiff.sampling import sample
+from audiodiff.tasks import Task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -96,19 +89,6 @@ def _prepare_run_dir(run: Path, resume: bool, force: bool, rank: int) -> Abstrac
     return lock
 
 
-def _check_crop(spectral: nn.Module, segment: int, device: torch.device) -> None:
-    """Raise a one-line ValueError if a crop of `segment` samples is too short for a regularizer term."""
-    probe = torch.zeros(1, 1, segment, device=device)
-    for label, loss in spectral.losses.items():
-        try:
-            with torch.no_grad():
-                loss(probe, probe)
-        except RuntimeError as err:
-            raise ValueError(
-                f"data.segment={segment} is too short for the regularizer '{label}': {str(err).splitlines()[0]}"
-            ) from err
-
-
 def _check_replicas(model: nn.Module) -> None:
     """Raise if the processes' parameters differ (they must stay identical under DDP)."""
     checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
@@ -118,6 +98,59 @@ def _check_replicas(model: nn.Module) -> None:
     dist.all_gather(gathered, checksum)
     if any(not torch.equal(g, gathered[0]) for g in gathered):
         raise RuntimeError(f"parameters differ across processes: checksums {[g.item() for g in gathered]}")
+
+
+def train_step(
+    next_micro: Callable[[], tuple[Tensor, Tensor | None, dict]],
+    call: nn.Module,
+    objective: SpectralObjective,
+    opt: torch.optim.Optimizer,
+    ema: list[Tensor],
+    decay: float,
+    *,
+    grad_accum: int = 1,
+    grad_clip: float = 0.0,
+    autocast: bool = False,
+    graphs: bool = False,
+    model: nn.Module | None = None,
+) -> tuple[dict[str, Tensor], Tensor, bool]:
+    """One optimizer step: `grad_accum` micro-batches forward/backward, clipping, AdamW, EMA.
+
+    Args:
+        next_micro: returns the next micro-batch (x0, cond, sample), `sample` being the levels and
+            noise for `objective` (empty: the objective draws them).
+        call: the network as called (compiled or DDP-wrapped); `model`, when DDP-wrapped, skips
+            the gradient all-reduce on all but the last micro-batch.
+        ema: EMA copies of the parameters of `opt`'s single group, lerped towards them by 1 - decay.
+        grad_clip: max gradient norm (0: no clipping, the norm is still computed).
+        autocast: bf16 autocast on CUDA. graphs: mark CUDA-graph step boundaries.
+
+    Returns:
+        (per-term loss means over the step, gradient norm, whether the step was taken): a
+        non-finite loss or gradient leaves the weights as they are.
+    """
+    params = opt.param_groups[0]["params"]
+    sums: dict[str, Tensor] = {}
+    for micro in range(grad_accum):
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        x0, cond, levels = next_micro()
+        sync = not hasattr(model, "no_sync") or micro == grad_accum - 1
+        with model.no_sync() if not sync else torch.enable_grad():
+            with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = objective(call, x0, cond, **levels)
+            (out["loss"].mean() / grad_accum).backward()
+        for name, value in out.items():
+            if name != "x0_hat":
+                sums[name] = sums.get(name, 0.0) + value.detach().float().mean() / grad_accum
+    grad_norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    ok = bool(torch.isfinite(grad_norm) and torch.isfinite(sums["loss"]))
+    if ok:
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+    opt.zero_grad(set_to_none=True)
+    return sums, grad_norm, ok
 
 
 def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, progress: bool = True) -> Path:
@@ -159,8 +192,8 @@ def _train(
     objective = SpectralObjective(
         formulation, spectral, rc.lam, rc.weighting, rc.sigma_range, rc.t_range, rc.x0_source, rc.rollout_steps
     ).to(device)
-    if cfg.model.kind == "diffwave" and cfg.data.kind == "audio":
-        _check_crop(spectral, cfg.data.segment, device)
+    task = build_task(cfg, device)
+    task.check_loss(spectral)
     ema = [p.detach().clone() for p in net.parameters()]
     decay = 0.5 ** (1 / tc.ema_halflife_steps) if tc.ema_halflife_steps > 0 else tc.ema_decay
     fused = device.type == "cuda"
@@ -184,11 +217,13 @@ def _train(
     if latest is not None:
         state = load_checkpoint(latest, map_location=device)
         stored = from_yaml(state["config"], f"{latest}: stored config")
-        if stored.model.kind != cfg.model.kind:
-            raise ValueError(
-                f"--resume: {latest} holds a model.kind={stored.model.kind} model but the config says "
-                f"model.kind={cfg.model.kind}; resume with the run's own config or pass --force to start over"
-            )
+        for key in ("model.kind", "task"):
+            held, wanted = OmegaConf.select(stored, key), OmegaConf.select(cfg, key)
+            if held != wanted:
+                raise ValueError(
+                    f"--resume: {latest} holds a {key}={held} model but the config says {key}={wanted}; "
+                    "resume with the run's own config or pass --force to start over"
+                )
         load_weights(net, state["model"], latest)
         for (name, _), e in zip(net.named_parameters(), ema):
             e.copy_(state["ema"][name])
@@ -197,43 +232,18 @@ def _train(
         rng = state["rng_cpu"], state.get("rng_cuda")
 
     # ---- data: a global-batch stream, exact to resume and independent of the process count
-    images = cfg.data.kind == "images"
-    mel = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
-    if images:
-        clips = ImageArrays(cfg.data.train)
-        if cfg.model.kind != "unet" or list(clips.images.shape[1:]) != list(cfg.data.image_shape):
-            raise ValueError(
-                f"data.kind=images needs model.kind=unet and data.image_shape={list(clips.images.shape[1:])} "
-                f"(the data's (C, H, W)); got model.kind={cfg.model.kind}, image_shape={list(cfg.data.image_shape)}"
-            )
-        examples = clips
-    else:
-        seconds = mel.n_fft / mel.sample_rate  # audited up front; shorter than one STFT frame is unusable
-        clips = AudioClips(
-            cfg.data.train, cfg.data.sample_rate, cfg.data.segment, True, True, cfg.data.on_bad_audio, seconds
-        )
-        noise_shape = (1, cfg.data.segment)
-        if cfg.model.kind == "unet":  # noise for (1, n_mels, frames) log-mels
-            noise_shape = (1, mel.n_mels, cfg.data.segment // mel.hop + 1)
-        examples = DiffusionExamples(clips, noise_shape)
-        if cfg.data.features:
-            if cfg.model.kind != "unet":
-                raise ValueError("data.features=true serves mel-spectrogram models (model.kind=unet)")
-            examples = MelFeatureExamples(cfg.data.train, cfg.data.mel_preset, cfg.data.sample_rate, noise_shape[-1])
+    examples = task.examples()
     stream = TrainingStream(len(examples), tc.batch_size, tc.seed, rank, world, tc.grad_accum, start_step=step)
     loader = torch.utils.data.DataLoader(
         examples, batch_sampler=stream, num_workers=cfg.data.num_workers, pin_memory=fused
     )
     batches = iter(loader)
-    mel_model = cfg.model.kind == "unet" and not images  # mel-spectrogram diffusion: x0 is the normalized log-mel
-    if mel_model and cfg.data.condition != "none":
-        raise ValueError("model.kind=unet models log-mels unconditionally; set data.condition=none")
-    logmel = LogMel(mel).to(device) if mel_model or cfg.data.condition == "mel" else None
-    if cfg.data.condition == "mel":
-        if cfg.model.kind != "diffwave" or cfg.model.diffwave.hop != logmel.config.hop:
-            raise ValueError(f"data.condition=mel needs model.kind=diffwave with hop {logmel.config.hop}")
-        if cfg.data.segment % logmel.config.hop:
-            raise ValueError(f"data.segment={cfg.data.segment} must be a multiple of the mel hop {logmel.config.hop}")
+
+    def next_micro() -> tuple[Tensor, Tensor | None, dict]:
+        batch = next(batches)
+        x0, cond = task.to_model(batch)
+        draws = {k: batch[k].to(device) for k in ("u", "z")}
+        return x0, cond, training_sample(formulation, draws, batch["noise"].to(device, non_blocking=True))
 
     # ---- logging (rank 0 only)
     writer = None
@@ -241,8 +251,8 @@ def _train(
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
     log = open(run / "log.txt", "a") if rank == 0 else None  # noqa: SIM115
-    if log and getattr(clips, "bad", None):
-        log.write(f"data.on_bad_audio=skip: left out {describe_bad(clips.bad)}\n")
+    if log and task.bad:
+        log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
     bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, disable=rank != 0 or not progress)
     autocast = device.type == "cuda" and tc.bf16
 
@@ -274,37 +284,21 @@ def _train(
     while step < tc.steps:
         for group in opt.param_groups:
             group["lr"] = tc.lr * _lr_factor(step, tc.warmup_steps, tc.steps, tc.schedule)
-        sums: dict[str, float] = {}
-        for micro in range(tc.grad_accum):
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            batch = next(batches)
-            x0 = batch["audio"].to(device, non_blocking=True)
-            noise = batch["noise"].to(device, non_blocking=True)
-            levels = formulation.levels_from(batch["u"].to(device), batch["z"].to(device))
-            key = "t" if isinstance(formulation, DDPM) else "sigma"
-            cond = None
-            if images:
-                cond = batch["label"].to(device) if cfg.model.unet.num_classes else None
-            elif cfg.model.kind == "unet":  # x0 is audio, or dumped log-mels with data.features
-                x0 = mel_to_unit(x0 if cfg.data.features else logmel(x0), cfg.data.mel_range)[:, None]
-            elif logmel is not None:
-                cond = logmel(x0)[..., : x0.shape[-1] // logmel.config.hop]
-            sync = world == 1 or micro == tc.grad_accum - 1
-            with model.no_sync() if not sync else torch.enable_grad():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    out = objective(call, x0, cond, **{key: levels, "noise": noise})
-                (out["loss"].mean() / tc.grad_accum).backward()
-            for name, value in out.items():
-                if name != "x0_hat":
-                    sums[name] = sums.get(name, 0.0) + value.detach().float().mean() / tc.grad_accum
-        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-        loss_value = sums["loss"]
-        if torch.isfinite(grad_norm) and torch.isfinite(loss_value):
+        sums, grad_norm, ok = train_step(
+            next_micro,
+            call,
+            objective,
+            opt,
+            ema,
+            decay,
+            grad_accum=tc.grad_accum,
+            grad_clip=tc.grad_clip,
+            autocast=autocast,
+            graphs=graphs,
+            model=model,
+        )
+        if ok:
             bad_in_a_row = 0
-            opt.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(ema, [p.detach() for p in net.parameters()], 1 - decay)
         else:  # skipped: the weights stay, but the batch is consumed and counted (resume stays aligned)
             bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
             if bad_in_a_row >= tc.max_bad_steps:
@@ -312,7 +306,6 @@ def _train(
                     f"{bad_in_a_row} consecutive steps with a non-finite loss or gradient at step {step}; stopped "
                     f"(the last good checkpoint is kept). Try a lower train.lr, train.grad_clip or regularizer.lam."
                 )
-        opt.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
 
@@ -337,7 +330,9 @@ def _train(
             )
             log.flush()
         if tc.sample_every and step % tc.sample_every == 0 and rank == 0:
-            _log_samples(cfg, net, ema, formulation, clips, logmel, writer, run, step, device)
+            _log_samples(
+                cfg, net, ema, formulation, task, len(examples), writer, run / "samples" / f"step_{step:08d}", step
+            )
         if step % tc.ckpt_every == 0 or step == tc.steps:
             checkpoint()
     bar.close()
@@ -346,43 +341,16 @@ def _train(
         log.close()
 
 
-def _log_samples(cfg, net, ema, formulation, clips, logmel, writer, run, step, device) -> None:
-    """Generate a few clips with the EMA weights; write them to TensorBoard and samples/step_<k>/."""
-    from audiodiff.audio.io import save_audio
-
+def _log_samples(cfg, net, ema, formulation, task: Task, available: int, writer, out: Path, step: int) -> None:
+    """Generate a few samples with the EMA weights; the task writes them to `out` and TensorBoard."""
     saved = [p.detach().clone() for p in net.parameters()]
     torch._foreach_copy_([p.data for p in net.parameters()], ema)
     net.eval()
     try:
-        n = min(cfg.train.num_samples, len(clips))
-        seeds = list(range(n))
-        if cfg.data.kind == "images":
-            pictures = generate_images(net, formulation, cfg, seeds)
-            out = run / "samples" / f"step_{step:08d}"
-            image_grid(pictures, out / "grid.png")
-            writer.add_images("samples/images", (pictures.float().cpu() + 1) / 2, step)
-            return
-        cond = None
-        if cfg.data.condition == "mel":
-            audio = torch.stack([clips[i][0] for i in range(n)]).to(device)
-            cond = logmel(audio)[..., : audio.shape[-1] // logmel.config.hop]
-        if cfg.model.kind == "unet":
-            frames = cfg.data.segment // logmel.config.hop + 1
-            mels = sample(net, formulation, cfg, seeds, (1, logmel.config.n_mels, frames))
-            wavs = griffin_lim(logmel, unit_to_mel(mels[:, 0], cfg.data.mel_range), length=cfg.data.segment)
-        else:
-            wavs = sample(net, formulation, cfg, seeds, (1, cfg.data.segment), cond)
-        out = run / "samples" / f"step_{step:08d}"
-        sr = cfg.data.sample_rate
-        for seed, wav in zip(seeds, wavs):
-            save_audio(out / f"{seed}.wav", wav, sr)
-            writer.add_audio(f"samples/{seed}", wav.float().cpu().clamp(-1, 1).reshape(1, -1), step, sr)
-        spectrogram_grid(list(wavs), sr, out / "spectrograms.png", [str(s) for s in seeds])
-        import matplotlib.image
-
-        writer.add_image(
-            "samples/spectrograms", matplotlib.image.imread(out / "spectrograms.png")[..., :3], step, dataformats="HWC"
-        )
+        seeds = list(range(min(cfg.train.num_samples, available)))
+        cond = task.preview_condition(seeds)
+        x = sample(net, formulation, cfg, seeds, task.shape(cond), cond)
+        task.log_samples(writer, out, seeds, task.decode(x, seeds), step)
     finally:
         torch._foreach_copy_([p.data for p in net.parameters()], saved)
         net.train()

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from audiodiff.builders import TASKS, build_formulation, build_network, build_task  # noqa: E402
 from audiodiff.checkpoint import load_checkpoint  # noqa: E402
 from audiodiff.config import load_config  # noqa: E402
 from audiodiff.data.datasets import AudioClips  # noqa: E402
-from audiodiff.diffusion import DDPM, SpectralObjective  # noqa: E402
-from audiodiff.generate import build_formulation, build_network  # noqa: E402
+from audiodiff.diffusion import SpectralObjective, training_sample  # noqa: E402
 from audiodiff.losses import NORMALIZATIONS, build_spectral_loss  # noqa: E402
 from bench.common import machine, write  # noqa: E402
 
@@ -48,21 +48,15 @@ LOSS_CASES = [
 
 def batches(cfg, n: int, seed: int):
     """`n` training batches (x0 (B, 1, T), mel condition or None) of the config's waveform data."""
-    if cfg.model.kind != "diffwave":
-        raise ValueError(f"lambda_ratios measures waveform (DiffWave) configs; got model.kind={cfg.model.kind}")
+    if not TASKS[cfg.task].waveform:
+        raise ValueError(f"lambda_ratios measures waveform tasks (waveform, vocoder); got task={cfg.task}")
     clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
     g = torch.Generator().manual_seed(seed)
-    logmel = None
-    if cfg.data.condition == "mel":
-        from audiodiff.audio.features import LogMel, mel_config
-
-        logmel = LogMel(mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate))
+    task = build_task(cfg)
     torch.manual_seed(seed)  # the random crops
     for _ in range(n):
         idx = torch.randint(0, len(clips), (cfg.train.batch_size,), generator=g)
-        x0 = torch.stack([clips[int(i)][0] for i in idx])
-        cond = logmel(x0)[..., : x0.shape[-1] // logmel.config.hop] if logmel is not None else None
-        yield x0, cond
+        yield task.to_model({"x": torch.stack([clips[int(i)][0] for i in idx])})
 
 
 def measure(cfg, net, n_batches: int, seed: int) -> dict:
@@ -90,9 +84,8 @@ def measure(cfg, net, n_batches: int, seed: int) -> dict:
 
 def _training_levels(formulation, x0: torch.Tensor, g: torch.Generator) -> dict:
     """The DDPM step t (or EDM sigma) and noise a training step would draw, from generator g."""
-    u, z = torch.rand(x0.shape[0], generator=g), torch.randn(x0.shape[0], generator=g)
-    key = "t" if isinstance(formulation, DDPM) else "sigma"
-    return {key: formulation.levels_from(u, z), "noise": torch.randn(x0.shape, generator=g)}
+    draws = {"u": torch.rand(x0.shape[0], generator=g), "z": torch.randn(x0.shape[0], generator=g)}
+    return training_sample(formulation, draws, torch.randn(x0.shape, generator=g))
 
 
 def own_regularizer(cfg, net, n_batches: int, seed: int) -> dict | None:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audiodiff.diffusion import DDPM, EDM, SpectralObjective  # noqa: E402
 from audiodiff.losses import build_spectral_loss  # noqa: E402
 from audiodiff.models import DIFFWAVE_PRESETS, DiffWave, UNet, UNetConfig  # noqa: E402
+from audiodiff.train import train_step  # noqa: E402
 from bench.common import machine, time_interleaved, write  # noqa: E402
 
 AUDIO_REGS = {
@@ -55,14 +56,21 @@ def build(model: str, batch: int, samples: int, device: str):
 
 
 def make_step(net_call, objective, opt, x0, cond, autocast: bool, device: str, graphs: bool):
+    """One call = audiodiff.train.train_step (what train() runs): forward, backward, clip, AdamW, EMA."""
+    ema = [p.detach().clone() for p in opt.param_groups[0]["params"]]
+
     def step():
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
-            out = objective(net_call, x0, cond)
-        out["loss"].mean().backward()
-        opt.step()
+        train_step(
+            lambda: (x0, cond, {}),
+            net_call,
+            objective,
+            opt,
+            ema,
+            0.999,
+            grad_clip=1.0,
+            autocast=autocast,
+            graphs=graphs,
+        )
 
     return step
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from audiodiff.diffusion import DDPM, EDM  # noqa: E402
+from audiodiff.diffusion import DDPM, EDM, Formulation  # noqa: E402
 from audiodiff.diffusion.samplers import (  # noqa: E402
     DIFFWAVE_FAST_BETAS,
     ddpm_sigmas,
@@ -54,7 +54,7 @@ def diffwave_call(net: DiffWave, device: str):
 
 
 @torch.no_grad()
-def vocode(call, formulation: DDPM | EDM, sampler, sigmas: list[float], mel: torch.Tensor, prior_std: float):
+def vocode(call, formulation: Formulation, sampler, sigmas: list[float], mel: torch.Tensor, prior_std: float):
     """1 s per mel: project the mel once, draw the prior, run the sampler (bf16 autocast on CUDA)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mel.is_cuda):
         projected = call.project_condition(mel)

@@ -3,7 +3,9 @@
   reference fp32     bench/reference.py's network and the straightforward DiffWave training step
                      (uniform integer t, eps-prediction L1, Adam), eager float32
   reference amp      the same with fp16 autocast + GradScaler (what lmnt-com/diffwave does on GPUs)
-  ours <mode>        audiodiff's SpectralObjective + DiffWave (bench/models.py modes), no regularizer
+  ours <mode>        audiodiff.train.train_step (what train() runs: SpectralObjective + DiffWave, gradient
+                     clipping, AdamW, EMA; bench/models.py modes), no regularizer; results written
+                     before train_step existed timed objective + backward + AdamW only
   ours <mode> + amp  the same with the AMP regularizer (lambda 1e-4)
 Throughput = training examples per second (each a 62-frame, 15872-sample crop as in the paper).
 Timings are interleaved round by round.

@@ -21,7 +21,7 @@ def test_defaults_compose_and_overrides_win(tmp_path):
     "overrides,match",
     [
         (["train.stepz=5"], r"unknown key 'train.stepz' in 'train'; valid keys: \['steps', 'batch_size'"),
-        (["bogus=1"], r"unknown key 'bogus'; valid keys: \['name', 'exp_dir', 'model'"),
+        (["bogus=1"], r"unknown key 'bogus'; valid keys: \['name', 'exp_dir', 'task', 'model'"),
         (["model.diffwave.layerz=3"], r"unknown key 'model.diffwave.layerz'.*\['layers', 'channels'"),
         (["train.steps=many"], "bad value for 'train.steps'"),
         (["sample.sampler=dpm"], r"sample.sampler='dpm' is not allowed; choose one of \['fast'"),

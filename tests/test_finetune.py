@@ -61,7 +61,8 @@ def test_fine_tunes_from_an_lmnt_checkpoint(tmp_path, corpus, config, lmnt_file)
         (["model.diffwave.layers=3"], "has a different model; set model.diffwave.layers=2 (config: 3)"),
         (["model.diffwave.embed_interp=exact"], "set model.diffwave.embed_interp='lerp' (config: 'exact')"),
         (["train.init_sha256=00ff"], "but train.init_sha256=00ff"),
-        (["model.kind=unet"], "holds a diffwave model; the config has model.kind=unet"),
+        # a UNet cannot be a vocoder: the config check refuses it before init_from is read
+        (["model.kind=unet"], "task=vocoder needs model.kind=diffwave with model.diffwave.hop=256"),
     ],
 )
 def test_init_from_mismatch_is_one_line(tmp_path, corpus, config, lmnt_file, extra, message):

@@ -1,14 +1,15 @@
-"""Sampling-side checks of generate.py that need no trained checkpoint."""
+"""Sampling-side checks (audiodiff.sampling, audiodiff.builders) that need no trained checkpoint."""
 
 import warnings
 
 import pytest
 from omegaconf import OmegaConf
 
-from audiodiff import generate
+from audiodiff.builders import build_network
 from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
 from audiodiff.diffusion import DDPM, EDM
 from audiodiff.models import DiffWave, DiffWaveConfig
+from audiodiff.sampling import sample
 
 
 def tiny(interp):
@@ -17,7 +18,7 @@ def tiny(interp):
 
 def run(net, formulation, sampler):
     cfg = ExperimentConfig(name="t")
-    return generate.sample(net, formulation, cfg, [0], (1, 32), None, sampler, 6)
+    return sample(net, formulation, cfg, [0], (1, 32), None, sampler, 6)
 
 
 def test_exact_ddpm_diffwave_warns_at_fractional_steps_only():
@@ -33,8 +34,8 @@ def test_exact_ddpm_diffwave_warns_at_fractional_steps_only():
 
 def test_build_network_resolves_auto_and_keeps_stored_choices():
     cfg = OmegaConf.structured(ExperimentConfig(name="t"))  # not through load_config: "auto" is unresolved
-    assert generate.build_network(cfg).config.embed_interp == "lerp"
+    assert build_network(cfg).config.embed_interp == "lerp"
     cfg.diffusion.kind = "edm"
-    assert generate.build_network(cfg).config.embed_interp == "exact"
+    assert build_network(cfg).config.embed_interp == "exact"
     cfg.diffusion.kind, cfg.model.diffwave.embed_interp = "ddpm", "exact"  # as an old checkpoint stores it
-    assert generate.build_network(from_yaml(to_yaml(cfg))).config.embed_interp == "exact"
+    assert build_network(from_yaml(to_yaml(cfg))).config.embed_interp == "exact"

@@ -122,7 +122,7 @@ def test_every_recipe_config_resolves(conf):
 
     cfg = load_config(conf, ["name=x", "data.train=/d"])
     assert cfg.train.steps > 0
-    if cfg.data.kind == "images" and cfg.diffusion.kind == "ddpm" and cfg.diffusion.schedule == "ddpm":
+    if cfg.task == "image" and cfg.diffusion.kind == "ddpm" and cfg.diffusion.schedule == "ddpm":
         # eps models on the 1000-step schedule saturate unless x0_hat is clamped (docs/results.md)
         assert cfg.sample.clip_denoised, f"{conf}: set sample.clip_denoised for a DDPM image model"
 

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from audiodiff.audio.io import load_audio
+from audiodiff.data.examples import Example, make_example
 from audiodiff.data.kaldi import read_scp
 from audiodiff.data.validate import usable_audio
 
@@ -132,10 +133,8 @@ class TrainingStream(torch.utils.data.Sampler):
 class DiffusionExamples(Dataset):
     """Training examples with their own random draws, from `(index, seed)` keys.
 
-    Returns {"audio": (1, segment), "noise": noise_shape, "u": (), "z": (), "index": int}: a crop
-    drawn from the seed, Gaussian diffusion noise (shaped like the model's input: (1, segment) for
-    waveforms, (1, n_mels, frames) for mel models), and a uniform and a normal number from which
-    the formulation picks the noise level (DDPM step or EDM sigma).
+    Returns an Example with x = a crop (1, segment) drawn from the seed, and noise shaped like the
+    model's input ((1, segment) for waveforms, (1, n_mels, frames) for mel models).
     """
 
     def __init__(self, clips: AudioClips, noise_shape: tuple[int, ...] | None = None) -> None:
@@ -145,24 +144,17 @@ class DiffusionExamples(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> Example:
         index, seed = key
         g = torch.Generator().manual_seed(seed)
         clip = crop_or_pad(self.clips.audio(index), self.clips.segment, generator=g)
-        noise = torch.randn(self.noise_shape, generator=g)
-        return {
-            "audio": clip[None],
-            "noise": noise,
-            "u": torch.rand((), generator=g),
-            "z": torch.randn((), generator=g),
-            "index": index,
-        }
+        return make_example(clip[None], g, index, self.noise_shape)
 
 
 class ImageArrays(Dataset):
     """Images saved by the image corpora (<dir>/images.npy uint8 (N, C, H, W), labels.npy), as float in [-1, 1].
 
-    Items are keyed by (index, seed) like DiffusionExamples and carry their own noise and level draws.
+    Items are Examples keyed by (index, seed) like DiffusionExamples, with x = the image and its label.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -178,15 +170,8 @@ class ImageArrays(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> Example:
         index, seed = key
         g = torch.Generator().manual_seed(seed)
         image = self.images[index].float() / 127.5 - 1
-        return {
-            "audio": image,
-            "noise": torch.randn(image.shape, generator=g),
-            "u": torch.rand((), generator=g),
-            "z": torch.randn((), generator=g),
-            "label": self.labels[index],
-            "index": index,
-        }
+        return make_example(image, g, index, tuple(image.shape), label=self.labels[index])

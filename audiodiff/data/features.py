@@ -2,7 +2,7 @@
 
 `dump_features(data_dir, preset, sample_rate)` writes <data_dir>/feats/<utt>.npy (float32
 (n_mels, frames)), <data_dir>/feats.scp and <data_dir>/feats.json (the mel settings). Training
-with `data.features=true` crops these instead of computing log-mels from audio, and refuses a
+with `task: mel_features` crops these instead of computing log-mels from audio, and refuses a
 dump made with other settings.
 """
 
@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from audiodiff.audio.features import LogMel, mel_config
 from audiodiff.audio.io import load_audio
 from audiodiff.data.datasets import crop_or_pad, list_audio
+from audiodiff.data.examples import Example, make_example
 from audiodiff.data.kaldi import read_scp
 from audiodiff.data.validate import usable_audio
 
@@ -50,8 +51,8 @@ def dump_features(data_dir: str | Path, preset: str, sample_rate: int, on_bad: s
 class MelFeatureExamples(Dataset):
     """Random `frames`-long crops of dumped log-mels (padded with the log floor), with their own draws.
 
-    Items keyed by (index, seed) as DiffusionExamples: {"audio": (n_mels, frames) log-mel,
-    "noise": (1, n_mels, frames), "u", "z", "index"}.
+    Items are Examples keyed by (index, seed) as DiffusionExamples: x = the (n_mels, frames) log-mel
+    crop, noise (1, n_mels, frames).
     """
 
     def __init__(self, data_dir: str | Path, preset: str, sample_rate: int, frames: int) -> None:
@@ -71,14 +72,8 @@ class MelFeatureExamples(Dataset):
     def __len__(self) -> int:
         return len(self.feats)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> Example:
         index, seed = key
         g = torch.Generator().manual_seed(seed)
         crop = crop_or_pad(self.feats[index], self.frames, generator=g, value=self.floor)
-        return {
-            "audio": crop,
-            "noise": torch.randn((1, *crop.shape), generator=g),
-            "u": torch.rand((), generator=g),
-            "z": torch.randn((), generator=g),
-            "index": index,
-        }
+        return make_example(crop, g, index, (1, *crop.shape))

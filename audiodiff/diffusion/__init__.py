@@ -7,7 +7,8 @@ samplers never need to know which formulation trained the network.
 
 from audiodiff.diffusion.ddpm import DDPM, beta_schedule
 from audiodiff.diffusion.edm import EDM
+from audiodiff.diffusion.formulation import Formulation, training_sample
 from audiodiff.diffusion.regularize import SpectralObjective
 from audiodiff.diffusion.utils import append_dims
 
-__all__ = ["DDPM", "EDM", "SpectralObjective", "append_dims", "beta_schedule"]
+__all__ = ["DDPM", "EDM", "Formulation", "SpectralObjective", "append_dims", "beta_schedule", "training_sample"]

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from audiodiff.diffusion.samplers import ddpm_sigmas
 from audiodiff.diffusion.utils import append_dims
 
 PREDICTIONS = ("eps", "x0", "v")
@@ -65,6 +66,8 @@ class DDPM(nn.Module):
     The network is called as `net(x_t, t, cond)` with x_t in the VP scaling and t a float
     tensor (B,) of (possibly fractional) training step indices 0 .. T-1.
     """
+
+    level_name, level_draw, discrete, loss_weighted = "t", "u", True, False
 
     def __init__(self, betas: Tensor, prediction: str = "eps", loss_type: str = "l2") -> None:
         super().__init__()
@@ -151,9 +154,19 @@ class DDPM(nn.Module):
         out = net(x_t, self.sigma_to_t(sigma), cond)
         return self.x0_from_output(out, x_t, abar)
 
-    def levels_from(self, u: Tensor, z: Tensor) -> Tensor:
-        """Training steps from uniform draws u in [0, 1): t = floor(u T). (z is unused.) (B,) -> (B,)"""
-        return (u * self.num_steps).long().clamp(0, self.num_steps - 1)
+    def levels_from(self, draw: Tensor) -> Tensor:
+        """Training steps from uniform draws u in [0, 1): t = floor(u T). (B,) -> (B,)"""
+        return (draw * self.num_steps).long().clamp(0, self.num_steps - 1)
+
+    def step_sigmas(self, steps: int) -> Tensor:
+        """`steps` evenly spaced training levels (at most T), largest first, then 0."""
+        return ddpm_sigmas(self.sigmas, min(steps, self.num_steps))
+
+    def fractional_steps(self, sigmas: Tensor) -> list[float]:
+        """Step positions `sigma_to_t` gives the nonzero `sigmas` that are more than 1e-3 off an integer step."""
+        t = self.sigma_to_t(sigmas[sigmas > 0].double())
+        off = (t - t.round()).abs()
+        return [round(v, 3) for v in t[off > 1e-3].tolist()]
 
     def sample_training(self, x0: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Uniform integer steps t (B,) and Gaussian noise like x0."""
@@ -173,7 +186,7 @@ class DDPM(nn.Module):
 
         Returns:
             {"denoise": (B,), "x0_hat": like x0, "x": noisy input in the sigma view,
-             "sigma": (B,), "weight": (B,) ones (EDM's loss weight has no DDPM analogue)}
+             "sigma": (B,), "weight": (B,) ones (EDM's loss weight has no DDPM analogue), "t": (B,) steps}
         """
         if t is None or noise is None:
             t_new, noise_new = self.sample_training(x0)
@@ -191,4 +204,5 @@ class DDPM(nn.Module):
             "x": x_t / append_dims(abar.sqrt().to(x0.dtype), x0.ndim),
             "sigma": sigma,
             "weight": torch.ones_like(sigma),
+            "t": t,
         }

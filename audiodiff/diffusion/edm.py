@@ -28,6 +28,8 @@ class EDM(nn.Module):
     The network is called as `net(c_in * x, c_noise, cond)` with c_noise (B,).
     """
 
+    level_name, level_draw, discrete, loss_weighted = "sigma", "z", False, True
+
     def __init__(
         self,
         sigma_data: float = 0.5,
@@ -64,9 +66,17 @@ class EDM(nn.Module):
         c_skip, c_out, c_in, c_noise = (append_dims(c, x.ndim) for c in self.scalings(sigma.to(x.dtype)))
         return c_skip * x + c_out * net(c_in * x, c_noise.flatten(), cond)
 
-    def levels_from(self, u: Tensor, z: Tensor) -> Tensor:
-        """Training sigmas from standard-normal draws z: exp(P_mean + P_std z). (u is unused.) (B,) -> (B,)"""
-        return (self.p_mean + self.p_std * z).exp()
+    def levels_from(self, draw: Tensor) -> Tensor:
+        """Training sigmas from standard-normal draws z: exp(P_mean + P_std z). (B,) -> (B,)"""
+        return (self.p_mean + self.p_std * draw).exp()
+
+    def step_sigmas(self, steps: int) -> None:
+        """None: EDM has no training steps (samplers use a Karras grid)."""
+        return None
+
+    def fractional_steps(self, sigmas: Tensor) -> list[float]:
+        """Empty: continuous sigmas are all trained."""
+        return []
 
     def sample_training(self, x0: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Log-normal sigmas (B,) and Gaussian noise like x0."""

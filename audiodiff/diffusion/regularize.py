@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from audiodiff.diffusion.ddpm import DDPM
-from audiodiff.diffusion.edm import EDM
+from audiodiff.diffusion.formulation import Formulation
 from audiodiff.diffusion.utils import append_dims
 from audiodiff.losses import SpectralLossSum
 
@@ -61,7 +60,7 @@ class SpectralObjective(nn.Module):
     """Denoising loss plus lambda times a spectral loss of x0_hat against x0.
 
     Args:
-        formulation: a `DDPM` or `EDM`.
+        formulation: any `Formulation` (DDPM, EDM).
         spectral: the spectral loss combination (may be empty).
         lam: lambda; 0 gives the baseline.
         weighting: "unweighted" (lambda) or "weighted" (lambda times EDM's loss weight; EDM only).
@@ -78,7 +77,7 @@ class SpectralObjective(nn.Module):
 
     def __init__(
         self,
-        formulation: DDPM | EDM,
+        formulation: Formulation,
         spectral: SpectralLossSum,
         lam: float = 0.0,
         weighting: str = "unweighted",
@@ -91,13 +90,13 @@ class SpectralObjective(nn.Module):
         super().__init__()
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting={weighting!r} is not allowed; choose one of {list(WEIGHTINGS)}")
-        if weighting == "weighted" and not isinstance(formulation, EDM):
+        if weighting == "weighted" and not formulation.loss_weighted:
             raise ValueError(
                 "weighting='weighted' multiplies lambda by the EDM loss weight; it needs an EDM formulation"
             )
         if x0_source not in X0_SOURCES:
             raise ValueError(f"x0_source={x0_source!r} is not allowed; choose one of {list(X0_SOURCES)}")
-        if t_range is not None and not isinstance(formulation, DDPM):
+        if t_range is not None and not formulation.discrete:
             raise ValueError("t_range gates DDPM timesteps; use sigma_range with EDM")
         if rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {rollout_steps}")
@@ -128,17 +127,12 @@ class SpectralObjective(nn.Module):
 
     def forward(self, net: nn.Module, x0: Tensor, cond: Tensor | None = None, **sample) -> dict[str, Tensor]:
         """Per-example loss terms. `sample` may fix t/sigma and noise (see the formulation's training_terms)."""
-        if isinstance(self.formulation, DDPM) and sample.get("t") is None:
-            t, noise = self.formulation.sample_training(x0)
-            sample["t"] = t
-            if sample.get("noise") is None:
-                sample["noise"] = noise
         terms = self.formulation.training_terms(net, x0, cond, **sample)
         out = {"denoise": terms["denoise"], "x0_hat": terms["x0_hat"]}
         if not self.active:
             out["loss"] = terms["denoise"]
             return out
-        lam = self.lambda_eff(terms["sigma"], terms["weight"], sample.get("t"))
+        lam = self.lambda_eff(terms["sigma"], terms["weight"], terms.get("t"))
         # Computed for every example and multiplied by the gated lambda: no data-dependent
         # indexing, so no host-device sync and the step stays capturable in a CUDA graph.
         x0_hat = terms["x0_hat"]

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+EMBED_INTERPS = ("exact", "lerp")
+EmbedInterp = Literal[("auto", *EMBED_INTERPS)]  # "auto" only in experiment configs (resolved on load)
 
 
 @dataclass
@@ -44,10 +48,7 @@ class DiffWaveConfig:
     n_mels: int = 80
     hop: int = 256
     embed_dim: int = 512
-    embed_interp: str = "lerp"
-
-
-EMBED_INTERPS = ("exact", "lerp")
+    embed_interp: EmbedInterp = "lerp"
 
 
 def resolve_embed_interp(interp: str, formulation: str) -> str:

@@ -48,9 +48,9 @@ def test_examples_are_a_function_of_their_key(tmp_path):
     clips = AudioClips(write_corpus(tmp_path, n=2, seconds=0.2), 16000, 1024)
     ex = DiffusionExamples(clips)
     a, b = ex[(1, 123)], ex[(1, 123)]
-    assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["noise"], b["noise"]) and a["u"] == b["u"]
+    assert torch.equal(a["x"], b["x"]) and torch.equal(a["noise"], b["noise"]) and a["u"] == b["u"]
     assert not torch.equal(ex[(1, 124)]["noise"], a["noise"])
-    assert a["audio"].shape == a["noise"].shape == (1, 1024)
+    assert a["x"].shape == a["noise"].shape == (1, 1024)
     short = AudioClips(tmp_path / "wav", 16000, 8000)  # 0.2 s files padded to 0.5 s
     assert short[0][0].shape == (1, 8000) and short[0][0][0, 4000:].abs().sum() == 0
 
@@ -69,9 +69,9 @@ def test_dumped_features_equal_on_the_fly_log_mels(tmp_path):
     torch.testing.assert_close(torch.from_numpy(np.load(d / "feats" / f"{utt}.npy")), expected)
     ex = MelFeatureExamples(d, "speech16k", 16000, frames=40)
     item = ex[(0, 7)]
-    assert item["audio"].shape == (80, 40) and item["noise"].shape == (1, 80, 40)
-    assert torch.equal(ex[(0, 7)]["audio"], item["audio"])
-    assert MelFeatureExamples(d, "speech16k", 16000, frames=200)[(0, 1)]["audio"][:, -1].max() < -11
+    assert item["x"].shape == (80, 40) and item["noise"].shape == (1, 80, 40)
+    assert torch.equal(ex[(0, 7)]["x"], item["x"])
+    assert MelFeatureExamples(d, "speech16k", 16000, frames=200)[(0, 1)]["x"][:, -1].max() < -11
     with pytest.raises(ValueError, match=r"other mel settings \(\['sample_rate'\]\)"):
         MelFeatureExamples(d, "speech16k", 22050, frames=40)
     with pytest.raises(FileNotFoundError, match="run audiodiff dump-features"):

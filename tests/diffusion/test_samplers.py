@@ -172,7 +172,7 @@ class BiasedEps(torch.nn.Module):
 
 def test_clip_denoised_keeps_an_eps_model_in_the_data_range():
     from audiodiff.config import ExperimentConfig
-    from audiodiff.generate import sample
+    from audiodiff.sampling import sample
 
     cfg = ExperimentConfig(name="t")
     ddpm = DDPM.from_preset("ddpm")  # 1000-step linear schedule: sigma_max ~ 157

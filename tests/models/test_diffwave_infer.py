@@ -115,7 +115,7 @@ class Hidden(torch.nn.Module):
 
 @pytest.mark.parametrize("n_mels,sampler", [(0, "fast"), (8, "fast"), (8, "heun")])
 def test_generate_sample_uses_the_engine_on_cpu_with_the_same_result(monkeypatch, n_mels, sampler):
-    from audiodiff import generate
+    from audiodiff import sampling
     from audiodiff.config import ExperimentConfig
     from audiodiff.diffusion import DDPM, EDM
 
@@ -124,9 +124,9 @@ def test_generate_sample_uses_the_engine_on_cpu_with_the_same_result(monkeypatch
     formulation = DDPM.from_preset("diffwave") if sampler == "fast" else EDM(sigma_data=0.5)
     mel = torch.randn(2, n_mels, 12) if n_mels else None
     built = []
-    monkeypatch.setattr(generate, "DiffWaveInference", lambda n: built.append(n) or DiffWaveInference(n))
-    fast = generate.sample(net, formulation, cfg, [3, 4], (1, 192), mel, sampler, 6)
+    monkeypatch.setattr(sampling, "DiffWaveInference", lambda n: built.append(n) or DiffWaveInference(n))
+    fast = sampling.sample(net, formulation, cfg, [3, 4], (1, 192), mel, sampler, 6)
     assert len(built) == 1
-    eager = generate.sample(Hidden(net), formulation, cfg, [3, 4], (1, 192), mel, sampler, 6)
+    eager = sampling.sample(Hidden(net), formulation, cfg, [3, 4], (1, 192), mel, sampler, 6)
     assert len(built) == 1 and eager.abs().max() > 0.01
     torch.testing.assert_close(fast, eager, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,236 @@
+"""Audio tasks: unconditional waveforms, mel-conditioned vocoding, and log-mel spectrograms."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from audiodiff.audio.features import LogMel, display_logmel, griffin_lim, mel_config
+from audiodiff.audio.io import load_audio, save_audio
+from audiodiff.data.datasets import AudioClips, DiffusionExamples, list_audio
+from audiodiff.tasks.base import Job, Task
+
+
+def mel_to_unit(features: Tensor, mel_range) -> Tensor:
+    """Log-mel features -> model space: the range [lo, hi] maps to [-1, 1]."""
+    lo, hi = mel_range
+    return (features - lo) * (2 / (hi - lo)) - 1
+
+
+def unit_to_mel(x: Tensor, mel_range) -> Tensor:
+    """Inverse of `mel_to_unit`."""
+    lo, hi = mel_range
+    return (x + 1) * ((hi - lo) / 2) + lo
+
+
+def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles: list[str]) -> None:
+    """Save log-mel spectrograms of up to 16 clips as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logmel = display_logmel(sample_rate)
+    n = min(len(audios), 16)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, audio, title in zip(axes.flat, audios[:n], titles):
+        ax.imshow(logmel(audio.reshape(1, -1).float().cpu())[0].numpy(), origin="lower", aspect="auto")
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+class AudioTask(Task):
+    """Shared by the audio tasks: clips of data.train, audio outputs at data.sample_rate."""
+
+    def __init__(self, cfg, device="cpu", **options) -> None:
+        super().__init__(cfg, device, **options)
+        self.mel = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
+        self.sample_rate, self.segment = cfg.data.sample_rate, cfg.data.segment
+
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of a training example's diffusion noise (the model input)."""
+        return self.shape()
+
+    def examples(self):
+        d = self.cfg.data
+        seconds = self.mel.n_fft / self.mel.sample_rate  # audited up front; shorter than one STFT frame is unusable
+        self.clips = AudioClips(d.train, d.sample_rate, d.segment, True, True, d.on_bad_audio, seconds)
+        self.bad = self.clips.bad
+        return DiffusionExamples(self.clips, self.noise_shape())
+
+    def write(self, out: Path, names: list[str], outputs: Tensor) -> list[Path]:
+        paths = [out / f"{name}.wav" for name in names]
+        for path, wav in zip(paths, outputs):
+            save_audio(path, wav, self.sample_rate)
+        return paths
+
+    def summarize(self, out: Path, paths: list[Path], outputs: list[Tensor], source: str | None) -> dict:
+        spectrogram_grid(outputs, self.sample_rate, out / "spectrograms.png", [p.stem for p in paths])
+        return {"sample_rate": self.sample_rate, **self.settings(source)}
+
+    def settings(self, source: str | None) -> dict:
+        """What settings.json records besides the sample rate."""
+        return {"mels_from": source}
+
+    def log_samples(self, writer, out: Path, seeds: list[int], outputs: Tensor, step: int) -> None:
+        import matplotlib.image
+
+        sr = self.sample_rate
+        for seed, wav in zip(seeds, outputs):
+            save_audio(out / f"{seed}.wav", wav, sr)
+            writer.add_audio(f"samples/{seed}", wav.float().cpu().clamp(-1, 1).reshape(1, -1), step, sr)
+        spectrogram_grid(list(outputs), sr, out / "spectrograms.png", [str(s) for s in seeds])
+        image = matplotlib.image.imread(out / "spectrograms.png")[..., :3]
+        writer.add_image("samples/spectrograms", image, step, dataformats="HWC")
+
+
+class WaveformTask(AudioTask):
+    """Unconditional waveforms (B, 1, T); `seconds` sets the generated length (default data.segment)."""
+
+    networks = ("diffwave",)
+    waveform = True
+
+    def __init__(self, cfg, device="cpu", seconds: float | None = None, **options) -> None:
+        super().__init__(cfg, device, **options)
+        if seconds is not None:
+            if seconds <= 0:
+                raise ValueError(f"generate: seconds must be > 0, got {seconds}")
+            self.segment = int(round(seconds * self.sample_rate))
+
+    def check_loss(self, spectral: torch.nn.Module) -> None:
+        probe = torch.zeros(1, 1, self.cfg.data.segment, device=self.device)
+        for label, loss in spectral.losses.items():
+            try:
+                with torch.no_grad():
+                    loss(probe, probe)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"data.segment={self.cfg.data.segment} is too short for the regularizer '{label}': "
+                    f"{str(err).splitlines()[0]}"
+                ) from err
+
+    def to_model(self, batch):
+        return batch["x"].to(self.device, non_blocking=True), None
+
+    def shape(self, cond=None):
+        return (1, self.segment)
+
+    def decode(self, x, seeds):
+        return x
+
+
+class VocoderTask(WaveformTask):
+    """Waveforms conditioned on their log-mels (DiffWave as a vocoder); generation vocodes `--mels-from`."""
+
+    max_batch = 1  # utterances differ in length: one at a time
+
+    def __init__(self, cfg, device="cpu", **options) -> None:
+        if "seconds" in options:
+            raise ValueError("generate: --seconds applies to unconditional waveform models only")
+        super().__init__(cfg, device, **options)
+        self.logmel = LogMel(self.mel).to(self.device)
+        self.hop = self.mel.hop
+
+    @classmethod
+    def problems(cls, cfg) -> list[str]:
+        hop = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate).hop
+        if cfg.model.kind != "diffwave" or cfg.model.diffwave.hop != hop:
+            return [f"task=vocoder needs model.kind=diffwave with model.diffwave.hop={hop} (data.mel_preset's hop)"]
+        if cfg.data.segment % hop:
+            return [f"data.segment={cfg.data.segment} must be a multiple of the mel hop {hop}"]
+        return []
+
+    def condition(self, audio: Tensor) -> Tensor:
+        """Log-mels (B, n_mels, T // hop) of audio (B, 1, T) or (B, T)."""
+        return self.logmel(audio)[..., : audio.shape[-1] // self.hop]
+
+    def to_model(self, batch):
+        x0 = batch["x"].to(self.device, non_blocking=True)
+        return x0, self.condition(x0)
+
+    def preview_condition(self, seeds):
+        audio = torch.stack([self.clips[i][0] for i in seeds]).to(self.device)
+        return self.condition(audio)
+
+    def shape(self, cond=None):
+        return (1, (cond.shape[-1] if cond is not None else self.segment // self.hop) * self.hop)
+
+    def jobs(self, seeds, source=None):
+        if not source:
+            raise ValueError("generate: this model is a vocoder (task=vocoder); pass --mels-from DIR")
+        jobs = []
+        for i, (utt, path) in enumerate(list_audio(source).items()):
+            wav = load_audio(path, self.sample_rate)
+            wav = wav[: (wav.shape[0] // self.hop) * self.hop].to(self.device)
+            jobs.append(Job(utt, seeds[i % len(seeds)], self.condition(wav[None])[0]))
+        return jobs
+
+
+class MelTask(AudioTask):
+    """Log-mel spectrograms (B, 1, n_mels, frames) normalized to [-1, 1] by data.mel_range.
+
+    Audio comes from Griffin-Lim, or from `vocoder` (a mel-conditioned DiffWave checkpoint with
+    the same mel preset) at generation.
+    """
+
+    networks = ("unet",)
+
+    def __init__(self, cfg, device="cpu", vocoder: str | Path | None = None, use_ema: bool = True, **options) -> None:
+        if "seconds" in options:
+            raise ValueError("generate: --seconds applies to unconditional waveform models only")
+        super().__init__(cfg, device, **options)
+        self.logmel = LogMel(self.mel).to(self.device)
+        self.frames = self.segment // self.mel.hop + 1
+        self.vocoder_path, self.vocoder = vocoder, None
+        if vocoder:
+            from audiodiff.builders import load_for_generation
+
+            self.vocoder = load_for_generation(vocoder, self.device, use_ema)
+            if self.vocoder[0].task != "vocoder" or self.vocoder[0].data.mel_preset != cfg.data.mel_preset:
+                raise ValueError(
+                    f"--vocoder {vocoder}: needs a mel-conditioned DiffWave with mel_preset {cfg.data.mel_preset}"
+                )
+
+    def to_model(self, batch):
+        x0 = batch["x"].to(self.device, non_blocking=True)
+        return mel_to_unit(self.logmel(x0), self.cfg.data.mel_range)[:, None], None
+
+    def shape(self, cond=None):
+        return (1, self.mel.n_mels, self.frames)
+
+    def decode(self, x, seeds):
+        mels = unit_to_mel(x[:, 0], self.cfg.data.mel_range)
+        if self.vocoder is None:
+            return griffin_lim(self.logmel, mels, length=self.segment)
+        from audiodiff.sampling import sample
+
+        vcfg, vnet, vform, _ = self.vocoder
+        cut = mels[..., : self.segment // self.mel.hop]
+        return sample(vnet, vform, vcfg, seeds, (1, cut.shape[-1] * self.mel.hop), cut)[:, 0]
+
+    def settings(self, source):
+        return {"mel_to_audio": str(self.vocoder_path) if self.vocoder_path else "griffin-lim"}
+
+
+class MelFeaturesTask(MelTask):
+    """`MelTask` trained on log-mels dumped by `audiodiff dump-features` (feats.scp) instead of audio."""
+
+    def examples(self):
+        from audiodiff.data.features import MelFeatureExamples
+
+        super().examples()  # the audio is audited as for every audio task
+        d = self.cfg.data
+        return MelFeatureExamples(d.train, d.mel_preset, d.sample_rate, self.frames)
+
+    def to_model(self, batch):
+        x0 = batch["x"].to(self.device, non_blocking=True)
+        return mel_to_unit(x0, self.cfg.data.mel_range)[:, None], None

@@ -1,0 +1,99 @@
+"""The Task interface: what is generated, owned in one place.
+
+A task owns its training examples, the map from a batch to model space `(x0, cond)`, the
+shape of one sample, decoding samples back to audio or pictures, and writing them. `train()`
+and `generate()` loop over a task and never ask which kind of data they hold. A new task is a
+subclass registered in `audiodiff.builders.TASKS` plus a config naming it (`task: <name>`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from audiodiff.config import ExperimentConfig
+    from audiodiff.data.examples import Example
+
+
+class Job(NamedTuple):
+    """One file to generate: its name (file stem), seed and condition (None, or one example's)."""
+
+    name: str
+    seed: int
+    cond: Tensor | None
+
+
+class Task:
+    """Base class of tasks. Subclasses set `networks` and implement `examples`, `to_model`,
+    `shape`, `decode`, `write` and `log_samples`; the rest has defaults.
+
+    Attributes:
+        networks: the model.kind values whose network fits the task (checked when a config loads).
+        waveform: the model generates waveforms at data.sample_rate (losses with a sample rate
+            must use it).
+        max_batch: the most jobs sampled together (None: generate's --batch-size).
+        bad: training files left out by data.on_bad_audio=skip (after `examples()`).
+    """
+
+    networks: tuple[str, ...] = ()
+    waveform = False
+    max_batch: int | None = None
+
+    def __init__(self, cfg: ExperimentConfig, device: str | torch.device = "cpu", **options) -> None:
+        if options:
+            option = next(iter(options)).replace("_", "-")
+            raise ValueError(f"generate: --{option} does not apply to task={cfg.task}")
+        self.cfg, self.device, self.bad = cfg, torch.device(device), []
+
+    @classmethod
+    def problems(cls, cfg: ExperimentConfig) -> list[str]:
+        """What in `cfg` does not fit the task, one line each (checked when a config loads)."""
+        if cfg.model.kind not in cls.networks:
+            return [f"task={cfg.task} needs model.kind in {list(cls.networks)}, got model.kind={cfg.model.kind}"]
+        return []
+
+    # ---- training
+    def examples(self) -> Dataset:
+        """Training Examples keyed by (index, seed) (see audiodiff.data.examples)."""
+        raise NotImplementedError
+
+    def to_model(self, batch: Example) -> tuple[Tensor, Tensor | None]:
+        """(x0, cond) in model space on the task's device, from a collated batch of Examples."""
+        raise NotImplementedError
+
+    def check_loss(self, spectral: torch.nn.Module) -> None:
+        """Raise a one-line ValueError if the regularizer cannot run on this task's samples."""
+
+    def preview_condition(self, seeds: list[int]) -> Tensor | None:
+        """The condition of the samples logged during training (one per seed), or None."""
+        return None
+
+    # ---- generation
+    def shape(self, cond: Tensor | None = None) -> tuple[int, ...]:
+        """Model-space shape of one sample (without the batch axis), for a batch condition `cond`."""
+        raise NotImplementedError
+
+    def jobs(self, seeds: list[int], source: str | None = None) -> list[Job]:
+        """What to generate: one job per seed (a conditional task may read `source`)."""
+        return [Job(str(s), s, None) for s in seeds]
+
+    def decode(self, x: Tensor, seeds: list[int]) -> Tensor:
+        """Samples (B, ...) in model space -> outputs (audio (B, ..., T) or images (B, C, H, W))."""
+        raise NotImplementedError
+
+    def write(self, out: Path, names: list[str], outputs: Tensor) -> list[Path]:
+        """Write one file per output; returns the paths."""
+        raise NotImplementedError
+
+    def summarize(self, out: Path, paths: list[Path], outputs: list[Tensor], source: str | None) -> dict:
+        """Write the overview (a grid) of a generation run; returns what settings.json adds."""
+        raise NotImplementedError
+
+    def log_samples(self, writer, out: Path, seeds: list[int], outputs: Tensor, step: int) -> None:
+        """Write training-time samples to `out` and to TensorBoard."""
+        raise NotImplementedError
