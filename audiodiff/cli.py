@@ -124,7 +124,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dr
 def generate(
     ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, seconds, clip_denoised, raw, device
 ) -> None:
-    """Generate audio files from a checkpoint.
+    """Generate audio files (or images) from a checkpoint, as its task says.
 
     \b
     Example:

@@ -117,3 +117,27 @@ def test_mel_loss_at_the_data_rate_is_accepted():
         None, ["name=x", "data.train=/d", "regularizer.losses=[{name: mel, kwargs: {sample_rate: 16000}}]"]
     )
     assert cfg.regularizer.losses[0].kwargs["sample_rate"] == 16000
+
+
+def test_config_stored_before_the_task_key_loads_as_its_task():
+    old = (
+        Path(__file__).parent / "fixtures" / "config_before_task_key.yaml"
+    ).read_text()  # written by a checkpoint of commit c122426
+    assert "kind: audio" in old and "features: false" in old and "task:" not in old
+    cfg = from_yaml(old)
+    assert cfg.task == "mel" and cfg.model.kind == "unet" and "kind" not in cfg.data
+    for flags, task in [
+        ("data: {kind: images}\nmodel: {kind: unet}", "image"),
+        ("data: {condition: mel}\nmodel: {diffwave: {hop: 128}}", "vocoder"),
+        ("data: {features: true}\nmodel: {kind: unet}", "mel_features"),
+        ("model: {kind: unet}", "mel"),
+        ("data: {condition: none}", "waveform"),
+    ]:
+        assert from_yaml(flags).task == task, flags
+    assert load_config(None, ["name=x", "data.train=d", "data.kind=images", "model.kind=unet"]).task == "image"
+    with pytest.raises(ConfigError, match=r"task=waveform contradicts the old flags data.kind=images \(task=image\)"):
+        load_config(None, ["name=x", "data.train=d", "task=waveform", "data.kind=images"])
+    with pytest.raises(ConfigError, match=r"data.condition='mfcc' is not allowed; choose one of \['none', 'mel'\]"):
+        from_yaml("data: {condition: mfcc}")
+    with pytest.raises(ConfigError, match=r"task='video' is not allowed; choose one of \['waveform', 'vocoder'"):
+        from_yaml("task: video")
