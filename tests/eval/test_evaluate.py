@@ -8,8 +8,12 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from click.testing import CliRunner
 
 from audiodiff.audio.io import load_audio
+from audiodiff.cli import main
+from audiodiff.eval.classifier import Classifier, ClassifierConfig, save_classifier
 from audiodiff.eval.evaluate import evaluate
 
 RATE = 22050
@@ -91,3 +95,136 @@ def test_embedding_metrics_record_the_embedders_rate_and_kad_its_definition(tmp_
     if metric == "kad":
         kad = rep["settings"]["kad"]
         assert kad["scale"] == 100 and "reference" in kad["bandwidth_rule"] and "kadtk" in kad["definition"]
+
+
+# ------------------------------------------------------------ pinned values on a small fixed set
+
+
+def _speechlike(rng, seconds=0.3, rate=16000):
+    """Four harmonics of a random f0 under a slow envelope, plus a little noise. -> (T,) float32"""
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = rng.uniform(110, 220)
+    voiced = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in (1, 2, 3, 4))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+    return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def fixed_audio_sets(root):
+    """ref: u0..u5, gen: u0..u4 (same names: 5 pairs), 16 kHz, 0.3 s, seeded."""
+    rng = np.random.default_rng(14)
+    ref, gen = root / "ref", root / "gen"
+    ref.mkdir(), gen.mkdir()
+    for i in range(6):
+        sf.write(str(ref / f"u{i}.wav"), _speechlike(rng), 16000)
+    for i in range(5):
+        sf.write(str(gen / f"u{i}.wav"), _speechlike(rng), 16000)
+    return ref, gen
+
+
+def fixed_image_sets(root):
+    """ref: images.npy of 20 blocky 16 x 16 images; gen: a folder of 12 PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(14)
+    ref, gen = root / "iref", root / "igen"
+    ref.mkdir(), gen.mkdir()
+
+    def blocky(n):
+        return np.repeat(np.repeat(rng.integers(0, 256, (n, 1, 8, 8)), 2, 2), 2, 3).astype(np.uint8)
+
+    np.save(ref / "images.npy", blocky(20))
+    for i, image in enumerate(blocky(12)):
+        Image.fromarray(image[0]).save(gen / f"{i}.png")
+    return ref, gen
+
+
+def random_classifier(path, **config):
+    """An untrained classifier (seed 0), saved as `audiodiff train-classifier` would: fixed, not good."""
+    torch.manual_seed(0)
+    model = Classifier(ClassifierConfig(labels=["a", "b", "c"], channels=[8, 16], feature_dim=16, **config))
+    return save_classifier(model.eval(), path, {"test_accuracy": 0.5})
+
+
+AUDIO_CLASSIFIER = dict(sample_rate=16000, samples=4000, n_fft=256, hop=64, n_mels=32)
+# Measured before evaluate() became a metric registry (commit cfee32f); the refactor keeps them.
+PINNED_AUDIO = {
+    "fad": 31.11182740221444,
+    "fad_inf": 28.41044979081015,
+    "kad": 11.04078704642908,
+    "ndb_k": 0.0,
+    "classifier_fid": 0.01831996549357018,
+    "inception_score": 1.0000147858371822,
+    "modified_inception_score": 1.0000369660800001,
+    "am_score": 1.0889188952342268,
+    "inception_score_ref": 1.0000290527336189,
+    "mrstft": 1.8070233106613158,
+    "lsd_db": 9.696434964139069,
+    "pesq_wb": 1.1429671049118042,
+    "mean_spectrum_db_l1": 1.7147464347521313,
+}
+PINNED_IMAGES = {
+    "power_spectrum_log10_l1": 0.062323732271905304,
+    "pixel_histogram_tv": 0.29427083333333337,
+    "classifier_fid": 0.00803775893656352,
+    "inception_score": 1.0000846453719645,
+    "modified_inception_score": 1.0001845789803026,
+    "am_score": 1.0979106322008696,
+    "inception_score_ref": 1.000126618492404,
+}
+
+
+def _table(metrics):
+    return "\n\n| metric | value |\n|---|---:|\n" + "".join(f"| {k} | {v:.4g} |\n" for k, v in metrics.items())
+
+
+def test_every_audio_metric_keeps_its_pinned_value_and_report_entries(tmp_path):
+    pytest.importorskip("pesq")
+    ref, gen = fixed_audio_sets(tmp_path)
+    clf = random_classifier(tmp_path / "clf", **AUDIO_CLASSIFIER)
+    asked = ["fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq"]
+    rep = evaluate(ref, gen, tmp_path / "e", asked, "melstats", tmp_path / "cache", classifier=clf)
+    assert list(rep["metrics"]) == list(PINNED_AUDIO)  # the order of metrics.md's rows
+    assert rep["metrics"] == pytest.approx(PINNED_AUDIO, rel=1e-6, abs=1e-9)
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text()) == rep
+    md = (tmp_path / "e" / "metrics.md").read_text()
+    assert md.startswith(f"Reference: {ref} (6 files); generated: {gen} (5 files); embedder: melstats\n")
+    assert md.endswith(_table(PINNED_AUDIO))
+    extras = {"n_pairs": 5, "pesq_pairs_without_speech": 0, "ndb_bins": 2, "gen_class_histogram": [0, 0, 5]}
+    assert {k: rep[k] for k in extras} == extras
+    assert rep["classifier"]["labels"] == ["a", "b", "c"] and rep["classifier"]["test_accuracy"] == 0.5
+    assert rep["embedder"] == {"name": "melstats", "version": "1", "sample_rate": 16000, "dim": 128,
+                               "cache": str(tmp_path / "cache")}  # fmt: skip
+    assert rep["cache"] == {"hits": 0, "computed": 11, "recomputed": []}
+    settings = rep["settings"]
+    assert settings["metrics"] == [*asked, "classifier"]
+    assert settings["fad"] == {"sample_rate": 16000} and settings["classifier"] == {"sample_rate": 16000}
+    assert settings["fad_inf"]["slope"] == pytest.approx(12.564999236234993, rel=1e-6)
+    assert [n for n, _ in settings["fad_inf"]["points"]] == [2, 3, 4, 5]
+    assert settings["kad"]["bandwidth"] == pytest.approx(6.226199119496306, rel=1e-6)
+    assert settings["ndb"] == {"bins": 2, "alpha": 0.05, "kmeans_seed": 0, "sample_rate": 16000}
+    assert settings["lsd"] == {"sample_rate": 16000, "n_fft": 1024, "hop": 256}
+    assert settings["pesq"] == {"sample_rate": 16000, "mode": "wide-band (P.862.2)"}
+    assert settings["mean_spectrum"]["distance"] == "mean |dB difference|"
+    assert (tmp_path / "e" / "report.html").is_file() and (tmp_path / "e" / "mean_spectrum.png").is_file()
+
+
+def test_image_metrics_keep_their_pinned_values_with_the_cli_defaults(tmp_path):
+    ref, gen = fixed_image_sets(tmp_path)
+    clf = random_classifier(tmp_path / "clf", kind="images", image_shape=[1, 16, 16])
+    out = tmp_path / "e"
+    res = CliRunner().invoke(main, ["evaluate", "--ref", str(ref), "--gen", str(gen), "--out", str(out),
+                                    "--classifier", str(clf)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "metrics.json").read_text())
+    assert list(rep["metrics"]) == list(PINNED_IMAGES)
+    assert rep["metrics"] == pytest.approx(PINNED_IMAGES, rel=1e-6, abs=1e-9)
+    assert (out / "metrics.md").read_text() == f"Reference: {ref}; generated: {gen}" + _table(PINNED_IMAGES)
+    assert {k: rep[k] for k in ("ref", "gen", "n_ref", "n_gen", "kind")} == {
+        "ref": str(ref), "gen": str(gen), "n_ref": 20, "n_gen": 12, "kind": "images"}  # fmt: skip
+    assert rep["gen_class_histogram"] == [0, 9, 3] and set(rep["classifier"]) == {
+        "path",
+        "test_accuracy",
+        "weights_sha1",
+    }
+    assert set(rep) == {"ref", "gen", "n_ref", "n_gen", "kind", "metrics", "gen_class_histogram", "classifier"}
+    assert (out / "power_spectrum.png").is_file() and not (out / "report.html").exists()
