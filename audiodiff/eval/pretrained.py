@@ -71,6 +71,29 @@ def _load_state(path: Path) -> dict:
     return state.get("model", state) if isinstance(state, dict) else state
 
 
+class Published:
+    """Base of the embedders whose network is defined here and loads a published weights file:
+    `FILE` from `URL`, checked against the sha256 prefix `SHA256` when cached or downloaded (see
+    `find_weights`; a file the caller names is taken as it is). Subclasses give `network()` and,
+    where the file holds more than the network, `state(full, path)`."""
+
+    name, FILE, URL, SHA256 = "", "", "", ""
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        path = find_weights(self.name, self.FILE, self.URL, weights, "" if weights else self.SHA256)
+        self.net = self.network()
+        self.net.load_state_dict(self.state(_load_state(path), path))
+        self.net.to(device).eval()
+        self.device = device
+
+    def network(self) -> nn.Module:
+        raise NotImplementedError
+
+    def state(self, full: dict, path: Path) -> dict:
+        """The network's state dict from the file's."""
+        return full
+
+
 def _fixed_length(wavs: Sequence[Tensor], minimum: int) -> list[Tensor]:
     return [w.float() if w.shape[-1] >= minimum else F.pad(w.float(), (0, minimum - w.shape[-1])) for w in wavs]
 
@@ -122,19 +145,20 @@ class VGGish(nn.Module):
         return self.embeddings(x)
 
 
-class VGGishEmbedder:
+class VGGishEmbedder(Published):
+    """VGGish (torchvggish port of the AudioSet model): the mean of its 128-d vectors over 0.96 s examples."""
+
     name, version, sample_rate, dim = "vggish", "torchvggish-10086976", 16000, 128
-    FILE = "vggish-10086976.pth"
+    FILE, SHA256 = "vggish-10086976.pth", "10086976"
     URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
-        path = find_weights(self.name, self.FILE, self.URL, weights, "10086976" if not weights else "")
-        self.net = VGGish()
-        self.net.load_state_dict(_load_state(path))
-        self.net.to(device).eval()
-        self.device = device
+        super().__init__(weights, device)
         self.window = torch.hann_window(400, periodic=True, dtype=torch.float64)
         self.mel = vggish_mel_matrix()
+
+    def network(self) -> nn.Module:
+        return VGGish()
 
     def examples(self, wav: Tensor) -> Tensor:
         """(T,) at 16 kHz -> (n, 1, 96, 64) log-mel examples (25 ms windows, 10 ms hop, 0.96 s, no overlap)."""
@@ -195,26 +219,28 @@ class Cnn14(nn.Module):
         return F.relu(self.fc1(x))
 
 
-class PANNEmbedder:
+class PANNEmbedder(Published):
+    """PANNs Cnn14 (16 kHz): its 2048-d clip-level embedding."""
+
     # "-2": the embedding lost a time smoothing that the reference Cnn14 does not have (cache key).
     name, version, sample_rate, dim = "pann", "cnn14-16k-mAP0.438-2", 16000, 2048
     FILE = "Cnn14_16k_mAP=0.438.pth"
     URL = "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1"
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
-        path = find_weights(self.name, self.FILE, self.URL, weights)
-        full = _load_state(path)
         self.window = torch.hann_window(512)
         self.fb = mel_filterbank(16000, 512, 64, 50.0, 8000.0)
-        # The checkpoint carries torchlibrosa's mel matrix: ours must be the same filterbank.
+        super().__init__(weights, device)
+
+    def network(self) -> nn.Module:
+        return Cnn14()
+
+    def state(self, full: dict, path: Path) -> dict:
+        """Cnn14's weights; the checkpoint's mel matrix (torchlibrosa's) must be our filterbank."""
         mel_w = full.get("logmel_extractor.melW")
         if mel_w is not None and not torch.allclose(mel_w.float().T, self.fb, rtol=1e-4, atol=1e-6):
             raise ValueError(f"embedder 'pann': {path} uses another mel filterbank than Cnn14 16 kHz")
-        state = {k: v for k, v in full.items() if not k.startswith(("spectrogram_", "logmel_"))}
-        self.net = Cnn14()
-        self.net.load_state_dict(state)
-        self.net.to(device).eval()
-        self.device = device
+        return {k: v for k, v in full.items() if not k.startswith(("spectrogram_", "logmel_"))}
 
     def logmel(self, wav: Tensor) -> Tensor:
         """(T,) -> (1, frames, 64): power mel in dB (10 log10, floor 1e-10), as torchlibrosa."""
@@ -315,18 +341,19 @@ class EncodecEncoder(nn.Module):
         return self.model(x)
 
 
-class EncodecEmbedder:
+class EncodecEmbedder(Published):
+    """The EnCodec 24 kHz encoder: the mean of its 128-d latent frames (75 Hz) over the clip."""
+
     name, version, sample_rate, dim = "encodec", "encodec-24khz-d7cc33bc", 24000, 128
-    FILE = "encodec_24khz-d7cc33bc.th"
+    FILE, SHA256 = "encodec_24khz-d7cc33bc.th", "d7cc33bc"
     URL = "https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th"
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
-        path = find_weights(self.name, self.FILE, self.URL, weights, "d7cc33bc" if not weights else "")
-        state = {k[len("encoder.") :]: v for k, v in _load_state(path).items() if k.startswith("encoder.")}
-        self.net = EncodecEncoder()
-        self.net.load_state_dict(state)
-        self.net.to(device).eval()
-        self.device = device
+    def network(self) -> nn.Module:
+        return EncodecEncoder()
+
+    def state(self, full: dict, path: Path) -> dict:
+        """The encoder's weights of the full codec's."""
+        return {k[len("encoder.") :]: v for k, v in full.items() if k.startswith("encoder.")}
 
     @torch.no_grad()
     def __call__(self, wavs: Sequence[Tensor]) -> np.ndarray:
