@@ -9,6 +9,8 @@ import click
 from audiodiff import __version__
 from audiodiff.builders import SAMPLER_PLANS
 from audiodiff.data.validate import ON_BAD_AUDIO
+from audiodiff.eval.registry import metric_names
+from audiodiff.eval.sets import KINDS as SET_KINDS
 
 
 def _fail(err: Exception) -> None:
@@ -156,17 +158,25 @@ def generate(
     click.echo(f"wrote {len(paths)} files to {out}")
 
 
+def _metric_help() -> str:
+    """--metrics' help, from the metric registry: each set kind's metrics and defaults."""
+    kinds = [
+        f"{kind}: {', '.join(metric_names(kind))} (default {','.join(k.defaults)})" for kind, k in SET_KINDS.items()
+    ]
+    return f"Comma-separated, for the sets' kind. {'; '.join(kinds)}. --classifier adds 'classifier'."
+
+
 @main.command()
-@click.option("--ref", required=True, type=click.Path(), help="Reference audio: data dir or folder.")
-@click.option("--gen", required=True, type=click.Path(), help="Generated audio: data dir or folder.")
+@click.option("--ref", required=True, type=click.Path(), help="Reference set: data dir or folder (audio), images.")
+@click.option("--gen", required=True, type=click.Path(), help="Generated set: data dir or folder (audio), images.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where metrics.json/.md and plots go.")
 @click.option(
-    "--metrics",
-    default="fad,fad_inf,kad,ndb,mean_spectrum",
-    show_default=True,
-    help="Any of fad, fad_inf, kad, ndb, mean_spectrum, for vocoders mrstft, lsd, pesq, for images inception_fid "
-    "(classifier scores are added by --classifier).",
+    "--kind",
+    type=click.Choice(list(SET_KINDS)),
+    default=None,
+    help="What the sets hold [default: images when --ref has images.npy, else audio].",
 )
+@click.option("--metrics", default=None, help=_metric_help())
 @click.option(
     "--embedder",
     default="ge2e",
@@ -196,8 +206,8 @@ def generate(
     show_default=True,
     help="Unusable files (missing, unreadable, NaN/inf, too short): stop listing them all, or skip them.",
 )
-def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifier, device, on_bad_audio) -> None:
-    """Compare generated audio with a reference set (FAD, FAD-inf, KAD, mean spectrum).
+def evaluate(ref, gen, out, kind, metrics, embedder, embedder_weights, cache, classifier, device, on_bad_audio) -> None:
+    """Compare a generated set with a reference set (audio: FAD, FAD-inf, KAD, NDB, mean spectrum).
 
     \b
     Example:
@@ -210,13 +220,14 @@ def evaluate(ref, gen, out, metrics, embedder, embedder_weights, cache, classifi
             ref,
             gen,
             out,
-            [m.strip() for m in metrics.split(",")],
+            None if metrics is None else [m.strip() for m in metrics.split(",")],
             embedder,
             cache,
             device,
             classifier=classifier,
             embedder_weights=embedder_weights,
             on_bad_audio=on_bad_audio,
+            kind=kind,
         )
     except (OSError, ValueError, ImportError) as err:
         _fail(err)
@@ -248,8 +259,8 @@ def train_classifier(train_dir, valid, test, out, epochs, batch_size, lr, seed, 
       audiodiff train-classifier --train data/digits/data/train --valid data/digits/data/valid \\
           --test data/digits/data/test --out data/digits/classifier
     """
+    from audiodiff.classifier_training import train_classifier as run_train
     from audiodiff.eval.classifier import ClassifierConfig
-    from audiodiff.eval.classifier import train_classifier as run_train
 
     if epochs < 1 or seconds <= 0:
         _fail(ValueError(f"--epochs must be >= 1 and --seconds > 0 (got {epochs}, {seconds})"))

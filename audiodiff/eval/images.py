@@ -41,10 +41,15 @@ def radial_power_spectrum(images: np.ndarray) -> np.ndarray:
     return sums / np.maximum(counts, 1)
 
 
-def power_spectrum_distance(real: np.ndarray, generated: np.ndarray) -> float:
-    """Mean absolute difference of log10 radially averaged power spectra (radius >= 1)."""
-    a, b = radial_power_spectrum(real)[1:], radial_power_spectrum(generated)[1:]
+def spectrum_distance(real: np.ndarray, generated: np.ndarray) -> float:
+    """Mean absolute difference of two log10 radially averaged power spectra (R,), over radius >= 1."""
+    a, b = real[1:], generated[1:]
     return float(np.mean(np.abs(np.log10(a + 1e-12) - np.log10(b + 1e-12))))
+
+
+def power_spectrum_distance(real: np.ndarray, generated: np.ndarray) -> float:
+    """`spectrum_distance` of the radially averaged power spectra of two image sets (N, C, H, W)."""
+    return spectrum_distance(radial_power_spectrum(real), radial_power_spectrum(generated))
 
 
 def pixel_histogram_distance(real: np.ndarray, generated: np.ndarray) -> float:
@@ -87,60 +92,3 @@ def inception_fid(real: np.ndarray, generated: np.ndarray, weights: str | Path |
     for start in range(0, len(generated), 256):
         fid.update(to3(generated[start : start + 256]), real=False)
     return float(fid.compute())
-
-
-def evaluate_images(
-    ref: str | Path,
-    gen: str | Path,
-    out: Path,
-    classifier: str | Path | None = None,
-    device: str = "cpu",
-    inception: bool = False,
-    inception_weights: str | Path | None = None,
-) -> dict:
-    """Power-spectrum and pixel-histogram distances, the power-spectrum plot; with a trained image
-    classifier (`audiodiff train-classifier`) classifier-FID, IS, mIS and AM; with `inception`
-    the Inception-FID of torchmetrics."""
-    real, fake = load_images(ref), load_images(gen)
-    if real.shape[1:] != fake.shape[1:]:
-        raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")
-    report = {
-        "ref": str(ref),
-        "gen": str(gen),
-        "n_ref": len(real),
-        "n_gen": len(fake),
-        "kind": "images",
-        "metrics": {
-            "power_spectrum_log10_l1": power_spectrum_distance(real, fake),
-            "pixel_histogram_tv": pixel_histogram_distance(real, fake),
-        },
-    }
-    if inception:
-        report["metrics"]["inception_fid"] = inception_fid(real, fake, inception_weights, device)
-    if classifier:
-        from audiodiff.eval.classifier import classifier_scores, image_features, load_classifier
-
-        model, meta = load_classifier(classifier, device)
-        scores = classifier_scores(model, image_features(model, real), image_features(model, fake))
-        report["gen_class_histogram"] = scores.pop("gen_class_histogram")
-        report["metrics"].update(scores)
-        report["classifier"] = {
-            "path": str(classifier),
-            "test_accuracy": meta.get("test_accuracy"),
-            "weights_sha1": meta["weights_sha1"],
-        }
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.semilogy(radial_power_spectrum(real)[1:], label="reference")
-    ax.semilogy(radial_power_spectrum(fake)[1:], label="generated")
-    ax.set_xlabel("spatial frequency (radius)")
-    ax.set_ylabel("power")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "power_spectrum.png", dpi=90)
-    plt.close(fig)
-    return report

@@ -1,4 +1,4 @@
-"""Set and paired audio metrics: NDB/K, multi-resolution STFT distance, log-spectral distance, PESQ."""
+"""Set and paired audio metrics: NDB/K, mean spectrum, multi-resolution STFT distance, log-spectral distance, PESQ."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
+from audiodiff.audio.io import load_audio
 from audiodiff.losses import MultiResolutionSTFTLoss
 
 
@@ -30,6 +31,18 @@ def ndb(real: np.ndarray, generated: np.ndarray, bins: int = 50, alpha: float = 
     z = np.divide(p_real - p_gen, se, out=np.zeros_like(se), where=se > 0)
     different = int((2 * norm.sf(np.abs(z)) < alpha).sum())
     return {"ndb": different, "ndb_k": different / bins, "bins": bins}
+
+
+def mean_log_spectrum(paths: list[str], sample_rate: int, n_fft: int = 1024) -> np.ndarray:
+    """Average power spectrum of a set of files, in dB. -> (n_fft // 2 + 1,)"""
+    window = torch.hann_window(n_fft)
+    total, frames = torch.zeros(n_fft // 2 + 1, dtype=torch.float64), 0
+    for p in paths:
+        wav = load_audio(p, sample_rate)
+        spec = torch.stft(wav, n_fft, n_fft // 4, window=window, return_complex=True).abs().square()
+        total += spec.sum(1).double()
+        frames += spec.shape[1]
+    return (10 * torch.log10(total / max(frames, 1) + 1e-12)).numpy()
 
 
 def mrstft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:

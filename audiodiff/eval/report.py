@@ -1,10 +1,12 @@
-"""A self-contained report.html: the metrics table, and generated vs reference clips to hear and see."""
+"""What `evaluate` writes: metrics.json/.md, spectrum plots, and a self-contained report.html with the
+metrics table and generated vs reference clips to hear and see."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +80,29 @@ def write_report(path: Path, report: dict, ref_paths: list[str], gen_paths: list
         f"{_column('reference', ref_paths[:clips], logmels)}</div></body></html>"
     )
     path.write_text(body)
+
+
+def write_metrics(out: Path, report: dict, header: str) -> None:
+    """metrics.json (the whole report) and metrics.md (a header line and the metrics table)."""
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = "".join(f"| {k} | {v:.4g} |\n" for k, v in report["metrics"].items())
+    (out / "metrics.md").write_text(f"{header}\n\n| metric | value |\n|---|---:|\n{rows}")
+
+
+def plot_pair(x, ref, gen, xlabel: str, ylabel: str, path: Path, log: bool = False, size=(6, 3)) -> None:
+    """A reference and a generated curve over `x` (log y axis if `log`) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    plot = ax.semilogy if log else ax.plot
+    plot(x, ref, label="reference")
+    plot(x, gen, label="generated")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,45 +1,37 @@
-"""`evaluate` at the native sample rate: paired metrics, the mean spectrum and report.html."""
+"""`evaluate` end to end: metrics at the native sample rate, the CLI command, image sets, pinned values."""
 
-import base64
-import io
 import json
-import re
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from audiodiff.audio.io import load_audio
 from audiodiff.cli import main
-from audiodiff.eval.classifier import Classifier, ClassifierConfig, save_classifier
+from audiodiff.data.corpora import prepare
 from audiodiff.eval.evaluate import evaluate
-
-RATE = 22050
-
-
-def _noise_band(rng, n, lo, hi, rate=RATE):
-    """White noise band-limited to [lo, hi] Hz by zeroing FFT bins. -> (n,)"""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / rate)
-    spec[(freqs < lo) | (freqs > hi)] = 0
-    x = np.fft.irfft(spec, n)
-    return x / np.abs(x).max()
-
-
-def _write(folder, name, audio, rate=RATE):
-    folder.mkdir(exist_ok=True)
-    sf.write(str(folder / f"{name}.wav"), audio.astype(np.float32), rate, subtype="FLOAT")
+from audiodiff.eval.images import load_images
+from tests.conftest import write_corpus
+from tests.eval.conftest import (
+    AUDIO_CLASSIFIER,
+    RATE,
+    fixed_audio_sets,
+    fixed_image_sets,
+    noise_band,
+    random_classifier,
+    write_wav,
+)
 
 
 def test_pairs_differing_only_above_8khz_have_nonzero_mrstft_and_lsd_at_22khz(tmp_path):
     rng = np.random.default_rng(0)
     ref, gen = tmp_path / "ref", tmp_path / "gen"
     for i in range(2):
-        low = 0.3 * _noise_band(rng, RATE, 50, 7000)
-        _write(ref, f"u{i}", low + 0.1 * _noise_band(rng, RATE, 9000, 10500))
-        _write(gen, f"u{i}", low)  # the same clip without its 9-10.5 kHz band
+        low = 0.3 * noise_band(rng, RATE, 50, 7000)
+        write_wav(ref, f"u{i}", low + 0.1 * noise_band(rng, RATE, 9000, 10500))
+        write_wav(gen, f"u{i}", low)  # the same clip without its 9-10.5 kHz band
     rep = evaluate(ref, gen, tmp_path / "e", metrics=["mrstft", "lsd"])
     assert rep["settings"]["mrstft"]["sample_rate"] == RATE and rep["settings"]["lsd"]["sample_rate"] == RATE
     assert rep["metrics"]["mrstft"] > 0.5  # 1.76; at 16 kHz (the band above its Nyquist) it was 0.0027
@@ -53,8 +45,8 @@ def test_paired_metrics_use_the_lower_native_rate_of_the_two_sets(tmp_path):
     rng = np.random.default_rng(1)
     ref, gen = tmp_path / "ref", tmp_path / "gen"
     for i in range(2):
-        _write(ref, f"u{i}", 0.3 * _noise_band(rng, RATE, 50, 3500) + 0.1 * _noise_band(rng, RATE, 6000, 10000))
-        _write(gen, f"u{i}", load_audio(ref / f"u{i}.wav", 8000).numpy(), 8000)
+        write_wav(ref, f"u{i}", 0.3 * noise_band(rng, RATE, 50, 3500) + 0.1 * noise_band(rng, RATE, 6000, 10000))
+        write_wav(gen, f"u{i}", load_audio(ref / f"u{i}.wav", 8000).numpy(), 8000)
     rep = evaluate(ref, gen, tmp_path / "e", metrics=["mrstft", "lsd"])
     assert rep["settings"]["mrstft"]["sample_rate"] == 8000 and rep["settings"]["lsd"]["sample_rate"] == 8000
     assert rep["metrics"]["mrstft"] < 0.1  # the same audio below 4 kHz
@@ -65,30 +57,15 @@ def test_mean_spectrum_sees_a_10khz_tone_missing_from_the_generated_set(tmp_path
     ref, gen = tmp_path / "ref", tmp_path / "gen"
     for i in range(3):
         speechlike = 0.3 * np.sin(2 * np.pi * (300 + 50 * i) * t)
-        _write(ref, f"r{i}", speechlike + 0.2 * np.sin(2 * np.pi * 10000 * t))
-        _write(gen, f"g{i}", speechlike)
+        write_wav(ref, f"r{i}", speechlike + 0.2 * np.sin(2 * np.pi * 10000 * t))
+        write_wav(gen, f"g{i}", speechlike)
     rep = evaluate(ref, gen, tmp_path / "e", metrics=["mean_spectrum"])
     assert rep["settings"]["mean_spectrum"]["sample_rate"] == RATE
     assert rep["metrics"]["mean_spectrum_db_l1"] > 5  # 13.5 dB; at 16 kHz, without the tone: 1.3
 
 
-def test_report_html_embeds_clips_at_their_native_rates(tmp_path):
-    rng = np.random.default_rng(2)
-    ref, gen = tmp_path / "ref", tmp_path / "gen"
-    _write(ref, "a", 0.2 * _noise_band(rng, RATE, 50, 10000))
-    _write(gen, "a", 0.2 * _noise_band(rng, 8000, 50, 3900, rate=8000), rate=8000)
-    evaluate(ref, gen, tmp_path / "e", metrics=["mrstft"])
-    sources = re.findall(
-        r'<audio [^>]*src="data:audio/wav;base64,([^"]+)"', (tmp_path / "e" / "report.html").read_text()
-    )
-    rates = [sf.info(io.BytesIO(base64.b64decode(s))).samplerate for s in sources]
-    assert rates == [8000, RATE]  # generated first, then reference; neither resampled to 16 kHz
-
-
 @pytest.mark.parametrize("metric", ["fad", "kad"])
 def test_embedding_metrics_record_the_embedders_rate_and_kad_its_definition(tmp_path, metric):
-    from tests.conftest import write_corpus
-
     ref = write_corpus(tmp_path / "a", n=4, sample_rate=RATE)
     rep = evaluate(ref, ref, tmp_path / "e", metrics=[metric], embedder="melstats", cache_dir=tmp_path / "c")
     assert rep["settings"][metric]["sample_rate"] == 16000  # melstats embeds at 16 kHz
@@ -97,55 +74,87 @@ def test_embedding_metrics_record_the_embedders_rate_and_kad_its_definition(tmp_
         assert kad["scale"] == 100 and "reference" in kad["bandwidth_rule"] and "kadtk" in kad["definition"]
 
 
+# ------------------------------------------------------------------------------ the CLI command
+
+
+def test_evaluate_cli_recomputes_an_empty_cache_entry_and_names_it(tmp_path):
+    ref = write_corpus(tmp_path / "a", n=4)
+    args = ["evaluate", "--ref", str(ref), "--gen", str(ref), "--metrics", "fad", "--embedder", "melstats"]
+    args += ["--cache", str(tmp_path / "c")]
+    assert CliRunner().invoke(main, [*args, "--out", str(tmp_path / "e1")]).exit_code == 0
+    empty = sorted((tmp_path / "c").glob("*/*"))[0]
+    empty.write_bytes(b"")  # was: "Aborted!" (numpy's EOFError, taken by click for Ctrl-D)
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "e2")])
+    assert res.exit_code == 0 and "Aborted" not in res.output, res.output
+    cache = json.loads((tmp_path / "e2" / "metrics.json").read_text())["cache"]
+    assert [(r["entry"], r["reason"]) for r in cache["recomputed"]] == [(str(empty), "empty file")]
+    assert cache["hits"] == 7 and cache["computed"] == 1  # the same 4 files as ref and gen: one bad entry
+
+
+def test_evaluate_cli_writes_report(tmp_path):
+    ref = write_corpus(tmp_path / "a", n=6)
+    gen = write_corpus(tmp_path / "b", n=5, seconds=0.3)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--ref", str(ref), "--gen", str(gen), "--out", str(out), "--embedder", "melstats"]
+    res = CliRunner().invoke(main, [*args, "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n_ref"] == 6 and report["n_gen"] == 5 and report["embedder"]["name"] == "melstats"
+    assert set(report["metrics"]) == {"fad", "fad_inf", "kad", "ndb_k", "mean_spectrum_db_l1"}
+    assert report["durations_s"]["gen"]["mean"] == pytest.approx(0.3)
+    settings = report["settings"]
+    assert settings["kad"]["bandwidth"] > 0 and settings["ndb"]["bins"] == report["ndb_bins"]
+    assert len(settings["fad_inf"]["points"]) >= 2 and settings["metrics"][0] == "fad"
+    assert (out / "mean_spectrum.png").stat().st_size > 1000 and "| fad |" in (out / "metrics.md").read_text()
+    res = CliRunner().invoke(
+        main, ["evaluate", "--ref", str(ref), "--gen", str(gen), "--out", str(out), "--metrics", "fad,is"]
+    )
+    assert res.exit_code != 0 and "unknown metric(s) ['is']" in res.output
+
+
+def test_mean_spectrum_uses_the_lower_native_rate_of_the_two_sets(tmp_path):
+    """8 kHz clips vs the same clips upsampled to 16 kHz: equal below 4 kHz, so the distance is small."""
+    ref, gen = tmp_path / "r", tmp_path / "g"
+    ref.mkdir(), gen.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        x = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+        sf.write(str(ref / f"{i}.wav"), x, 8000)
+        sf.write(str(gen / f"{i}.wav"), load_audio(ref / f"{i}.wav", 16000).numpy(), 16000)
+    rep = evaluate(ref, gen, tmp_path / "e", metrics=["mean_spectrum"])
+    assert rep["settings"]["mean_spectrum"]["sample_rate"] == 8000
+    assert rep["metrics"]["mean_spectrum_db_l1"] < 2.0  # resampler roll-off in the last bins below 4 kHz
+
+
+def test_evaluate_images_from_a_png_folder(tmp_path):
+    prepare("checkerboard", str(tmp_path / "cb"), {"n": "60", "size": "32"})
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for i, image in enumerate(np.load(tmp_path / "cb" / "data" / "train" / "images.npy")[:12]):
+        Image.fromarray(image[0]).save(gen / f"{i}.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(gen / "grid.png")  # the grid is not a sample
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(
+        main, ["evaluate", "--ref", str(tmp_path / "cb" / "data" / "test"), "--gen", str(gen), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n_gen"] == 12 and report["kind"] == "images"
+    assert 0 <= report["metrics"]["pixel_histogram_tv"] < 1 and (out / "power_spectrum.png").is_file()
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(wrong / "0.png")
+    res = CliRunner().invoke(
+        main, ["evaluate", "--ref", str(tmp_path / "cb" / "data" / "test"), "--gen", str(wrong), "--out", str(out)]
+    )
+    assert res.exit_code != 0 and "image shapes differ" in res.output
+    with pytest.raises(FileNotFoundError, match="no images"):
+        load_images(tmp_path / "empty_dir_that_is_missing")
+
+
 # ------------------------------------------------------------ pinned values on a small fixed set
 
 
-def _speechlike(rng, seconds=0.3, rate=16000):
-    """Four harmonics of a random f0 under a slow envelope, plus a little noise. -> (T,) float32"""
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = rng.uniform(110, 220)
-    voiced = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in (1, 2, 3, 4))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * rng.uniform(2, 5) * t))
-    return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def fixed_audio_sets(root):
-    """ref: u0..u5, gen: u0..u4 (same names: 5 pairs), 16 kHz, 0.3 s, seeded."""
-    rng = np.random.default_rng(14)
-    ref, gen = root / "ref", root / "gen"
-    ref.mkdir(), gen.mkdir()
-    for i in range(6):
-        sf.write(str(ref / f"u{i}.wav"), _speechlike(rng), 16000)
-    for i in range(5):
-        sf.write(str(gen / f"u{i}.wav"), _speechlike(rng), 16000)
-    return ref, gen
-
-
-def fixed_image_sets(root):
-    """ref: images.npy of 20 blocky 16 x 16 images; gen: a folder of 12 PNGs."""
-    from PIL import Image
-
-    rng = np.random.default_rng(14)
-    ref, gen = root / "iref", root / "igen"
-    ref.mkdir(), gen.mkdir()
-
-    def blocky(n):
-        return np.repeat(np.repeat(rng.integers(0, 256, (n, 1, 8, 8)), 2, 2), 2, 3).astype(np.uint8)
-
-    np.save(ref / "images.npy", blocky(20))
-    for i, image in enumerate(blocky(12)):
-        Image.fromarray(image[0]).save(gen / f"{i}.png")
-    return ref, gen
-
-
-def random_classifier(path, **config):
-    """An untrained classifier (seed 0), saved as `audiodiff train-classifier` would: fixed, not good."""
-    torch.manual_seed(0)
-    model = Classifier(ClassifierConfig(labels=["a", "b", "c"], channels=[8, 16], feature_dim=16, **config))
-    return save_classifier(model.eval(), path, {"test_accuracy": 0.5})
-
-
-AUDIO_CLASSIFIER = dict(sample_rate=16000, samples=4000, n_fft=256, hop=64, n_mels=32)
 # Measured before evaluate() became a metric registry (commit cfee32f); the refactor keeps them.
 PINNED_AUDIO = {
     "fad": 31.11182740221444,
@@ -228,3 +237,20 @@ def test_image_metrics_keep_their_pinned_values_with_the_cli_defaults(tmp_path):
     }
     assert set(rep) == {"ref", "gen", "n_ref", "n_gen", "kind", "metrics", "gen_class_histogram", "classifier"}
     assert (out / "power_spectrum.png").is_file() and not (out / "report.html").exists()
+
+
+def test_classifier_metrics_score_identical_sets_as_equal_and_use_the_cache(tmp_path):
+    ref, gen = fixed_audio_sets(tmp_path)
+    clf = random_classifier(tmp_path / "clf", **AUDIO_CLASSIFIER)
+    kw = dict(metrics=[], classifier=clf, cache_dir=tmp_path / "cache")
+    m = evaluate(ref, ref, tmp_path / "e1", **kw)["metrics"]
+    assert m["classifier_fid"] == pytest.approx(0.0, abs=1e-6)
+    assert m["inception_score"] == pytest.approx(m["inception_score_ref"], rel=1e-12)
+    entries = sorted((tmp_path / "cache").glob("classifier-*/*"))
+    assert len(entries) == 6  # one per reference clip, shared by both sides
+    rep = evaluate(ref, gen, tmp_path / "e2", **kw)
+    assert rep["metrics"]["classifier_fid"] > 0 and sum(rep["gen_class_histogram"]) == 5
+    assert set(rep["metrics"]) == {"classifier_fid", "inception_score", "modified_inception_score", "am_score",
+                                   "inception_score_ref"}  # fmt: skip
+    with pytest.raises(ValueError, match="needs --classifier"):
+        evaluate(ref, ref, tmp_path / "e3", metrics=["classifier"])

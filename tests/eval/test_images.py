@@ -1,12 +1,8 @@
-import json
+"""Image metrics: radially averaged power spectrum, pixel histograms, Inception-FID without torchmetrics."""
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from PIL import Image
 
-from audiodiff.cli import main
-from audiodiff.data.corpora import prepare
 from audiodiff.eval.images import pixel_histogram_distance, power_spectrum_distance, radial_power_spectrum
 
 
@@ -30,29 +26,3 @@ def test_distances_zero_on_identical_sets_and_separating():
     assert pixel_histogram_distance(dark, light) == 1.0
 
 
-def test_evaluate_images_from_a_png_folder(tmp_path):
-    prepare("checkerboard", str(tmp_path / "cb"), {"n": "60", "size": "32"})
-    gen = tmp_path / "gen"
-    gen.mkdir()
-    for i, image in enumerate(np.load(tmp_path / "cb" / "data" / "train" / "images.npy")[:12]):
-        Image.fromarray(image[0]).save(gen / f"{i}.png")
-    Image.fromarray(np.zeros((64, 64), np.uint8)).save(gen / "grid.png")  # the grid is not a sample
-    out = tmp_path / "eval"
-    res = CliRunner().invoke(
-        main, ["evaluate", "--ref", str(tmp_path / "cb" / "data" / "test"), "--gen", str(gen), "--out", str(out)]
-    )
-    assert res.exit_code == 0, res.output
-    report = json.loads((out / "metrics.json").read_text())
-    assert report["n_gen"] == 12 and report["kind"] == "images"
-    assert 0 <= report["metrics"]["pixel_histogram_tv"] < 1 and (out / "power_spectrum.png").is_file()
-    wrong = tmp_path / "wrong"
-    wrong.mkdir()
-    Image.fromarray(np.zeros((16, 16), np.uint8)).save(wrong / "0.png")
-    res = CliRunner().invoke(
-        main, ["evaluate", "--ref", str(tmp_path / "cb" / "data" / "test"), "--gen", str(wrong), "--out", str(out)]
-    )
-    assert res.exit_code != 0 and "image shapes differ" in res.output
-    with pytest.raises(FileNotFoundError, match="no images"):
-        from audiodiff.eval.images import load_images
-
-        load_images(tmp_path / "empty_dir_that_is_missing")

@@ -1,0 +1,191 @@
+"""The metrics of `audiodiff evaluate`, one small function each, and what each needs.
+
+Registry `METRICS`: name -> `Metric(needs, compute)`. A metric applies to a kind of set
+(audio, images) when that kind provides all its needs (`audiodiff.eval.needs.NEEDS`); the
+evaluator resolves each need once and runs the metrics in registry order, which is the order of
+metrics.md's rows. `compute(ctx)` returns `Scores`: the values for report["metrics"], the
+settings for report["settings"][name] (audio only) and any further report entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audiodiff.eval.needs import NEEDS, Context
+
+
+@dataclass
+class Scores:
+    values: dict[str, float]
+    settings: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric:
+    needs: tuple[str, ...]
+    compute: Callable[[Context], Scores]
+
+
+# name -> Metric, filled by @register below; registry order is the order of the report's metrics
+# (and of metrics.md's rows).
+METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, *needs: str) -> Callable[[Callable[[Context], Scores]], Callable[[Context], Scores]]:
+    """Add the decorated `compute(ctx) -> Scores` to `METRICS` as metric `name`, needing `needs`."""
+
+    def add(compute: Callable[[Context], Scores]) -> Callable[[Context], Scores]:
+        METRICS[name] = Metric(needs, compute)
+        return compute
+
+    return add
+
+
+@register("fad", "embeddings")
+def _fad(ctx: Context) -> Scores:
+    from audiodiff.eval.fad import fad
+
+    e = ctx.need("embeddings")
+    return Scores({"fad": fad(e.ref, e.gen)}, {"sample_rate": e.sample_rate})
+
+
+@register("fad_inf", "embeddings")
+def _fad_inf(ctx: Context) -> Scores:
+    from audiodiff.eval.fad import fad_inf
+
+    e = ctx.need("embeddings")
+    inf = fad_inf(e.ref, e.gen)
+    settings = {"fit": "FAD = a + b / N", "slope": inf["slope"], "points": inf["points"]}
+    return Scores({"fad_inf": inf["fad_inf"]}, settings | {"sample_rate": e.sample_rate})
+
+
+@register("kad", "embeddings")
+def _kad(ctx: Context) -> Scores:
+    from audiodiff.eval.fad import KAD_SCALE, kernel_distance
+
+    e = ctx.need("embeddings")
+    kad = kernel_distance(e.ref, e.gen)
+    settings = {
+        "definition": "kadtk (github.com/YoonjinXD/kadtk): scale * unbiased MMD^2, Gaussian RBF kernel",
+        "kernel": "gaussian",
+        "bandwidth": kad["bandwidth"],
+        "bandwidth_rule": "median pairwise distance of the reference embeddings",
+        "scale": KAD_SCALE,
+    }
+    return Scores({"kad": kad["kad"]}, settings | {"sample_rate": e.sample_rate})
+
+
+@register("ndb", "embeddings")
+def _ndb(ctx: Context) -> Scores:
+    from audiodiff.eval.metrics import ndb
+
+    e = ctx.need("embeddings")
+    result = ndb(e.ref, e.gen, bins=min(50, max(2, len(e.ref) // 10)))
+    settings = {"bins": result["bins"], "alpha": 0.05, "kmeans_seed": 0, "sample_rate": e.sample_rate}
+    return Scores({"ndb_k": result["ndb_k"]}, settings, {"ndb_bins": result["bins"]})
+
+
+@register("power_spectrum", "radial_spectra")
+def _power_spectrum(ctx: Context) -> Scores:
+    from audiodiff.eval.images import spectrum_distance
+    from audiodiff.eval.report import plot_pair
+
+    s = ctx.need("radial_spectra")
+    radius = np.arange(1, len(s.ref))
+    path = ctx.out / "power_spectrum.png"
+    plot_pair(radius, s.ref[1:], s.gen[1:], "spatial frequency (radius)", "power", path, log=True, size=(5, 3))
+    return Scores({"power_spectrum_log10_l1": spectrum_distance(s.ref, s.gen)})
+
+
+@register("pixel_histogram", "images")
+def _pixel_histogram(ctx: Context) -> Scores:
+    from audiodiff.eval.images import pixel_histogram_distance
+
+    x = ctx.need("images")
+    return Scores({"pixel_histogram_tv": pixel_histogram_distance(x.ref, x.gen)})
+
+
+@register("inception_fid", "images")
+def _inception_fid(ctx: Context) -> Scores:
+    from audiodiff.eval.images import inception_fid
+
+    x, opts = ctx.need("images"), ctx.options
+    return Scores({"inception_fid": inception_fid(x.ref, x.gen, opts.embedder_weights, opts.device)})
+
+
+@register("classifier", "classifier")
+def _classifier(ctx: Context) -> Scores:
+    """classifier-FID, IS, mIS, AM of the trained classifier (audio or images) and the predicted-class histogram."""
+    from audiodiff.eval.classifier import classifier_scores
+
+    f = ctx.need("classifier")
+    values = classifier_scores(f.model, f.ref, f.gen)
+    histogram = values.pop("gen_class_histogram")
+    return Scores(values, f.settings, {"gen_class_histogram": histogram, "classifier": f.info})
+
+
+@register("mrstft", "paired_audio")
+def _mrstft(ctx: Context) -> Scores:
+    from audiodiff.eval.metrics import mrstft_distance
+
+    a = ctx.need("paired_audio")
+    value = float(np.mean([mrstft_distance(r, g) for r, g in zip(a.ref, a.gen)]))
+    return Scores({"mrstft": value}, {"sample_rate": a.sample_rate, "resolutions": "auraloss"})
+
+
+@register("lsd", "paired_audio")
+def _lsd(ctx: Context) -> Scores:
+    from audiodiff.eval.metrics import log_spectral_distance
+
+    a = ctx.need("paired_audio")
+    value = float(np.mean([log_spectral_distance(r, g) for r, g in zip(a.ref, a.gen)]))
+    return Scores({"lsd_db": value}, {"sample_rate": a.sample_rate, "n_fft": 1024, "hop": 256})
+
+
+@register("pesq", "pairs")
+def _pesq(ctx: Context) -> Scores:
+    """Wide-band PESQ at 16 kHz (P.862.2 is defined there), the mean over pairs in which it finds speech."""
+    from audiodiff.audio.io import load_audio
+    from audiodiff.eval.metrics import pesq_wb
+
+    values = [pesq_wb(load_audio(r, 16000), load_audio(g, 16000)) for r, g in ctx.need("pairs")]
+    valid = [v for v in values if v is not None]
+    settings = {"sample_rate": 16000, "mode": "wide-band (P.862.2)"}
+    scores = {"pesq_wb": float(np.mean(valid))} if valid else {}
+    return Scores(scores, settings, {"pesq_pairs_without_speech": len(values) - len(valid)})
+
+
+@register("mean_spectrum", "mean_spectra")
+def _mean_spectrum(ctx: Context) -> Scores:
+    from audiodiff.eval.report import plot_pair
+
+    s = ctx.need("mean_spectra")
+    freqs = np.linspace(0, s.sample_rate / 2, len(s.ref))
+    plot_pair(freqs, s.ref, s.gen, "Hz", "mean power (dB)", ctx.out / "mean_spectrum.png")
+    settings = {"sample_rate": s.sample_rate, "n_fft": 1024, "hop": 256, "distance": "mean |dB difference|"}
+    return Scores({"mean_spectrum_db_l1": float(np.abs(s.ref - s.gen).mean())}, settings)
+
+
+def applies(name: str, kind: str) -> bool:
+    """Whether metric `name` can be computed for sets of `kind`: the kind provides all its needs."""
+    return set(METRICS[name].needs) <= set(NEEDS[kind])
+
+
+def metric_names(kind: str) -> list[str]:
+    """The metrics that apply to sets of `kind`, in registry order."""
+    return [name for name in METRICS if applies(name, kind)]
+
+
+def check_metrics(asked: list[str], kind: str) -> None:
+    """A one-line ValueError for a metric that is unknown or does not apply to `kind`."""
+    allowed = metric_names(kind)
+    unknown = sorted(set(asked) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; for {kind} choose from {allowed}")
+    inapplicable = sorted(set(asked) - set(allowed))
+    if inapplicable:
+        raise ValueError(f"metric(s) {inapplicable} do not apply to {kind} sets; choose from {allowed}")

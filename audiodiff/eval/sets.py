@@ -1,0 +1,118 @@
+"""The kinds of set `evaluate` compares, each read once: audio clips (files) or images (uint8 arrays).
+
+Registry `KINDS`: a kind reads the reference and generated sets, starts the report and names the
+metrics run when none are asked for. The kind is the caller's to state (`--kind`); by default it
+is taken from the reference: a split with `images.npy` holds images, anything else audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Shortest usable clip: 128 ms holds the longest analysis frames at any analysis rate from 8 kHz
+# (MR-STFT's 2048-point frame needs > 1024 samples, the mean spectrum's 1024-point one > 512).
+# Silent clips are kept: a model that generates silence is scored for it.
+MIN_SECONDS = 2048 / 16000
+
+
+@dataclass
+class Sets:
+    """A reference and a generated set of one kind, as read.
+
+    `ref_items`/`gen_items`: audio file paths (lists of str) or uint8 images (N, C, H, W).
+    `skipped`: audio files left out by `on_bad_audio="skip"`, {"ref": {...}, "gen": {...}}.
+    """
+
+    kind: str
+    ref: str
+    gen: str
+    ref_items: list[str] | np.ndarray
+    gen_items: list[str] | np.ndarray
+    skipped: dict | None = None
+
+
+def read_audio(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -> Sets:
+    """Audio files of two data dirs or folders, each audited (missing, unreadable, empty, NaN/inf, too short).
+
+    `on_bad_audio` "error" stops listing all bad files by id; "skip" keeps the others and records
+    the left-out ones in `skipped`.
+    """
+    from audiodiff.data.datasets import list_audio
+    from audiodiff.data.validate import usable_audio
+
+    hint = "pass --on-bad-audio skip to evaluate the others"
+    (ref_ok, ref_bad), (gen_ok, gen_bad) = (
+        usable_audio(list_audio(s), s, on_bad_audio, hint, silence_db=None, min_seconds=MIN_SECONDS) for s in (ref, gen)
+    )
+    skipped = {"ref": ref_bad, "gen": gen_bad} if ref_bad or gen_bad else None
+    return Sets("audio", str(ref), str(gen), list(ref_ok.values()), list(gen_ok.values()), skipped)
+
+
+def read_images(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -> Sets:
+    """uint8 images (N, C, H, W) of two sets (images.npy or a folder of PNGs) of one image shape."""
+    from audiodiff.eval.images import load_images
+
+    real, fake = load_images(ref), load_images(gen)
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")
+    return Sets("images", str(ref), str(gen), real, fake)
+
+
+def _sources(sets: Sets) -> dict:
+    return {"ref": sets.ref, "gen": sets.gen, "n_ref": len(sets.ref_items), "n_gen": len(sets.gen_items)}
+
+
+def audio_head(sets: Sets, metrics: list[str]) -> dict:
+    """The report's first entries for audio: sources, set sizes, skipped files, the metrics asked for."""
+    head = _sources(sets) | {"metrics": {}}
+    if sets.skipped:
+        head["skipped_audio"] = sets.skipped
+    head["settings"] = {"metrics": list(metrics)}
+    return head
+
+
+def images_head(sets: Sets, metrics: list[str]) -> dict:
+    """The report's first entries for images: sources, set sizes and the kind."""
+    return _sources(sets) | {"kind": "images", "metrics": {}}
+
+
+def audio_header(sets: Sets, embedder: str) -> str:
+    """metrics.md's first line for audio."""
+    n_ref, n_gen = len(sets.ref_items), len(sets.gen_items)
+    return f"Reference: {sets.ref} ({n_ref} files); generated: {sets.gen} ({n_gen} files); embedder: {embedder}"
+
+
+def images_header(sets: Sets, embedder: str) -> str:
+    """metrics.md's first line for images."""
+    return f"Reference: {sets.ref}; generated: {sets.gen}"
+
+
+@dataclass(frozen=True)
+class SetKind:
+    """What `evaluate` needs to know about a kind of set: how to read it and start its report."""
+
+    name: str
+    read: Callable[[str | Path, str | Path, str], Sets]
+    head: Callable[[Sets, list[str]], dict]  # the report's first entries
+    header: Callable[[Sets, str], str]  # metrics.md's first line, given the embedder's name
+    defaults: tuple[str, ...]  # the metrics run when none are named
+    clips: bool  # whether report.html (players and spectrograms of the clips) is written
+
+
+KINDS = {
+    "audio": SetKind(
+        "audio", read_audio, audio_head, audio_header, ("fad", "fad_inf", "kad", "ndb", "mean_spectrum"), clips=True
+    ),
+    "images": SetKind(
+        "images", read_images, images_head, images_header, ("power_spectrum", "pixel_histogram"), clips=False
+    ),
+}
+
+
+def detect_kind(ref: str | Path) -> str:
+    """The kind of a reference set: "images" for a split with images.npy, else "audio"."""
+    return "images" if (Path(ref) / "images.npy").is_file() else "audio"
