@@ -19,6 +19,8 @@ from audiodiff.eval.needs import NEEDS, Context
 
 @dataclass
 class Scores:
+    """One metric's result: report["metrics"] values, report["settings"][name], further report entries."""
+
     values: dict[str, float]
     settings: dict | None = None
     extra: dict = field(default_factory=dict)
@@ -26,6 +28,8 @@ class Scores:
 
 @dataclass(frozen=True)
 class Metric:
+    """A metric: the needs (`NEEDS` names) it uses and the function computing it from the `Context`."""
+
     needs: tuple[str, ...]
     compute: Callable[[Context], Scores]
 
@@ -39,6 +43,8 @@ def register(name: str, *needs: str) -> Callable[[Callable[[Context], Scores]], 
     """Add the decorated `compute(ctx) -> Scores` to `METRICS` as metric `name`, needing `needs`."""
 
     def add(compute: Callable[[Context], Scores]) -> Callable[[Context], Scores]:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
         METRICS[name] = Metric(needs, compute)
         return compute
 
