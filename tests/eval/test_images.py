@@ -1,7 +1,6 @@
-"""Image metrics: radially averaged power spectrum, pixel histograms, Inception-FID without torchmetrics."""
+"""Image metrics: radially averaged power spectrum and pixel histograms."""
 
 import numpy as np
-import pytest
 
 from audiodiff.eval.images import pixel_histogram_distance, power_spectrum_distance, radial_power_spectrum
 
@@ -24,5 +23,3 @@ def test_distances_zero_on_identical_sets_and_separating():
     assert power_spectrum_distance(a, smooth) > 0.3
     dark, light = np.zeros_like(a), np.full_like(a, 255)
     assert pixel_histogram_distance(dark, light) == 1.0
-
-
