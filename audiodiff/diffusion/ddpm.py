@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from audiodiff.diffusion.formulation import fill_draws
 from audiodiff.diffusion.samplers import ddpm_sigmas
 from audiodiff.diffusion.utils import append_dims
 
@@ -188,10 +189,7 @@ class DDPM(nn.Module):
             {"denoise": (B,), "x0_hat": like x0, "x": noisy input in the sigma view,
              "sigma": (B,), "weight": (B,) ones (EDM's loss weight has no DDPM analogue), "t": (B,) steps}
         """
-        if t is None or noise is None:
-            t_new, noise_new = self.sample_training(x0)
-            t = t_new if t is None else t
-            noise = noise_new if noise is None else noise
+        t, noise = fill_draws(self, x0, t, noise)
         abar = self.abar[t]
         x_t = self.q_sample(x0, t, noise)
         out = net(x_t, t.to(x0.dtype), cond)

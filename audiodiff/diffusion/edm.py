@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from audiodiff.diffusion.formulation import fill_draws
 from audiodiff.diffusion.utils import append_dims
 
 
@@ -97,10 +98,7 @@ class EDM(nn.Module):
         Returns:
             {"denoise": (B,), "x0_hat", "x": noisy input, "sigma": (B,), "weight": lambda(sigma) (B,)}
         """
-        if sigma is None or noise is None:
-            s_new, n_new = self.sample_training(x0)
-            sigma = s_new if sigma is None else sigma
-            noise = n_new if noise is None else noise
+        sigma, noise = fill_draws(self, x0, sigma, noise)
         x = x0 + append_dims(sigma, x0.ndim) * noise
         x0_hat = self.denoise(net, x, sigma, cond)
         weight = self.loss_weight(sigma)

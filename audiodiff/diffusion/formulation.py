@@ -44,6 +44,9 @@ class Formulation(Protocol):
     def levels_from(self, draw: Tensor) -> Tensor:
         """Training levels (B,) from per-example draws (B,) of the kind `level_draw` names."""
 
+    def sample_training(self, x0: Tensor, generator=None) -> tuple[Tensor, Tensor]:
+        """Training levels (B,) and Gaussian noise like x0, drawn from `generator` (default: global)."""
+
     def training_terms(self, net: nn.Module, x0: Tensor, cond: Tensor | None = None, **sample) -> dict[str, Tensor]:
         """Per-example denoising loss and the regularizer's inputs (see DDPM/EDM.training_terms)."""
 
@@ -52,6 +55,18 @@ class Formulation(Protocol):
 
     def fractional_steps(self, sigmas: Tensor) -> list[float]:
         """Training-step positions of `sigmas` that fall between integer steps (discrete only)."""
+
+
+def fill_draws(formulation, x0: Tensor, level: Tensor | None, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+    """`level` and `noise` as given, what is missing drawn by `formulation.sample_training(x0)`.
+
+    Both are drawn (in that order) whenever one is missing, so the global RNG advances the same way.
+    """
+    if level is None or noise is None:
+        new_level, new_noise = formulation.sample_training(x0)
+        level = new_level if level is None else level
+        noise = new_noise if noise is None else noise
+    return level, noise
 
 
 def training_sample(formulation: Formulation, draws: Mapping[str, Tensor], noise: Tensor) -> dict[str, Tensor]:
