@@ -29,7 +29,7 @@ class Options:
     classifier: str | Path | None = None
 
     def cache(self) -> str | Path:
-        from audiodiff.eval.pretrained import cache_dir
+        from audiodiff.eval.weights import cache_dir
 
         return self.cache_dir or cache_dir("embeddings")
 
