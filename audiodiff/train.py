@@ -153,6 +153,21 @@ def train_step(
     return sums, grad_norm, ok
 
 
+def _crop_note(cfg: ExperimentConfig, net: nn.Module, task) -> str | None:
+    """A warning when a waveform crop is shorter than the network's receptive field, else None.
+
+    Not an error: the paper's SC09 DiffWave (36 layers, cycle 12: 24,571 samples) trains on
+    16,000-sample crops; the network zero-pads, so its widest dilations see padding while training.
+    """
+    field = getattr(net, "receptive_field", 0)
+    if not task.waveform or field <= cfg.data.segment:
+        return None
+    return (
+        f"warning: data.segment={cfg.data.segment} is shorter than the network's receptive field "
+        f"({field} samples): its widest dilations see only zero padding while training"
+    )
+
+
 def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, progress: bool = True) -> Path:
     """Train as `cfg` says; returns the run directory exp_dir/name.
 
@@ -253,6 +268,9 @@ def _train(
     log = open(run / "log.txt", "a") if rank == 0 else None  # noqa: SIM115
     if log and task.bad:
         log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
+    if log and (note := _crop_note(cfg, net, task)):
+        log.write(note + "\n")
+        tqdm.write(note)
     bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, disable=rank != 0 or not progress)
     autocast = device.type == "cuda" and tc.bf16
 

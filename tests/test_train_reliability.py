@@ -199,3 +199,15 @@ def test_read_only_output_folders_are_one_line_errors(tmp_path, corpus, config, 
     assert f"evaluate: output folder {read_only / 'ev'} is not writable" in out
     out = fail_cli(*args, "--out", tmp_path / "ev", "--cache", read_only / "cache")
     assert f"embedding cache (--cache) {read_only / 'cache'}" in out and "is not writable" in out
+
+
+def test_a_crop_shorter_than_the_receptive_field_is_logged_not_refused(tmp_path, corpus, config):
+    # 12 layers, cycle 10: receptive field 1 + 2 * (1023 + 1 + 2) = 2053 samples > the 1024-sample crop
+    wide = ["model.diffwave.layers=12", "model.diffwave.cycle=10", "train.steps=1"]
+    run = train_cli(config, corpus, tmp_path / "exp", "wide", *wide)
+    assert (
+        "data.segment=1024 is shorter than the network's receptive field (2053 samples)"
+        in (run / "log.txt").read_text()
+    )
+    run = train_cli(config, corpus, tmp_path / "exp", "narrow", "train.steps=1")  # receptive field 7
+    assert "receptive field" not in (run / "log.txt").read_text()
