@@ -209,8 +209,11 @@ class MelTask(AudioTask):
 
     def decode(self, x, seeds):
         mels = unit_to_mel(x[:, 0], self.cfg.data.mel_range)
-        if self.vocoder is None:
-            return griffin_lim(self.logmel, mels, length=self.segment)
+        if self.vocoder is None:  # the initial phase drawn from each output's own seed, as the sample was
+            gens = [torch.Generator(mels.device).manual_seed(int(seed)) for seed in seeds]
+            return torch.cat(
+                [griffin_lim(self.logmel, m[None], length=self.segment, generator=g) for m, g in zip(mels, gens)]
+            )
         from audiodiff.sampling import sample
 
         vcfg, vnet, vform, _ = self.vocoder

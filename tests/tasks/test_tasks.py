@@ -74,3 +74,16 @@ def test_a_toy_task_trains_and_generates_through_the_normal_path(tmp_path, monke
     assert np.array_equal(np.load(again[0]), np.load(paths[2]))
     with pytest.raises(ConfigError, match=r"task=toy needs model.kind in \['diffwave'\], got model.kind=unet"):
         load_config(conf, ["name=toy", "data.train=unused", "model.kind=unet"])
+
+
+def test_griffin_lim_decoding_depends_on_the_seed_only():
+    """A mel sample's audio is a function of its seed: not of the global RNG or of its batch."""
+    cfg = load_config("egs/digits/conf/mel_baseline.yaml", ["name=mel", "data.train=unused"])
+    task = TASKS["mel"](cfg)
+    x = torch.rand((3, *task.shape()), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    torch.manual_seed(1)
+    batch = task.decode(x, [5, 6, 7])
+    torch.manual_seed(2)
+    alone = task.decode(x[1:2], [6])
+    assert torch.equal(batch[1], alone[0])
+    assert not torch.allclose(task.decode(x[1:2], [8])[0], alone[0], atol=1e-3)
