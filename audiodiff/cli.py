@@ -60,19 +60,43 @@ def prepare(corpus: str, options: tuple[str, ...], out: str) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 @click.option("--resume", is_flag=True, help="Continue the run from its latest checkpoint.")
-@click.option("--force", is_flag=True, help="Replace a non-empty run directory.")
+@click.option(
+    "--auto-resume", is_flag=True, help="Continue the run if it has a checkpoint, else start it (the recipes)."
+)
+@click.option(
+    "--allow-changes",
+    is_flag=True,
+    help="Resume with settings other than the checkpoint's (e.g. regularizer.lam); recorded in log.txt.",
+)
+@click.option("--force", is_flag=True, help="Replace a run that has a checkpoint (deletes it).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to log.txt).")
-def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dry_run: bool, no_progress: bool) -> None:
+def train(
+    config: str,
+    overrides: tuple[str, ...],
+    resume: bool,
+    auto_resume: bool,
+    allow_changes: bool,
+    force: bool,
+    dry_run: bool,
+    no_progress: bool,
+) -> None:
     """Train a model from a YAML CONFIG with key.path=value OVERRIDES.
+
+    A run directory with a checkpoint is never replaced without --force; one without (a start
+    that failed or was stopped early) is started anew. On --resume, settings other than the
+    checkpoint's are refused unless --allow-changes (train.steps and the logging intervals may change).
 
     \b
     Example:
-      audiodiff train egs/digits/conf/diffwave_amp.yaml name=amp1 train.steps=2000 regularizer.lam=1e-4
+      audiodiff train egs/digits/conf/amp.yaml name=amp1 data.train=data/digits/data/train train.steps=2000
+      audiodiff train egs/digits/conf/amp.yaml name=amp1 data.train=data/digits/data/train --resume train.steps=4000
       torchrun --nproc_per_node 4 -m audiodiff.cli train conf.yaml name=big   # 4 GPUs, same global batch
     """
     from audiodiff.config import ConfigError, load_config, to_yaml
 
+    if sum((resume, auto_resume, force)) > 1:
+        _fail(ValueError("--resume, --auto-resume and --force exclude each other; pass one"))
     try:
         cfg = load_config(config, overrides)
     except ConfigError as err:
@@ -85,7 +109,7 @@ def train(config: str, overrides: tuple[str, ...], resume: bool, force: bool, dr
     from audiodiff.train import train as run_train
 
     try:
-        run = run_train(cfg, resume=resume, force=force, progress=not no_progress)
+        run = run_train(cfg, resume, force, not no_progress, auto_resume=auto_resume, allow_changes=allow_changes)
     except (OSError, ValueError, NonFiniteLossError, RunInUseError) as err:  # OSError: read-only, disk full
         _fail(err)
     click.echo(f"run directory: {run}")

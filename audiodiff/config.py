@@ -335,6 +335,26 @@ def to_yaml(cfg: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys -> leaf values of a config container (lists are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_changes(old: ExperimentConfig, new: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (old value, new value)} for every setting that differs, in key order.
+
+    `name` and `exp_dir` (where the run is) are not compared.
+    """
+    a, b = (_flat(OmegaConf.to_container(c, resolve=True)) for c in (old, new))
+    skip = {"name", "exp_dir"}
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if k not in skip and a.get(k) != b.get(k)}
+
+
 def from_yaml(text: str, source: str = "stored config") -> ExperimentConfig:
     """Rebuild a validated config from `to_yaml` text (e.g. from a checkpoint); `source` names it in errors.
 

@@ -1,4 +1,5 @@
-"""Output folders and run directories: a writability check, and one writer per run directory.
+"""Output folders and run directories: a writability check, one writer per run directory, and
+what a start may do with what a run directory holds (never lose a run with a checkpoint).
 
 A training run holds an exclusive `flock` on `<run>/train.lock` (which records its pid and
 host) for as long as it runs. The kernel drops the lock when the process dies, so a lock
@@ -13,7 +14,12 @@ import os
 import shutil
 import socket
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+
+import torch.distributed as dist
+
+from audiodiff.checkpoint import latest_checkpoint, remove_stale_temps
 
 LOCK_NAME = "train.lock"
 
@@ -92,6 +98,123 @@ def clear_run_dir(run: Path) -> None:
             child.unlink()
 
 
+# What a training start writes before its first checkpoint (log.txt is appended to, never removed).
+START_FILES = ("config.yaml", "tensorboard", "samples", "checkpoints")
+
+
+def clear_failed_start(run: Path) -> list[str]:
+    """Remove what a start that never wrote a checkpoint left in `run` (START_FILES); returns their names.
+
+    A run directory without a checkpoint holds no work to protect: a data error or a Ctrl-C before
+    the first checkpoint must not block the next start. Other files (and log.txt) are kept.
+    """
+    removed = []
+    for name in START_FILES:
+        child = run / name
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        elif child.exists() or child.is_symlink():
+            child.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
 def run_contents(run: Path) -> list[Path]:
     """What a run directory holds besides its lock file."""
     return [c for c in run.iterdir() if c.name != LOCK_NAME] if run.is_dir() else []
+
+
+def check_data(cfg) -> None:
+    """Fail before anything is created when the training data cannot be there at all."""
+    if not Path(cfg.data.train).exists():
+        raise FileNotFoundError(
+            f"data.train={cfg.data.train} not found (a Kaldi data dir, a folder of audio or a split with images.npy)"
+        )
+
+
+def prepare_run_dir(run: Path, resume: bool, force: bool, rank: int, auto_resume: bool = False) -> tuple:
+    """Lock the run directory (rank 0), check it against resume/force and make checkpoints/.
+
+    A run is protected once it has a checkpoint: starting over it needs --force. A directory
+    without one (a start that failed or was stopped before its first checkpoint) is no run: its
+    leftovers (START_FILES) are removed and the start goes ahead; log.txt is appended to.
+    `auto_resume` resumes when there is a checkpoint and starts otherwise.
+
+    Returns:
+        (the held RunLock on rank 0, a no-op context elsewhere; whether the run resumes).
+    """
+    lock: AbstractContextManager = nullcontext()
+    if rank == 0:
+        if resume and not auto_resume and not run.is_dir():
+            raise FileNotFoundError(f"--resume: no run directory {run}; start it without --resume")
+        lock = RunLock(writable_dir(run, "run directory"))
+        try:
+            latest = latest_checkpoint(run / "checkpoints") if (run / "checkpoints").is_dir() else None
+            if resume and not auto_resume and latest is None:
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint in {run / 'checkpoints'} to resume; start without --resume "
+                    "(add --force to replace what the run directory holds)"
+                )
+            resume = resume and latest is not None
+            if not resume and latest is not None:
+                if not force:
+                    raise FileExistsError(
+                        f"run directory {run} holds a run (checkpoint {latest.name}); pass --resume to continue "
+                        "it or --force to replace it"
+                    )
+                clear_run_dir(run)
+            elif not resume and (removed := clear_failed_start(run)):
+                with open(run / "log.txt", "a") as log:
+                    log.write(f"no checkpoint: removed {', '.join(removed)} of an earlier start; starting anew\n")
+            (run / "checkpoints").mkdir(exist_ok=True)
+            remove_stale_temps(run / "checkpoints")
+        except BaseException:
+            lock.release()
+            raise
+    if dist.is_initialized():
+        dist.barrier()
+    if auto_resume and rank != 0:
+        resume = latest_checkpoint(run / "checkpoints") is not None
+    return lock, resume
+
+
+# Settings a resume may change without --allow-changes: how long and how often, not what is trained.
+RESUME_FREE = (
+    "train.steps",
+    "train.log_every",
+    "train.ckpt_every",
+    "train.sample_every",
+    "train.num_samples",
+    "train.keep_ckpts",
+    "data.num_workers",
+)
+
+
+def resume_changes(stored, cfg, latest: Path, allow: bool) -> list[str]:
+    """'key: old -> new' for every setting that differs from the checkpoint's; raises on a
+    change outside RESUME_FREE unless `allow`."""
+    from audiodiff.config import config_changes
+
+    changes = config_changes(stored, cfg)
+    bound = [key for key in changes if key not in RESUME_FREE]
+    if bound and not allow:
+        listed = ", ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in bound)
+        raise ValueError(
+            f"--resume: the config changes {listed} of {latest}; pass --allow-changes to continue with "
+            "them (recorded in log.txt), or resume with the run's own settings"
+        )
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items()]
+
+
+def record_resume(run: Path, log, latest: Path, step: int, changes: list[str], text: str) -> None:
+    """log.txt gets the resume and its changes; a config.yaml about to change is kept in config_history/."""
+    log.write(
+        f"step {step}: resumed from {latest.name}" + (f"; changed {'; '.join(changes)}" if changes else "") + "\n"
+    )
+    log.flush()
+    old = run / "config.yaml"
+    if old.is_file() and old.read_text() != text:
+        (run / "config_history").mkdir(exist_ok=True)
+        old.replace(run / "config_history" / f"config.before-step-{step:08d}.yaml")

@@ -12,7 +12,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -21,14 +20,14 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from audiodiff.builders import build_formulation, build_network, build_task
-from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, remove_stale_temps, save_checkpoint
+from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
 from audiodiff.data.datasets import TrainingStream
 from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import SpectralObjective, training_sample
 from audiodiff.finetune import init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
-from audiodiff.runfiles import RunLock, clear_run_dir, run_contents, writable_dir
+from audiodiff.runfiles import check_data, prepare_run_dir, record_resume, resume_changes
 from audiodiff.sampling import sample
 from audiodiff.tasks import Task
 
@@ -54,39 +53,6 @@ def _lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.5 * (1 + math.cos(math.pi * progress))
     return 1.0
-
-
-def _prepare_run_dir(run: Path, resume: bool, force: bool, rank: int) -> AbstractContextManager:
-    """Lock the run directory (rank 0), check it against resume/force and make checkpoints/.
-
-    Returns:
-        The held RunLock on rank 0 (a no-op context elsewhere): the run holds it until it ends.
-    """
-    lock: AbstractContextManager = nullcontext()
-    if rank == 0:
-        if resume and not run.is_dir():
-            raise FileNotFoundError(f"--resume: no run directory {run}; start it without --resume")
-        lock = RunLock(writable_dir(run, "run directory"))
-        try:
-            if resume and latest_checkpoint(run / "checkpoints") is None:
-                raise FileNotFoundError(
-                    f"--resume: no checkpoint in {run / 'checkpoints'} to resume; start without --resume "
-                    "(add --force to replace what the run directory holds)"
-                )
-            if not resume and run_contents(run):
-                if not force:
-                    raise FileExistsError(
-                        f"run directory {run} is not empty; pass --resume to continue it or --force to replace it"
-                    )
-                clear_run_dir(run)
-            (run / "checkpoints").mkdir(exist_ok=True)
-            remove_stale_temps(run / "checkpoints")
-        except BaseException:
-            lock.release()
-            raise
-    if dist.is_initialized():
-        dist.barrier()
-    return lock
 
 
 def _check_replicas(model: nn.Module) -> None:
@@ -168,23 +134,42 @@ def _crop_note(cfg: ExperimentConfig, net: nn.Module, task) -> str | None:
     )
 
 
-def train(cfg: ExperimentConfig, resume: bool = False, force: bool = False, progress: bool = True) -> Path:
+def train(
+    cfg: ExperimentConfig,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    auto_resume: bool = False,
+    allow_changes: bool = False,
+) -> Path:
     """Train as `cfg` says; returns the run directory exp_dir/name.
 
     Writes config.yaml, log.txt, TensorBoard events, checkpoints/ (atomic, last K + `latest`),
     and samples/ every train.sample_every steps. With `resume` it continues exactly where the
-    latest checkpoint stopped (same weights as an uninterrupted run on CPU). The run directory
+    latest checkpoint stopped (same weights as an uninterrupted run on CPU); `auto_resume` does
+    so when there is a checkpoint and starts otherwise. Resuming with settings other than the
+    checkpoint's (besides RESUME_FREE) needs `allow_changes`; the changes and the step are then
+    written to log.txt and the previous config.yaml kept in config_history/. The run directory
     is locked for the whole run: a second writer is refused (RunInUseError).
     """
     rank, world, local_rank = _distributed()
     run = Path(cfg.exp_dir) / cfg.name
-    with _prepare_run_dir(run, resume, force, rank):
-        _train(cfg, run, resume, progress, rank, world, local_rank)
+    check_data(cfg)
+    lock, resume = prepare_run_dir(run, resume or auto_resume, force, rank, auto_resume)
+    with lock:
+        _train(cfg, run, resume, progress, rank, world, local_rank, allow_changes)
     return run
 
 
 def _train(
-    cfg: ExperimentConfig, run: Path, resume: bool, progress: bool, rank: int, world: int, local_rank: int
+    cfg: ExperimentConfig,
+    run: Path,
+    resume: bool,
+    progress: bool,
+    rank: int,
+    world: int,
+    local_rank: int,
+    allow_changes: bool = False,
 ) -> None:
     """The loop of `train()`, run while the run directory is locked."""
     from torch.utils.tensorboard import SummaryWriter
@@ -225,7 +210,7 @@ def _train(
         spectral.compile(mode=mode)
 
     # ---- resume (the RNG state is restored just before the loop, after everything that draws from it)
-    step, rng = 0, None
+    step, rng, changes = 0, None, []
     latest = latest_checkpoint(run / "checkpoints") if resume else None
     if resume and latest is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {run / 'checkpoints'}")
@@ -240,6 +225,7 @@ def _train(
                     "resume with the run's own config or pass --force to start over"
                 )
         load_weights(net, state["model"], latest)
+        changes = resume_changes(stored, cfg, latest, allow_changes)
         for (name, _), e in zip(net.named_parameters(), ema):
             e.copy_(state["ema"][name])
         opt.load_state_dict(state["optimizer"])
@@ -262,10 +248,12 @@ def _train(
 
     # ---- logging (rank 0 only)
     writer = None
+    log = open(run / "log.txt", "a") if rank == 0 else None  # noqa: SIM115
     if rank == 0:
+        if latest is not None:
+            record_resume(run, log, latest, step, changes, to_yaml(cfg))
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
-    log = open(run / "log.txt", "a") if rank == 0 else None  # noqa: SIM115
     if log and task.bad:
         log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
     if log and (note := _crop_note(cfg, net, task)):

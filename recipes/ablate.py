@@ -128,7 +128,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict
                 *cli,
                 "train",
                 str(cfg_path),
-                "--force",
+                "--auto-resume",
                 "--no-progress",
                 f"name={run.name}",
                 f"exp_dir={run.parent}",

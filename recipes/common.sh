@@ -1,27 +1,45 @@
 #!/usr/bin/env bash
 # Shared helper sourced by every egs/<dataset>/run.sh (Kaldi/ESPnet style): option parsing and
 # logging only; the stages themselves are written out in each run.sh.
-# - parses "--name value" options into the variables the recipe declared before sourcing this file
-#   (an unknown option is an error; stage, stop_stage and ngpu must be whole numbers);
+# - the recipe's options are the `name=default` lines before it sources this file; "--name value"
+#   sets one (an unknown option is an error; stage, stop_stage and ngpu must be whole numbers),
+#   --help lists them with their defaults under the recipe's header comment;
+# - train_args (when declared): extra `key=value` overrides for `audiodiff train`, space-separated
+#   (ESPnet's --train_args), split into the array train_overrides;
 # - stage_enabled N: true when stage <= N <= stop_stage;
 # - log MESSAGE: timestamped line on stderr and in $log_file;
+# - logged CMD...: log the exact command, run it, and append its output to $log_file too;
 # - launcher: "audiodiff" or, with --ngpu N > 1, "torchrun --nproc_per_node N -m audiodiff.cli".
 set -euo pipefail
+
+recipe="./$(basename "$0")"  # each run.sh cd's to its own folder before sourcing this file
+recipe_options="$(awk '/recipes\/common\.sh/ {exit} /^[a-z_][a-z0-9_]*=/ {print}' "$recipe")"
+option_names=" $(sed 's/=.*//' <<<"$recipe_options" | tr '\n' ' ')"
+
+for arg in "$@"; do
+    if [ "$arg" = "--help" ] || [ "$arg" = "-h" ]; then
+        echo "Usage: $0 [--option value ...]"
+        awk 'NR > 1 && /^#/ {sub(/^# ?/, "  "); print; next} NR > 1 {exit}' "$recipe"
+        echo "Options (--name value; default after the name):"
+        sed -E 's/^([a-z_0-9]+)=("[^"]*"|[^ ]*)(.*)$/  --\1 \2\3/' <<<"$recipe_options"
+        exit 0
+    fi
+done
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --*)
             name="${1#--}"
             name="${name//-/_}"
-            if ! declare -p "$name" >/dev/null 2>&1; then
-                echo "$0: unknown option $1 (declared options: stage stop_stage ngpu tag and the recipe's own)" >&2
+            if [[ "$option_names" != *" $name "* ]]; then
+                echo "$0: unknown option $1 (options:${option_names% }; --help lists them)" >&2
                 exit 2
             fi
             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
             printf -v "$name" '%s' "$2"
             shift 2
             ;;
-        *) echo "$0: unexpected argument $1" >&2; exit 2 ;;
+        *) echo "$0: unexpected argument $1 (options look like --name value; --help lists them)" >&2; exit 2 ;;
     esac
 done
 
@@ -32,6 +50,11 @@ for name in stage stop_stage ngpu; do  # numbers, or `[ -le ]` would fail quietl
     fi
 done
 
+train_overrides=()
+if declare -p train_args >/dev/null 2>&1; then
+    read -ra train_overrides <<<"$train_args"
+fi
+
 mkdir -p "${log_dir:-log}"
 log_file="${log_dir:-log}/run.$(date +%Y%m%d-%H%M%S).log"
 
@@ -40,6 +63,11 @@ log() {
     line="$(date '+%Y-%m-%d %H:%M:%S') [$(basename "$0")] $*"
     echo "$line" >&2
     echo "$line" >>"$log_file"
+}
+
+logged() {
+    log "\$ $(printf '%q ' "$@")"
+    "$@" 2>&1 | tee -a "$log_file"
 }
 
 stage_enabled() {

@@ -19,7 +19,7 @@ def run_recipe(tmp_path, *args, recipe="digits"):
     fake.mkdir(exist_ok=True)
     calls = tmp_path / "calls.txt"
     for name in ("audiodiff", "torchrun"):
-        (fake / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {calls}\n')
+        (fake / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {calls}\necho "output of {name} $1"\n')
         (fake / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     done = subprocess.run(
@@ -63,6 +63,30 @@ def test_options_reach_the_commands_and_ngpu_uses_torchrun(tmp_path):
     assert done.returncode == 0, done.stderr
     assert calls[0].startswith("torchrun --nproc_per_node 2 -m audiodiff.cli train conf/amp.yaml")
     assert "name=amp7" in calls[0]
+
+
+@pytest.mark.parametrize("recipe", sorted(p.parent.name for p in ROOT.glob("egs/*/run.sh")))
+def test_help_lists_every_option_with_its_default(tmp_path, recipe):
+    done, calls = run_recipe(tmp_path, "--help", recipe=recipe)
+    assert done.returncode == 0 and not calls and not (tmp_path / "log").exists()
+    text = (ROOT / f"egs/{recipe}/run.sh").read_text()
+    options = re.findall(r"^([a-z_0-9]+)=(\S*)", text.split("recipes/common.sh")[0], re.M)
+    assert {"stage", "stop_stage", "tag", "conf", "train_args"} <= {name for name, _ in options}
+    for name, default in options:
+        assert re.search(rf"^  --{name} {re.escape(default)}(  #|$)", done.stdout, re.M), (name, done.stdout)
+
+
+def test_train_resumes_passes_overrides_and_logs_commands_with_output(tmp_path):
+    done, calls = run_recipe(
+        tmp_path, "--stage", "3", "--stop_stage", "3", "--tag", "t", "--train_args", "train.steps=7 regularizer.lam=0"
+    )
+    assert done.returncode == 0, done.stderr
+    args = calls[0].split()
+    assert "--auto-resume" in args and "--force" not in args
+    assert args[-2:] == ["train.steps=7", "regularizer.lam=0"]
+    log = next((tmp_path / "log").glob("run.*.log")).read_text()
+    assert re.search(r"\$ audiodiff train conf/demo\.yaml --auto-resume .*name=t .*train\.steps=7", log)
+    assert "output of audiodiff train" in log
 
 
 def test_unknown_option_is_an_error(tmp_path):
@@ -175,13 +199,13 @@ def test_classifier_stage_keeps_an_existing_classifier(tmp_path, recipe):
 
 def test_the_shared_shell_only_parses_options_and_logs():
     functions = re.findall(r"^(\w+)\(\)\s*\{", (ROOT / "recipes/common.sh").read_text(), re.M)
-    assert sorted(functions) == ["log", "stage_enabled"]
+    assert sorted(functions) == ["log", "logged", "stage_enabled"]
 
 
 @pytest.mark.parametrize("run_sh", sorted(ROOT.glob("egs/*/run.sh")), ids=lambda p: p.parent.name)
 def test_every_stage_is_written_out_in_its_run_sh(run_sh):
     text = run_sh.read_text()
-    last = int(re.search(r"^stop_stage=(\d+)$", text, re.M).group(1))
+    last = int(re.search(r"^stop_stage=(\d+)\b", text, re.M).group(1))
     assert [int(n) for n in re.findall(r"^if stage_enabled (\d+); then$", text, re.M)] == list(range(1, last + 1))
     for n in range(1, last + 1):
         assert f'log "stage {n}: ' in text, f"{run_sh}: stage {n} logs what it does"

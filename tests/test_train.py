@@ -96,7 +96,7 @@ def test_refuses_non_empty_run_dir_and_dry_run(tmp_path, corpus, config):
     exp = tmp_path / "exp"
     train_cli(config, corpus, exp, "r", "train.steps=2")
     res = run_cli("train", config, "--no-progress", *base_args(corpus, exp, "r", "train.steps=2"))
-    assert res.exit_code != 0 and "not empty; pass --resume" in res.output
+    assert res.exit_code != 0 and "holds a run (checkpoint ckpt-00000002.pt); pass --resume" in res.output
     res = run_cli("train", config, "--dry-run", *base_args(corpus, exp, "r", "train.lr=0.01"))
     assert res.exit_code == 0 and "lr: 0.01" in res.output
     res = run_cli("train", config, "--dry-run", *base_args(corpus, exp, "r", "train.lrr=0.01"))
@@ -158,7 +158,7 @@ def test_non_finite_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, cor
     run = train_cli(config, corpus, exp, "nan", "train.steps=2")
     before = (run / "checkpoints" / "ckpt-00000002.pt").read_bytes()
     bad = ["regularizer.lam=1e38", "regularizer.losses=[{name: amp}]", "train.max_bad_steps=3", "train.steps=8"]
-    res = run_cli("train", config, "--resume", "--no-progress", *base_args(corpus, exp, "nan", *bad))
+    res = run_cli("train", config, "--resume", "--allow-changes", "--no-progress", *base_args(corpus, exp, "nan", *bad))
     assert res.exit_code != 0 and "3 consecutive steps with a non-finite loss" in res.output
     assert (run / "checkpoints" / "ckpt-00000002.pt").read_bytes() == before
     # steps 3-4 were skipped, so the step-4 checkpoint (on its boundary) holds the step-2 weights

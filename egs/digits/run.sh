@@ -9,22 +9,23 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-stage=1
-stop_stage=5
-ngpu=0
-tag=demo
-conf=conf/demo.yaml
-data=data/digits
-exp=exp
-speakers=60
-seeds=0-15
-clf_epochs=20
-log_dir=log
+stage=1  # first stage to run
+stop_stage=5  # last stage to run
+ngpu=0  # GPUs for training (torchrun when > 1)
+tag=demo  # run name: the experiment is $exp/$tag
+conf=conf/demo.yaml  # training config
+data=data/digits  # corpus folder
+exp=exp  # experiments folder
+speakers=60  # stage 1: synthetic speakers
+seeds=0-15  # generate: one clip per seed
+clf_epochs=20  # stage 2: classifier epochs
+train_args=""  # the train stage: extra overrides, e.g. "train.steps=2000 regularizer.lam=1e-5"
+log_dir=log  # stage logs (run.<time>.log)
 . ../../recipes/common.sh
 
 if stage_enabled 1; then
     log "stage 1: synthesize the digits corpus into $data"
-    audiodiff prepare digits --out "$data" "speakers=$speakers"
+    logged audiodiff prepare digits --out "$data" "speakers=$speakers"
 fi
 
 if stage_enabled 2; then
@@ -32,24 +33,25 @@ if stage_enabled 2; then
         log "stage 2: $data/classifier exists, kept"
     else
         log "stage 2: train the digit classifier ($clf_epochs epochs) into $data/classifier"
-        audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
+        logged audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
             --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
     fi
 fi
 
 if stage_enabled 3; then
-    log "stage 3: train $conf as $exp/$tag (--force: the demo retrains from scratch)"
-    "${launcher[@]}" train "$conf" --force --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+    log "stage 3: train $conf as $exp/$tag (continues it if it has a checkpoint)"
+    logged "${launcher[@]}" train "$conf" --auto-resume --no-progress "name=$tag" "exp_dir=$exp" \
+        "data.train=$data/data/train" "${train_overrides[@]}"
 fi
 
 if stage_enabled 4; then
     log "stage 4: generate clips for seeds $seeds from $exp/$tag"
-    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+    logged audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
 fi
 
 if stage_enabled 5; then
     log "stage 5: evaluate $exp/$tag/generated against the unseen test voices of $data/data/test"
-    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
+    logged audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
         --classifier "$data/classifier"
 fi
 

@@ -6,21 +6,22 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-stage=1
-stop_stage=5
-ngpu=0
-tag=baseline
-conf=conf/baseline.yaml
-data=data/mnist
-exp=exp
-seeds=0-63
-clf_epochs=20
-log_dir=log
+stage=1  # first stage to run
+stop_stage=5  # last stage to run
+ngpu=0  # GPUs for training (torchrun when > 1)
+tag=baseline  # run name: the experiment is $exp/$tag
+conf=conf/baseline.yaml  # training config
+data=data/mnist  # corpus folder
+exp=exp  # experiments folder
+seeds=0-63  # generate: one clip per seed
+clf_epochs=20  # stage 2: classifier epochs
+train_args=""  # the train stage: extra overrides, e.g. "train.steps=2000 regularizer.lam=1e-5"
+log_dir=log  # stage logs (run.<time>.log)
 . ../../recipes/common.sh
 
 if stage_enabled 1; then
     log "stage 1: prepare mnist into $data"
-    audiodiff prepare mnist --out "$data"
+    logged audiodiff prepare mnist --out "$data"
 fi
 
 if stage_enabled 2; then
@@ -28,24 +29,25 @@ if stage_enabled 2; then
         log "stage 2: $data/classifier exists, kept"
     else
         log "stage 2: train the digit classifier ($clf_epochs epochs) into $data/classifier"
-        audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
+        logged audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
             --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
     fi
 fi
 
 if stage_enabled 3; then
     log "stage 3: train $conf as $exp/$tag"
-    "${launcher[@]}" train "$conf" --no-progress "name=$tag" "exp_dir=$exp" "data.train=$data/data/train"
+    logged "${launcher[@]}" train "$conf" --auto-resume --no-progress "name=$tag" "exp_dir=$exp" \
+        "data.train=$data/data/train" "${train_overrides[@]}"
 fi
 
 if stage_enabled 4; then
     log "stage 4: generate PNGs for seeds $seeds from $exp/$tag"
-    audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
+    logged audiodiff generate --ckpt "$exp/$tag" --seeds "$seeds" --out "$exp/$tag/generated"
 fi
 
 if stage_enabled 5; then
     log "stage 5: evaluate $exp/$tag/generated against $data/data/test"
-    audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
+    logged audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
         --classifier "$data/classifier"
 fi
 
