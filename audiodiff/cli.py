@@ -8,22 +8,18 @@ import click
 
 from audiodiff import __version__
 from audiodiff.builders import SAMPLER_PLANS
+from audiodiff.cli_eval import evaluate
+from audiodiff.cli_eval import fail as _fail
 from audiodiff.data.validate import ON_BAD_AUDIO
-from audiodiff.eval.registry import metric_names
-from audiodiff.eval.sets import KINDS as SET_KINDS
-
-
-def _fail(err: Exception) -> None:
-    message = str(err)
-    if isinstance(err, OSError) and err.strerror:  # not "[Errno 28] ...": the reason, then the file
-        message = err.strerror + (f": {err.filename}" if err.filename else "")
-    raise click.ClickException(message) from err
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__)
 def main() -> None:
     """audiodiff: audio diffusion with spectral regularization (arXiv 2603.02447)."""
+
+
+main.add_command(evaluate)  # defined in audiodiff.cli_eval with `report`
 
 
 @main.command()
@@ -180,84 +176,6 @@ def generate(
     except (OSError, ValueError) as err:
         _fail(err)
     click.echo(f"wrote {len(paths)} files to {out}")
-
-
-def _metric_help() -> str:
-    """--metrics' help, from the metric registry: each set kind's metrics and defaults."""
-    kinds = [
-        f"{kind}: {', '.join(metric_names(kind))} (default {','.join(k.defaults)})" for kind, k in SET_KINDS.items()
-    ]
-    return f"Comma-separated, for the sets' kind. {'; '.join(kinds)}. --classifier adds 'classifier'."
-
-
-@main.command()
-@click.option("--ref", required=True, type=click.Path(), help="Reference set: data dir or folder (audio), images.")
-@click.option("--gen", required=True, type=click.Path(), help="Generated set: data dir or folder (audio), images.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where metrics.json/.md and plots go.")
-@click.option(
-    "--kind",
-    type=click.Choice(list(SET_KINDS)),
-    default=None,
-    help="What the sets hold [default: images when --ref has images.npy, else audio].",
-)
-@click.option("--metrics", default=None, help=_metric_help())
-@click.option(
-    "--embedder",
-    default="ge2e",
-    show_default=True,
-    help="ge2e (offline, resemblyzer weights), melstats (no weights), vggish, pann, encodec, clap.",
-)
-@click.option(
-    "--embedder-weights",
-    type=click.Path(),
-    default=None,
-    help="The embedder's weights file (CLAP: a model dir) instead of the cache ($AUDIODIFF_WEIGHTS).",
-)
-@click.option(
-    "--cache", type=click.Path(), default=None, help="Embedding cache (default ~/.cache/audiodiff/embeddings)."
-)
-@click.option(
-    "--classifier",
-    type=click.Path(),
-    default=None,
-    help="A classifier dir (audiodiff train-classifier): adds classifier-FID, IS, mIS, AM.",
-)
-@click.option("--device", default="cpu")
-@click.option(
-    "--on-bad-audio",
-    type=click.Choice(["error", "skip"]),
-    default="error",
-    show_default=True,
-    help="Unusable files (missing, unreadable, NaN/inf, too short): stop listing them all, or skip them.",
-)
-def evaluate(ref, gen, out, kind, metrics, embedder, embedder_weights, cache, classifier, device, on_bad_audio) -> None:
-    """Compare a generated set with a reference set (audio: FAD, FAD-inf, KAD, NDB, mean spectrum).
-
-    \b
-    Example:
-      audiodiff evaluate --ref data/digits/data/test --gen exp/amp/generated --out exp/amp/eval
-    """
-    from audiodiff.eval.evaluate import evaluate as run_evaluate
-
-    try:
-        report = run_evaluate(
-            ref,
-            gen,
-            out,
-            None if metrics is None else [m.strip() for m in metrics.split(",")],
-            embedder,
-            cache,
-            device,
-            classifier=classifier,
-            embedder_weights=embedder_weights,
-            on_bad_audio=on_bad_audio,
-            kind=kind,
-        )
-    except (OSError, ValueError, ImportError) as err:
-        _fail(err)
-    for name, value in report["metrics"].items():
-        click.echo(f"{name:>22s}  {value:.4f}")
-    click.echo(f"wrote {out}/metrics.json")
 
 
 @main.command("train-classifier")

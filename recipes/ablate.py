@@ -13,7 +13,10 @@ The grid file (YAML, paths relative to it):
     generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options
     evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
     classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
-    report: [fad, kad, ndb, mean_spectrum_db]            # metrics.json keys, in table order
+    report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
+
+Embedding metrics carry their embedder (metrics.fad_ge2e); a grid's older name (metrics.fad) reads
+the same value, and so does a new name from metrics.json written before the rename.
     variants:
       - {name: baseline}
       - {name: amp, loss: ../../configs/loss/amp.yaml, lams: [1.0e-5, 1.0e-4, 1.0e-3]}
@@ -179,6 +182,20 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def _lookup(flat: dict[str, float], key: str, embedder: str | None) -> float | None:
+    """flat[key], or the same metric under its other name: metrics.fad <-> metrics.fad_<embedder>.
+
+    Scores in an embedding space are named after the embedder since issue 17 (fad -> fad_ge2e);
+    old grids name them without it, old metrics.json files store them without it.
+    """
+    if key in flat or embedder is None:
+        return flat.get(key)
+    for other in (f"{key}_{embedder}", key.removesuffix(f"_{embedder}")):
+        if other in flat:
+            return flat[other]
+    return None
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -196,15 +213,17 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         mpath = c["run"] / "eval" / "metrics.json"
         if not mpath.exists():
             continue
-        flat = _flatten(json.loads(mpath.read_text()))
+        metrics = json.loads(mpath.read_text())
+        flat, embedder = _flatten(metrics), (metrics.get("embedder") or {}).get("name")
         tpath = c["run"] / "timing.json"
         timing = json.loads(tpath.read_text()) if tpath.exists() else {}
         g = groups.setdefault(c["group"], {"variant": c["variant"], "lam": c["lam"], "seeds": [], "values": {}})
         g["seeds"].append(c["seed"])
         g.setdefault("train_s", []).append(timing.get("train_s"))
         for k in keys:
-            if k in flat:
-                g["values"].setdefault(k, []).append(flat[k])
+            value = _lookup(flat, k, embedder)
+            if value is not None:
+                g["values"].setdefault(k, []).append(value)
     rows = []
     for name, g in groups.items():
         row = {"group": name, "variant": g["variant"], "lam": g["lam"], "seeds": g["seeds"]}

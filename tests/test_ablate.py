@@ -85,3 +85,20 @@ def test_inline_regularizer_variant_composes(tmp_path):
     (tmp_path / "run.yaml").write_text(cell["config"])
     cfg = load_config(tmp_path / "run.yaml", ["name=x", "data.train=/d"])
     assert cfg.regularizer.lam == 0.5 and cfg.regularizer.weighting == "weighted" and cfg.train.seed == 3
+
+
+def test_report_reads_embedding_metrics_under_old_and_new_names(tmp_path):
+    """Grids name metrics.fad_ge2e since issue 17; old grids say metrics.fad, old metrics.json store "fad"."""
+    grid = _grid(tmp_path)
+    cells = ablate.cells(grid)[:2]  # baseline, seeds 0 and 1
+    old = {"metrics": {"fad": 1.0}, "embedder": {"name": "ge2e"}}
+    new = {"metrics": {"fad_ge2e": 3.0}, "embedder": {"name": "ge2e"}}
+    for c, metrics in zip(cells, [old, new]):
+        (c["run"] / "eval").mkdir(parents=True)
+        (c["run"] / "eval" / "metrics.json").write_text(json.dumps(metrics))
+        (c["run"] / "config.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
+    for key in ("metrics.fad", "metrics.fad_ge2e"):
+        row = ablate.report({**grid, "report": [key]}, cells)["rows"][0]
+        assert row[key]["values"] == [1.0, 3.0]
+    row = ablate.report({**grid, "report": ["metrics.fad_vggish"]}, cells)["rows"][0]
+    assert "metrics.fad_vggish" not in row  # another embedder's score is not this one

@@ -135,7 +135,7 @@ def test_digits_recipe_end_to_end_tiny(tmp_path):
     gen = tmp_path / "exp" / "demo" / "generated"
     assert sorted(p.name for p in gen.iterdir()) == ["0.wav", "1.wav", "settings.json", "spectrograms.png"]
     report = json.loads((tmp_path / "exp" / "demo" / "eval" / "metrics.json").read_text())
-    assert report["n_gen"] == 2 and report["metrics"]["fad"] >= 0 and "kad" in report["metrics"]
+    assert report["n_gen"] == 2 and report["metrics"]["fad_ge2e"] >= 0 and "kad_ge2e" in report["metrics"]
     assert report["metrics"]["inception_score"] >= 1 and report["classifier"]["labels"][:2] == ["0", "1"]
     assert (tmp_path / "data" / "data" / "test" / "wav.scp").is_file()
 

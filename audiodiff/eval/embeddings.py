@@ -114,6 +114,17 @@ EMBEDDERS = {
     "clap": ClapEmbedder,
 }
 
+# What each embedding captures, said beside every score computed in it (console, metrics.md,
+# report.html): a FAD in a speaker embedding measures voices, not words or audio quality.
+ABOUT = {
+    "ge2e": "GE2E speaker embedding (resemblyzer): how the voices sound, not the words or the audio quality",
+    "melstats": "mean and spread of 64 log-mel bands: spectral balance only, no learned perception",
+    "vggish": "VGGish AudioSet classifier, the original FAD (Kilgour et al. 2019): sound-event content and quality",
+    "pann": "PANN CNN14 AudioSet tagger: sound-event content",
+    "encodec": "EnCodec 24 kHz encoder latents, mean over frames: the acoustic detail a neural codec keeps",
+    "clap": "LAION-CLAP audio embedding, 10 s windows: content as text describes it",
+}
+
 
 def build_embedder(name: str, device: str = "cpu", weights: str | Path | None = None):
     """An embedder by registry name; `weights` overrides where its weights file (or CLAP dir) is."""

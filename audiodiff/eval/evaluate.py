@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from audiodiff.eval.context import read_floor, run_context
 from audiodiff.eval.needs import Context, Options
 from audiodiff.eval.registry import METRICS, check_metrics
 from audiodiff.eval.report import write_metrics, write_report
+from audiodiff.eval.results import append_csv, csv_row, per_file_scores, source_commit, write_per_file
 from audiodiff.eval.sets import KINDS, detect_kind
 from audiodiff.runfiles import writable_dir
 
@@ -31,6 +33,9 @@ def evaluate(
     embedder_weights: str | Path | None = None,
     on_bad_audio: str = "error",
     kind: str | None = None,
+    csv: str | Path | None = None,
+    per_file: bool = False,
+    floor: str | Path | None = None,
 ) -> dict:
     """Compare the set under `gen` with `ref`; write metrics.json/.md, plots and (audio) report.html.
 
@@ -47,6 +52,12 @@ def evaluate(
             shorter than `MIN_SECONDS`): "error" stops listing all bad files by id, "skip" scores
             the others and lists the left-out files under "skipped_audio" in the report.
         kind: "audio" or "images" (`KINDS`); None: "images" when `ref` holds images.npy.
+        csv: a results table shared by many evaluations: one row (gen, ref, embedder, set sizes,
+            metrics) is appended (`audiodiff.eval.results.append_csv`).
+        per_file: audio: also write per_file.csv, each generated clip's distance to the reference
+            set in the embedder's space (`audiodiff.eval.results.per_file_scores`).
+        floor: a real-vs-real evaluation (its folder or metrics.json): its metrics are recorded as
+            the real-data floor of each metric (report["floor"]) and shown in report.html.
 
     Returns:
         The report written to metrics.json.
@@ -60,9 +71,16 @@ def evaluate(
     check_metrics(asked, kind)
     if "classifier" in asked and not classifier:
         raise ValueError("metric 'classifier' needs --classifier DIR (from `audiodiff train-classifier`)")
+    if per_file and kind != "audio":
+        raise ValueError(f"--per-file scores audio clips in an embedding space; these sets hold {kind}")
+    if csv is not None and not Path(csv).parent.is_dir():
+        raise FileNotFoundError(f"--csv {csv}: folder {Path(csv).parent} does not exist")
+    floors = read_floor(floor) if floor is not None else None
     sets = KINDS[kind].read(ref, gen, on_bad_audio)
     out = writable_dir(out, "evaluate: output folder")
-    report = KINDS[kind].head(sets, asked)
+    report = KINDS[kind].head(sets, asked) | {"commit": source_commit(), "run": run_context(gen)}
+    if floors:
+        report["floor"] = floors
     options = Options(embedder, embedder_weights, cache_dir, device, progress, classifier)
     ctx = Context(sets, options, out, report)
     for name in (n for n in METRICS if n in asked):  # registry order: the order of the report's rows
@@ -71,7 +89,13 @@ def evaluate(
         if scores.settings is not None:
             report.setdefault("settings", {})[name] = scores.settings
         report.update(scores.extra)
-    write_metrics(out, report, KINDS[kind].header(sets, embedder))
+    if per_file:
+        e = ctx.need("embeddings")
+        per = per_file_scores(e.ref, e.gen)
+        write_per_file(out / "per_file.csv", sets.ref_items, sets.gen_items, per, report["embedder"]["name"])
+    write_metrics(out, report, KINDS[kind].header(sets, report))
     if KINDS[kind].clips:
         write_report(out / "report.html", report, sets.ref_items, sets.gen_items)
+    if csv is not None:
+        append_csv(csv, csv_row(report))
     return report

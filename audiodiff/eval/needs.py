@@ -81,7 +81,7 @@ def _durations(seconds: list[float]) -> dict:
 
 def audio_embeddings(ctx: Context) -> RefGen:
     """Embeddings (N, D) of both sets by the chosen embedder, through the cache; reports the embedder."""
-    from audiodiff.eval.embeddings import build_embedder, embed_files
+    from audiodiff.eval.embeddings import ABOUT, build_embedder, embed_files
 
     opts, sets = ctx.options, ctx.sets
     model = build_embedder(opts.embedder, opts.device, opts.embedder_weights)
@@ -94,6 +94,7 @@ def audio_embeddings(ctx: Context) -> RefGen:
         "sample_rate": model.sample_rate,
         "dim": model.dim,
         "cache": str(cache),
+        "about": ABOUT.get(model.name, "not described"),
     }
     ctx.report["durations_s"] = {"ref": _durations(info_ref["durations"]), "gen": _durations(info_gen["durations"])}
     ctx.report["cache"] = {

@@ -5,6 +5,10 @@ Registry `METRICS`: name -> `Metric(needs, compute)`. A metric applies to a kind
 evaluator resolves each need once and runs the metrics in registry order, which is the order of
 metrics.md's rows. `compute(ctx)` returns `Scores`: the values for report["metrics"], the
 settings for report["settings"][name] (audio only) and any further report entries.
+
+A score computed in an embedding space carries its embedder in its name, as the field writes
+it (fadtk's `FAD_<model>` columns): "fad" with GE2E is reported as `fad_ge2e`, with VGGish as
+`fad_vggish`; likewise `fad_inf_*`, `kad_*`, `ndb_k_*`. The registry names (`--metrics fad`) stay.
 """
 
 from __future__ import annotations
@@ -51,12 +55,32 @@ def register(name: str, *needs: str) -> Callable[[Callable[[Context], Scores]], 
     return add
 
 
+# The report keys of the scores computed in an embedding space, before the embedder's name is added.
+EMBEDDED_KEYS = ("fad", "fad_inf", "kad", "ndb_k")
+
+
+def embedded(key: str, embedder: str) -> str:
+    """The report name of a score computed in `embedder`'s space: ("fad", "ge2e") -> "fad_ge2e"."""
+    return f"{key}_{embedder}"
+
+
+def current_names(metrics: dict, embedder: str | None) -> dict:
+    """A metrics table of a metrics.json written before issue 17 ("fad") with today's names ("fad_ge2e")."""
+    if embedder is None:
+        return dict(metrics)
+    return {embedded(k, embedder) if k in EMBEDDED_KEYS else k: v for k, v in metrics.items()}
+
+
+def _named(ctx: Context, key: str) -> str:
+    return embedded(key, ctx.report["embedder"]["name"])
+
+
 @register("fad", "embeddings")
 def _fad(ctx: Context) -> Scores:
     from audiodiff.eval.fad import fad
 
     e = ctx.need("embeddings")
-    return Scores({"fad": fad(e.ref, e.gen)}, {"sample_rate": e.sample_rate})
+    return Scores({_named(ctx, "fad"): fad(e.ref, e.gen)}, {"sample_rate": e.sample_rate})
 
 
 @register("fad_inf", "embeddings")
@@ -66,7 +90,7 @@ def _fad_inf(ctx: Context) -> Scores:
     e = ctx.need("embeddings")
     inf = fad_inf(e.ref, e.gen)
     settings = {"fit": "FAD = a + b / N", "slope": inf["slope"], "points": inf["points"]}
-    return Scores({"fad_inf": inf["fad_inf"]}, settings | {"sample_rate": e.sample_rate})
+    return Scores({_named(ctx, "fad_inf"): inf["fad_inf"]}, settings | {"sample_rate": e.sample_rate})
 
 
 @register("kad", "embeddings")
@@ -82,7 +106,7 @@ def _kad(ctx: Context) -> Scores:
         "bandwidth_rule": "median pairwise distance of the reference embeddings",
         "scale": KAD_SCALE,
     }
-    return Scores({"kad": kad["kad"]}, settings | {"sample_rate": e.sample_rate})
+    return Scores({_named(ctx, "kad"): kad["kad"]}, settings | {"sample_rate": e.sample_rate})
 
 
 @register("ndb", "embeddings")
@@ -92,7 +116,7 @@ def _ndb(ctx: Context) -> Scores:
     e = ctx.need("embeddings")
     result = ndb(e.ref, e.gen, bins=min(50, max(2, len(e.ref) // 10)))
     settings = {"bins": result["bins"], "alpha": 0.05, "kmeans_seed": 0, "sample_rate": e.sample_rate}
-    return Scores({"ndb_k": result["ndb_k"]}, settings, {"ndb_bins": result["bins"]})
+    return Scores({_named(ctx, "ndb_k"): result["ndb_k"]}, settings, {"ndb_bins": result["bins"]})
 
 
 @register("power_spectrum", "radial_spectra")

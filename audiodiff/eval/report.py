@@ -83,10 +83,21 @@ def write_report(path: Path, report: dict, ref_paths: list[str], gen_paths: list
 
 
 def write_metrics(out: Path, report: dict, header: str) -> None:
-    """metrics.json (the whole report) and metrics.md (a header line and the metrics table)."""
+    """metrics.json (the whole report) and metrics.md (a header line and the metrics table: value,
+    which way is better, and the real-data floor when a real-vs-real evaluation was given)."""
+    from audiodiff.eval.context import direction
+
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    rows = "".join(f"| {k} | {v:.4g} |\n" for k, v in report["metrics"].items())
-    (out / "metrics.md").write_text(f"{header}\n\n| metric | value |\n|---|---:|\n{rows}")
+    floor = report.get("floor", {}).get("metrics")
+    rows = []
+    for k, v in report["metrics"].items():
+        cells = [k, f"{v:.4g}", f"{direction(k)} is better"]
+        if floor is not None:
+            cells.append(f"{floor[k]:.4g}" if k in floor else "-")
+        rows.append("| " + " | ".join(cells) + " |\n")
+    columns = "| metric | value | better |" + (" real-data floor |" if floor is not None else "")
+    rule = "|---|---:|---|" + ("---:|" if floor is not None else "")
+    (out / "metrics.md").write_text(f"{header}\n\n{columns}\n{rule}\n{''.join(rows)}")
 
 
 def plot_pair(x, ref, gen, xlabel: str, ylabel: str, path: Path, log: bool = False, size=(6, 3)) -> None:

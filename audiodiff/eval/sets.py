@@ -80,13 +80,16 @@ def images_head(sets: Sets, metrics: list[str]) -> dict:
     return _sources(sets) | {"kind": "images", "metrics": {}}
 
 
-def audio_header(sets: Sets, embedder: str) -> str:
-    """metrics.md's first line for audio."""
+def audio_header(sets: Sets, report: dict) -> str:
+    """metrics.md's first line for audio: the sets and, when one was used, the embedding and what it measures."""
     n_ref, n_gen = len(sets.ref_items), len(sets.gen_items)
-    return f"Reference: {sets.ref} ({n_ref} files); generated: {sets.gen} ({n_gen} files); embedder: {embedder}"
+    line = f"Reference: {sets.ref} ({n_ref} files); generated: {sets.gen} ({n_gen} files)"
+    if "embedder" in report:
+        line += f"; embedder: {report['embedder']['name']} ({report['embedder']['about']})"
+    return line
 
 
-def images_header(sets: Sets, embedder: str) -> str:
+def images_header(sets: Sets, report: dict) -> str:
     """metrics.md's first line for images."""
     return f"Reference: {sets.ref}; generated: {sets.gen}"
 
@@ -98,7 +101,7 @@ class SetKind:
     name: str
     read: Callable[[str | Path, str | Path, str], Sets]
     head: Callable[[Sets, list[str]], dict]  # the report's first entries
-    header: Callable[[Sets, str], str]  # metrics.md's first line, given the embedder's name
+    header: Callable[[Sets, dict], str]  # metrics.md's first line, given the report
     defaults: tuple[str, ...]  # the metrics run when none are named
     clips: bool  # whether report.html (players and spectrograms of the clips) is written
 

@@ -91,7 +91,7 @@ def test_evaluate_lists_every_bad_file_then_stops_or_skips(tmp_path, mixed):
     res = cli("evaluate", *args, "--out", tmp_path / "e2", "--on-bad-audio", "skip")
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "e2" / "metrics.json").read_text())
-    assert report["n_ref"] == 7 and np.isfinite(report["metrics"]["fad"])
+    assert report["n_ref"] == 7 and np.isfinite(report["metrics"]["fad_melstats"])
     assert sorted(report["skipped_audio"]["ref"]) == sorted({*BAD, "bad_missing"} - {"bad_silent"})
 
 

@@ -11,6 +11,8 @@ from PIL import Image
 from audiodiff.audio.io import load_audio
 from audiodiff.cli import main
 from audiodiff.data.corpora import prepare
+from audiodiff.eval.context import direction
+from audiodiff.eval.embeddings import ABOUT
 from audiodiff.eval.evaluate import evaluate
 from audiodiff.eval.images import load_images
 from tests.conftest import write_corpus
@@ -100,12 +102,13 @@ def test_evaluate_cli_writes_report(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads((out / "metrics.json").read_text())
     assert report["n_ref"] == 6 and report["n_gen"] == 5 and report["embedder"]["name"] == "melstats"
-    assert set(report["metrics"]) == {"fad", "fad_inf", "kad", "ndb_k", "mean_spectrum_db_l1"}
+    assert set(report["metrics"]) == {"fad_melstats", "fad_inf_melstats", "kad_melstats", "ndb_k_melstats",
+                                      "mean_spectrum_db_l1"}  # fmt: skip
     assert report["durations_s"]["gen"]["mean"] == pytest.approx(0.3)
     settings = report["settings"]
     assert settings["kad"]["bandwidth"] > 0 and settings["ndb"]["bins"] == report["ndb_bins"]
     assert len(settings["fad_inf"]["points"]) >= 2 and settings["metrics"][0] == "fad"
-    assert (out / "mean_spectrum.png").stat().st_size > 1000 and "| fad |" in (out / "metrics.md").read_text()
+    assert (out / "mean_spectrum.png").stat().st_size > 1000 and "| fad_melstats |" in (out / "metrics.md").read_text()
     res = CliRunner().invoke(
         main, ["evaluate", "--ref", str(ref), "--gen", str(gen), "--out", str(out), "--metrics", "fad,is"]
     )
@@ -156,11 +159,12 @@ def test_evaluate_images_from_a_png_folder(tmp_path):
 
 
 # Measured before evaluate() became a metric registry (commit cfee32f); the refactor keeps them.
+# Embedding scores carry their embedder's name since issue 17 (fad -> fad_melstats), values unchanged.
 PINNED_AUDIO = {
-    "fad": 31.11182740221444,
-    "fad_inf": 28.41044979081015,
-    "kad": 11.04078704642908,
-    "ndb_k": 0.0,
+    "fad_melstats": 31.11182740221444,
+    "fad_inf_melstats": 28.41044979081015,
+    "kad_melstats": 11.04078704642908,
+    "ndb_k_melstats": 0.0,
     "classifier_fid": 0.01831996549357018,
     "inception_score": 1.0000147858371822,
     "modified_inception_score": 1.0000369660800001,
@@ -183,7 +187,8 @@ PINNED_IMAGES = {
 
 
 def _table(metrics):
-    return "\n\n| metric | value |\n|---|---:|\n" + "".join(f"| {k} | {v:.4g} |\n" for k, v in metrics.items())
+    rows = "".join(f"| {k} | {v:.4g} | {direction(k)} is better |\n" for k, v in metrics.items())
+    return "\n\n| metric | value | better |\n|---|---:|---|\n" + rows
 
 
 def test_every_audio_metric_keeps_its_pinned_value_and_report_entries(tmp_path):
@@ -196,13 +201,13 @@ def test_every_audio_metric_keeps_its_pinned_value_and_report_entries(tmp_path):
     assert rep["metrics"] == pytest.approx(PINNED_AUDIO, rel=1e-6, abs=1e-9)
     assert json.loads((tmp_path / "e" / "metrics.json").read_text()) == rep
     md = (tmp_path / "e" / "metrics.md").read_text()
-    assert md.startswith(f"Reference: {ref} (6 files); generated: {gen} (5 files); embedder: melstats\n")
+    assert md.startswith(f"Reference: {ref} (6 files); generated: {gen} (5 files); embedder: melstats (mean and")
     assert md.endswith(_table(PINNED_AUDIO))
     extras = {"n_pairs": 5, "pesq_pairs_without_speech": 0, "ndb_bins": 2, "gen_class_histogram": [0, 0, 5]}
     assert {k: rep[k] for k in extras} == extras
     assert rep["classifier"]["labels"] == ["a", "b", "c"] and rep["classifier"]["test_accuracy"] == 0.5
     assert rep["embedder"] == {"name": "melstats", "version": "1", "sample_rate": 16000, "dim": 128,
-                               "cache": str(tmp_path / "cache")}  # fmt: skip
+                               "cache": str(tmp_path / "cache"), "about": ABOUT["melstats"]}  # fmt: skip
     assert rep["cache"] == {"hits": 0, "computed": 11, "recomputed": []}
     settings = rep["settings"]
     assert settings["metrics"] == [*asked, "classifier"]
@@ -235,7 +240,8 @@ def test_image_metrics_keep_their_pinned_values_with_the_cli_defaults(tmp_path):
         "test_accuracy",
         "weights_sha1",
     }
-    assert set(rep) == {"ref", "gen", "n_ref", "n_gen", "kind", "metrics", "gen_class_histogram", "classifier"}
+    assert set(rep) == {"ref", "gen", "n_ref", "n_gen", "kind", "metrics", "gen_class_histogram", "classifier",
+                        "commit", "run"}  # fmt: skip
     assert (out / "power_spectrum.png").is_file() and not (out / "report.html").exists()
 
 

@@ -1,0 +1,81 @@
+"""What an evaluation compared, for the report: the generated set's settings.json, the training
+config beside its checkpoint, the real-data floor (a real-vs-real evaluation's metrics), and
+whether a lower or a higher value of each metric is better.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from audiodiff.eval.registry import current_names
+
+# Metrics (report keys, prefix before any "_<embedder>") where higher is better; all others: lower.
+HIGHER_IS_BETTER = ("inception_score", "modified_inception_score", "inception_score_ref", "pesq_wb")
+
+
+def direction(metric: str) -> str:
+    """ "higher" or "lower": which way `metric` (a report key such as fad_ge2e) improves."""
+    return "higher" if metric in HIGHER_IS_BETTER else "lower"
+
+
+def _training_config(checkpoint: str | None) -> dict:
+    """The run's config.yaml: beside the checkpoint, or in the run dir above checkpoints/ ({} if none)."""
+    if not checkpoint:
+        return {}
+    path = Path(checkpoint)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / "config.yaml").is_file():
+            loaded = yaml.safe_load((folder / "config.yaml").read_text())
+            return loaded if isinstance(loaded, dict) else {}
+    return {}
+
+
+def _regularizer(cfg: dict) -> str:
+    reg = cfg.get("regularizer") or {}
+    names = [e.get("name", "?") for e in reg.get("losses") or []]
+    if not names or not reg.get("lam"):
+        return "none"
+    return f"{'+'.join(names)}, lambda {reg['lam']:g} ({reg.get('weighting', 'unweighted')})"
+
+
+def run_context(gen: str | Path) -> dict:
+    """What produced the generated set `gen`: checkpoint, step, task, regularizer, sampler, commit.
+
+    Read from `gen/settings.json` (written by `audiodiff generate`) and the training config found
+    beside its checkpoint; entries that are not recorded are left out.
+    """
+    path = Path(gen) / "settings.json"
+    if not path.is_file():
+        return {}
+    settings = json.loads(path.read_text())
+    cfg = _training_config(settings.get("checkpoint"))
+    diffusion = cfg.get("diffusion") or {}
+    context = {
+        "run": cfg.get("name"),
+        "checkpoint": settings.get("checkpoint"),
+        "step": settings.get("step"),
+        "task": cfg.get("task"),
+        "diffusion": f"{diffusion['kind']} ({diffusion.get('prediction', '')})" if "kind" in diffusion else None,
+        "regularizer": _regularizer(cfg) if cfg else None,
+        "sampler": f"{settings['sampler']}, {settings['steps']} steps" if "sampler" in settings else None,
+        "weights": settings.get("weights"),
+        "sample_rate": settings.get("sample_rate"),
+        "commit": settings.get("commit") or cfg.get("commit"),
+    }
+    return {k: v for k, v in context.items() if v is not None}
+
+
+def read_floor(path: str | Path) -> dict:
+    """The real-data floor: the metrics of a real-vs-real evaluation (its folder or its metrics.json)."""
+    path = Path(path)
+    file = path / "metrics.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"--floor {path}: no metrics.json (pass the output folder of a real-vs-real evaluate)")
+    report = json.loads(file.read_text())
+    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
+        raise ValueError(f"--floor {file}: not an evaluate metrics.json (no 'metrics' table)")
+    metrics = current_names(report["metrics"], (report.get("embedder") or {}).get("name"))
+    return {"source": str(file), "ref": report.get("ref"), "gen": report.get("gen"), "metrics": metrics}
