@@ -128,6 +128,23 @@ def test_image_corpora(tmp_path):
     assert np.bincount(test_labels).tolist() == [50] * 10
 
 
+def test_checkerboard_sides_option(tmp_path):
+    """sides=2,4,8 on 16 x 16 boards: label k has square side sides[k] (edges every side pixels)."""
+    cb = prepare("checkerboard", str(tmp_path / "cb"), {"n": "60", "size": "16", "sides": "2,4,8"})
+    assert cb["sides"] == [2, 4, 8]
+    images = np.load(tmp_path / "cb" / "data" / "train" / "images.npy").astype(int)
+    labels = np.load(tmp_path / "cb" / "data" / "train" / "labels.npy")
+    assert set(labels.tolist()) == {0, 1, 2}
+    for image, label in zip(images[:, 0], labels):
+        if len(np.unique(image)) < 2:  # equal contrast draws: a flat board
+            continue
+        edges = np.count_nonzero(np.diff(image[0]))
+        assert edges in (16 // [2, 4, 8][label] - 1, 16 // [2, 4, 8][label])
+    for bad in ("2,2", "0,4", "two"):
+        with pytest.raises(ValueError, match="sides="):
+            prepare("checkerboard", str(tmp_path / "bad"), {"n": "10", "size": "16", "sides": bad})
+
+
 def test_cifar10_binary_records_from_a_file_url(tmp_path):
     src = tmp_path / "cifar-10-batches-bin"
     src.mkdir()

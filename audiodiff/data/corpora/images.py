@@ -9,7 +9,7 @@ Each split is saved as <out>/data/<split>/images.npy (N, C, H, W) uint8 and labe
 - `cifar10`: CIFAR-10 (Krizhevsky 2009), 3 x 32 x 32, from the binary archive (checksummed, read as
   raw records, no unpickling): 45,000 train / 5,000 valid / 10,000 test.
 - `checkerboard`: the paper's Section 5.1 toy: 64x64 checkerboards with random square size
-  (4..16 pixels), phase and contrast; label = square size index. Fully synthetic.
+  (4..16 pixels, or the `sides` given), phase and contrast; label = square size index. Fully synthetic.
 """
 
 from __future__ import annotations
@@ -65,10 +65,25 @@ def prepare_mnist(out: str | Path, seed: int = 0) -> dict:
     return _save(Path(out), splits, "mnist", {"seed": seed})
 
 
-def prepare_checkerboard(out: str | Path, n: int = 6000, size: int = 64, seed: int = 0) -> dict:
-    """Synthetic checkerboards (N, 1, size, size): square side 4..16, random phase and contrast."""
+def _parse_sides(sides: str | list[int]) -> np.ndarray:
+    """'4,6,8' or [4, 6, 8] -> distinct positive square sides (a side >= `size` shows one edge at most)."""
+    items = sides.split(",") if isinstance(sides, str) else list(sides)
+    try:
+        values = [int(str(v).strip()) for v in items]
+    except ValueError:
+        raise ValueError(f"checkerboard: sides={sides!r} must be whole numbers like '4,6,8'") from None
+    if not values or len(set(values)) != len(values) or min(values) < 1:
+        raise ValueError(f"checkerboard: sides={sides!r} must be distinct positive whole numbers")
+    return np.array(values)
+
+
+def prepare_checkerboard(
+    out: str | Path, n: int = 6000, size: int = 64, seed: int = 0, sides: str = "4,6,8,12,16"
+) -> dict:
+    """Synthetic checkerboards (N, 1, size, size): random square side (one of `sides`, the label),
+    phase and contrast. `sides` is a comma-separated list (e.g. '2,4,8' for small boards)."""
     rng = np.random.default_rng(seed)
-    sides = np.array([4, 6, 8, 12, 16])
+    sides = _parse_sides(sides)
     label = rng.integers(0, len(sides), n)
     yy, xx = np.mgrid[0:size, 0:size]
     images = np.empty((n, 1, size, size), np.uint8)

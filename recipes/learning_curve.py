@@ -1,0 +1,295 @@
+#!/usr/bin/env python
+"""Learning curve of one run: generate from every checkpoint, evaluate, and apply the convergence rule.
+
+    python ../../recipes/learning_curve.py exp/small16/seed0 --ref data/cb16/data/test \\
+        --classifier data/cb16/classifier --seeds 0-599 --floor data/cb16/floor_valid/metrics.json
+
+The run must keep its checkpoints (`train.keep_ckpts: 0` keeps all; the default 3 deletes older
+ones) at a fixed `train.ckpt_every`. Each checkpoint is sampled with `audiodiff generate` (the same
+seeds every time, EMA weights, the run's own sampler unless `--generate` says otherwise) and scored
+with `audiodiff evaluate` against `--ref` (both through the CLI, in this process), into
+`<out>/step_<N>/{generated,eval}`; finished steps are skipped, so the curve can be extended while
+the run goes on.
+
+Wall time of a checkpoint is its file's modification time minus that of the run's config.yaml
+(written when training starts): seconds of training on the machine that ran it, resumes included.
+
+The convergence rule (issue 16): the last doubling of steps improves each metric by < 5%. With S
+the last step and H the checkpoint step nearest S / 2, improvement = (m_S - m_H) / |m_H| for a
+metric where higher is better (`--higher`, default the inception scores), (m_H - m_S) / |m_H|
+otherwise; "converged" when improvement < 0.05 (a metric that got worse has converged by this rule).
+
+Writes `<out>/curve.json`, `<out>/curve.md` (metric per step and wall time, the real-data floor,
+the rule's verdict per metric), `<out>/curve.png` and, for images, `<out>/curve_samples.png` (the
+first 16 samples of every checkpoint, one row per step: look at them, not only at the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ablate import _cpu_name  # noqa: E402  (the machine name the grids report)
+
+DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
+HIGHER_IS_BETTER = ("inception_score", "modified_inception_score")
+THRESHOLD = 0.05
+CKPT = re.compile(r"ckpt-(\d+)\.pt")
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """(step, file) of every ckpt-<step>.pt under <run>/checkpoints, by step."""
+    found = []
+    for path in (run / "checkpoints").glob("ckpt-*.pt"):
+        match = CKPT.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if not found:
+        raise FileNotFoundError(f"no checkpoints in {run / 'checkpoints'} (want ckpt-<step>.pt)")
+    return sorted(found)
+
+
+def wall_seconds(run: Path, ckpt: Path) -> float | None:
+    """Seconds from the start of training (config.yaml written) to the checkpoint's write."""
+    start = run / "config.yaml"
+    return round(ckpt.stat().st_mtime - start.stat().st_mtime, 1) if start.is_file() else None
+
+
+def improvement(before: float, after: float, higher: bool) -> float:
+    """Relative improvement from `before` to `after`; positive = better."""
+    gain = after - before if higher else before - after
+    return gain / max(abs(before), 1e-12)
+
+
+def convergence(rows: list[dict], metric: str, higher: bool, threshold: float = THRESHOLD) -> dict:
+    """The rule on one metric: the last checkpoint against the one nearest half its step.
+
+    Args:
+        rows: one dict per checkpoint with "step" and `metric`, in any order.
+    Returns:
+        {"metric", "from_step", "to_step", "before", "after", "improvement", "converged"};
+        converged is None when fewer than two checkpoints carry the metric.
+    """
+    points = sorted((r["step"], r[metric]) for r in rows if r.get(metric) is not None)
+    verdict = {"metric": metric, "higher_is_better": higher, "threshold": threshold}
+    if len(points) < 2:
+        return verdict | {"converged": None}
+    last_step, after = points[-1]
+    half_step, before = min(points[:-1], key=lambda p: (abs(p[0] - last_step / 2), p[0]))
+    gain = improvement(before, after, higher)
+    return verdict | {
+        "from_step": half_step,
+        "to_step": last_step,
+        "before": before,
+        "after": after,
+        "improvement": gain,
+        "converged": gain < threshold,
+    }
+
+
+def rule_by_step(rows: list[dict], metrics: list[str], higher: set[str]) -> list[bool | None]:
+    """For each checkpoint (by step): does the rule hold for every metric, the curve cut at that step?"""
+    rows = sorted(rows, key=lambda r: r["step"])
+    held = []
+    for k in range(len(rows)):
+        verdicts = [convergence(rows[: k + 1], m, m in higher)["converged"] for m in metrics]
+        held.append(None if None in verdicts else all(verdicts))
+    return held
+
+
+def _cli(argv: list[str]) -> None:
+    """Run an `audiodiff` command in this process (no import per call); its error as RuntimeError."""
+    import click
+
+    from audiodiff.cli import main as audiodiff
+
+    try:
+        audiodiff.main(argv, standalone_mode=False)
+    except click.ClickException as err:
+        raise RuntimeError(f"audiodiff {' '.join(argv)}: {err.format_message()}") from None
+
+
+def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace) -> dict:
+    """Generate from `ckpt` with the fixed seeds, evaluate against the reference; the metrics."""
+    here = out / f"step_{step:08d}"
+    gen, ev = here / "generated", here / "eval"
+    settings = gen / "settings.json"
+    if not settings.exists() or json.loads(settings.read_text())["seeds"] != args.seed_list:
+        _cli(["generate", "--ckpt", str(ckpt), "--seeds", args.seeds, "--out", str(gen), "--device", "cpu",
+              "--batch-size", "256", *args.generate])  # fmt: skip
+    if args.force_eval or not (ev / "metrics.json").exists():
+        extra = ["--classifier", str(args.classifier)] if args.classifier else []
+        _cli(["evaluate", "--ref", str(args.ref), "--gen", str(gen), "--out", str(ev), "--device", "cpu",
+              *extra, *args.evaluate])  # fmt: skip
+    return json.loads((ev / "metrics.json").read_text())["metrics"]
+
+
+def curve_rows(run: Path, out: Path, args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for step, ckpt in checkpoints(run):
+        if args.step_list and step not in args.step_list:
+            continue
+        metrics = score_checkpoint(step, ckpt, out, args)
+        row = {"step": step, "wall_s": wall_seconds(run, ckpt)} | {m: metrics.get(m) for m in args.metric_list}
+        rows.append(row)
+        shown = " ".join(f"{m}={row[m]:.4g}" for m in args.metric_list if row[m] is not None)
+        print(f"step {step} ({row['wall_s']} s): {shown}", flush=True)
+    return rows
+
+
+def _markdown(result: dict) -> str:
+    metrics = result["metrics"]
+    lines = [
+        f"run {result['run']}, commit {result['commit']}, {result['machine']}; {result['n_seeds']} samples "
+        f"(seeds {result['seeds']}) per checkpoint, EMA weights",
+        "",
+        "| step | wall s | " + " | ".join(metrics) + " | rule holds (all metrics) |",
+        "|---:|---:|" + "---:|" * len(metrics) + "---|",
+    ]
+    words = {True: "yes", False: "no", None: "-"}
+    for r, held in zip(sorted(result["rows"], key=lambda r: r["step"]), result["rule_by_step"]):
+        cols = ["-" if r[m] is None else f"{r[m]:.4g}" for m in metrics]
+        wall = r["wall_s"] if r["wall_s"] is not None else "-"
+        lines.append(f"| {r['step']} | {wall} | " + " | ".join(cols) + f" | {words[held]} |")
+    if result["floor"]:
+        cols = [f"{result['floor'][m]:.4g}" if m in result["floor"] else "-" for m in metrics]
+        lines.append("| real data (floor) | - | " + " | ".join(cols) + " | |")
+    lines += ["", "Convergence (the last doubling of steps improves the metric by < 5%):", ""]
+    for v in result["convergence"]:
+        if v["converged"] is None:
+            lines.append(f"- {v['metric']}: fewer than two checkpoints")
+            continue
+        word = "converged" if v["converged"] else "NOT converged"
+        lines.append(
+            f"- {v['metric']}: {v['before']:.4g} at step {v['from_step']} -> {v['after']:.4g} at step "
+            f"{v['to_step']}, improvement {100 * v['improvement']:+.1f}%: {word}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = result["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        points = [(r["step"], r[m]) for r in result["rows"] if r[m] is not None]
+        if points:
+            ax.plot(*zip(*points), "o-", ms=3, label="model")
+        if m in result["floor"]:
+            ax.axhline(result["floor"][m], color="gray", ls="--", label="real data")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("training step")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _sample_rows(out: Path, steps: list[int], per_row: int = 16) -> bool:
+    """Image runs: curve_samples.png, the first `per_row` samples of each checkpoint, one row per step."""
+    import numpy as np
+    from PIL import Image
+
+    from audiodiff.eval.images import load_images
+
+    try:
+        sets = [load_images(out / f"step_{s:08d}" / "generated")[:per_row] for s in steps]
+    except FileNotFoundError:  # audio runs: no pictures to show
+        return False
+    c, h, w = sets[0].shape[1:]
+    sheet = np.full((len(sets) * (h + 2), per_row * (w + 2), c), 128, np.uint8)
+    for r, images in enumerate(sets):
+        for k, image in enumerate(images):
+            sheet[r * (h + 2) : r * (h + 2) + h, k * (w + 2) : k * (w + 2) + w] = image.transpose(1, 2, 0)
+    scale = max(1, 256 // (h + 2))
+    picture = Image.fromarray(sheet[..., 0] if c == 1 else sheet)
+    picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(out / "curve_samples.png")
+    return True
+
+
+def learning_curve(run: Path, out: Path, args: argparse.Namespace) -> dict:
+    """Score every checkpoint of `run`; write curve.json/.md/.png under `out`; the result dict."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = curve_rows(run, out, args)
+    higher = set(args.higher.split(","))
+    floor = {}
+    if args.floor:
+        floor = {m: v for m, v in json.loads(Path(args.floor).read_text())["metrics"].items() if m in args.metric_list}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    result = {
+        "run": str(run),
+        "commit": commit.stdout.strip() or "unknown",
+        "machine": f"{_cpu_name()}, training on 1 thread",
+        "seeds": args.seeds,
+        "n_seeds": len(args.seed_list),
+        "metrics": args.metric_list,
+        "floor": floor,
+        "rows": rows,
+        "convergence": [convergence(rows, m, m in higher) for m in args.metric_list],
+        "rule_by_step": rule_by_step(rows, args.metric_list, higher),
+    }
+    (out / "curve.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "curve.md").write_text(_markdown(result))
+    _plot(result, out / "curve.png")
+    _sample_rows(out, [r["step"] for r in rows])
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from audiodiff.generate import parse_seeds
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="A run directory with checkpoints/ckpt-<step>.pt.")
+    ap.add_argument("--ref", type=Path, required=True, help="Evaluation reference (as for `audiodiff evaluate`).")
+    ap.add_argument("--classifier", type=Path, default=None, help="Classifier dir: adds classifier-FID and IS.")
+    ap.add_argument("--seeds", default="0-255", help="Generation seeds, the same for every checkpoint.")
+    ap.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="metrics.json keys on the curve.")
+    ap.add_argument("--higher", default=",".join(HIGHER_IS_BETTER), help="Metrics where higher is better.")
+    ap.add_argument("--floor", type=Path, default=None, help="metrics.json of real data vs --ref (a row + line).")
+    ap.add_argument("--out", type=Path, default=None, help="Output folder (default <run>/curve).")
+    ap.add_argument("--generate", default="", help="Extra `audiodiff generate` options, e.g. '--steps 100'.")
+    ap.add_argument("--evaluate", default="", help="Extra `audiodiff evaluate` options, e.g. '--metrics fad'.")
+    ap.add_argument("--steps", default="", help="Only these checkpoint steps, e.g. '500,1000,2000' (default: all).")
+    ap.add_argument("--force-eval", action="store_true", help="Re-evaluate checkpoints that have metrics.")
+    args = ap.parse_args(argv)
+    if not args.run.is_dir():
+        ap.error(f"run directory not found: {args.run}")
+    if args.floor and not args.floor.is_file():
+        ap.error(f"--floor: file not found: {args.floor}")
+    try:
+        args.seed_list = parse_seeds(args.seeds)
+    except ValueError as err:
+        ap.error(str(err))
+    args.generate, args.evaluate = shlex.split(args.generate), shlex.split(args.evaluate)
+    try:
+        args.step_list = [int(s) for s in args.steps.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--steps {args.steps!r}: want checkpoint steps like '500,1000,2000'")
+    args.metric_list = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    try:
+        result = learning_curve(args.run, args.out or args.run / "curve", args)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise SystemExit(f"learning_curve: {err}") from None
+    print((Path(args.out or args.run / "curve") / "curve.md").read_text())
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""recipes/learning_curve.py: one row per checkpoint, the same seeds each time, the convergence rule."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from audiodiff.cli import main as cli
+
+ROOT = Path(__file__).parents[1]
+spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "recipes" / "learning_curve.py")
+lc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lc)
+
+
+def _rows(values, metric="m"):
+    return [{"step": step, metric: v} for step, v in values]
+
+
+def test_rule_compares_the_last_step_with_the_one_at_half_of_it():
+    # lower is better: 10 -> 9.6 over the last doubling (2000 -> 4000) is a 4% gain: converged,
+    # although 1000 -> 4000 gained 52%
+    rows = _rows([(1000, 20.0), (2000, 10.0), (3000, 9.8), (4000, 9.6)])
+    v = lc.convergence(rows, "m", higher=False)
+    assert (v["from_step"], v["to_step"]) == (2000, 4000)
+    assert v["improvement"] == pytest.approx(0.04) and v["converged"] is True
+    # 10 -> 9.4 is 6%: not converged
+    assert lc.convergence(_rows([(2000, 10.0), (4000, 9.4)]), "m", higher=False)["converged"] is False
+
+
+def test_rule_direction_and_worsening():
+    # higher is better: 2.0 -> 2.2 is +10% (not converged); read as lower-is-better it got worse (converged)
+    rows = _rows([(500, 2.0), (1000, 2.2)])
+    assert lc.convergence(rows, "m", higher=True)["improvement"] == pytest.approx(0.1)
+    assert lc.convergence(rows, "m", higher=True)["converged"] is False
+    assert lc.convergence(rows, "m", higher=False)["converged"] is True
+    assert lc.convergence(rows[:1], "m", higher=True)["converged"] is None
+
+
+def test_rule_by_step_cuts_the_curve_at_each_checkpoint():
+    rows = _rows([(250, 5.0), (500, 3.0), (750, 2.0), (1000, 2.9), (2000, 2.85)])
+    # 500 vs 250: 40% better; 750 vs 500 (nearest 375: 250 and 500 tie at 125, the lower step wins): 60%;
+    # 1000 vs 500: 3.3%; 2000 vs 1000: 1.7%
+    assert lc.rule_by_step(rows, ["m"], set()) == [None, False, False, True, True]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from audiodiff.data.corpora import prepare
+
+    root = tmp_path_factory.mktemp("lc")
+    prepare("checkerboard", str(root / "cb"), {"n": "40", "size": "8", "sides": "2,4"})
+    conf = ROOT / "egs" / "checkerboard" / "conf" / "small16.yaml"
+    overrides = [
+        "name=run",
+        f"exp_dir={root / 'exp'}",
+        f"data.train={root / 'cb' / 'data' / 'train'}",
+        "data.image_shape=[1,8,8]",
+        "model.unet.channels=8",
+        "model.unet.groups=8",
+        "sample.steps=3",
+        "train.steps=6",
+        "train.batch_size=4",
+        "train.warmup_steps=0",
+        "train.ckpt_every=2",
+        "train.log_every=2",
+    ]
+    res = CliRunner().invoke(cli, ["train", str(conf), "--no-progress", *overrides], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return root
+
+
+def test_curve_has_one_row_per_checkpoint_sampled_with_the_same_seeds(tiny_run):
+    run = tiny_run / "exp" / "run"
+    assert len(list((run / "checkpoints").glob("ckpt-*.pt"))) == 3  # keep_ckpts: 0 keeps them all
+    argv = [str(run), "--ref", str(tiny_run / "cb" / "data" / "test"), "--seeds", "0-2,7"]
+    result = lc.main([*argv, "--metrics", "pixel_histogram_tv,power_spectrum_log10_l1"])
+    assert [r["step"] for r in result["rows"]] == [2, 4, 6]
+    walls = [r["wall_s"] for r in result["rows"]]
+    assert all(w is not None and w >= 0 for w in walls) and walls == sorted(walls)
+    for step in (2, 4, 6):
+        settings = json.loads((run / "curve" / f"step_{step:08d}" / "generated" / "settings.json").read_text())
+        assert settings["seeds"] == [0, 1, 2, 7] and settings["step"] == step and settings["weights"] == "ema"
+    # the rows are the evaluations' own numbers, and the verdict is the rule on them
+    metrics = json.loads((run / "curve" / "step_00000006" / "eval" / "metrics.json").read_text())["metrics"]
+    assert result["rows"][-1]["pixel_histogram_tv"] == metrics["pixel_histogram_tv"]
+    verdict = result["convergence"][0]
+    assert (verdict["from_step"], verdict["to_step"]) == (2, 6)  # 2 and 4 are equally near 3: the lower wins
+    md = (run / "curve" / "curve.md").read_text()
+    assert md.count("\n| ") == 1 + 3 and (run / "curve" / "curve.png").stat().st_size > 1000
+    from PIL import Image
+
+    sheet = Image.open(run / "curve" / "curve_samples.png")  # 3 rows of 16 samples of 8 + 2 pixels, x25
+    assert sheet.size == (16 * 10 * 25, 3 * 10 * 25)
+    # --steps picks checkpoints; the others' rows are not there
+    assert [r["step"] for r in lc.main([*argv, "--metrics", "pixel_histogram_tv", "--steps", "2,6"])["rows"]] == [2, 6]
