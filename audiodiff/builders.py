@@ -94,6 +94,16 @@ SAMPLER_PLANS: dict[str, Callable[[SampleConfig, Formulation, int], tuple]] = {
     "heun": _heun,
 }
 
+# The sample.* settings each sampler reads (generate refuses one it would ignore); DDIM reads rho
+# only on EDM's grid (a DDPM model's DDIM takes the formulation's own steps).
+SAMPLER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "fast": ("fast_betas",),
+    "ddpm": ("steps",),
+    "ddim": ("steps", "eta", "rho"),
+    "euler": ("steps", "rho"),
+    "heun": ("steps", "rho", "churn"),
+}
+
 TASKS: dict[str, type[Task]] = {
     "waveform": WaveformTask,
     "vocoder": VocoderTask,

@@ -120,9 +120,19 @@ def train(
     default=None,
     help="Default: the config's sample.sampler.",
 )
-@click.option("--steps", type=int, default=None, help="Sampling steps (not used by 'fast').")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampling steps (all but 'fast', which has 6).")
+@click.option("--eta", type=click.FloatRange(min=0), default=None, help="ddim: noise scale (0: deterministic).")
+@click.option("--churn", type=click.FloatRange(min=0), default=None, help="heun: EDM's S_churn (0: deterministic).")
+@click.option(
+    "--rho", type=click.FloatRange(min=0, min_open=True), default=None, help="euler, heun (ddim on EDM): grid rho."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output directory: new, empty, or holding a previous generated set (replaced).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--mels-from", type=click.Path(), default=None, help="Vocoders: data dir or folder of audio to vocode.")
 @click.option(
     "--vocoder",
@@ -144,21 +154,38 @@ def train(
 @click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available).")
 def generate(
-    ckpt, seeds, sampler, steps, out, batch_size, mels_from, vocoder, seconds, clip_denoised, raw, device
+    ckpt,
+    seeds,
+    sampler,
+    steps,
+    eta,
+    churn,
+    rho,
+    out,
+    batch_size,
+    mels_from,
+    vocoder,
+    seconds,
+    clip_denoised,
+    raw,
+    device,
 ) -> None:
     """Generate audio files (or images) from a checkpoint, as its task says.
 
-    \b
-    Example:
-      audiodiff generate --ckpt exp/amp1 --seeds 0-63 --sampler fast --out exp/amp1/gen
-    """
-    import torch
+    Files are named by seed, zero-padded (00.wav .. 63.wav), or by utterance when vocoding;
+    OUT/settings.json lists exactly the set's files and how they were sampled. A sampler
+    setting the sampler does not read (--steps with fast, --eta with heun) is an error.
 
+    \b
+    Examples:
+      audiodiff generate --ckpt exp/amp1 --seeds 0-63 --sampler fast --out exp/amp1/gen
+      audiodiff generate --ckpt exp/edm1 --seeds 0-63 --sampler heun --steps 18 --churn 40 --out exp/edm1/gen
+    """
     from audiodiff.generate import generate as run_generate
     from audiodiff.generate import parse_seeds
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        device = _device(device)
         paths = run_generate(
             ckpt,
             out,
@@ -172,10 +199,33 @@ def generate(
             vocoder=vocoder,
             seconds=seconds,
             clip_denoised=clip_denoised,
+            eta=eta,
+            churn=churn,
+            rho=rho,
+            log=lambda line: click.echo(line, err=True),
         )
     except (OSError, ValueError) as err:
         _fail(err)
     click.echo(f"wrote {len(paths)} files to {out}")
+
+
+def _device(device: str | None) -> str:
+    """The device to run on (default: cuda when torch sees a GPU); a one-line ValueError for one it cannot use."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device name; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"--device {device}: torch sees {count} CUDA GPU(s), cuda:0 .. cuda:{count - 1}")
+    return device
 
 
 @main.command("train-classifier")

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from audiodiff.builders import build_task, load_for_generation
 from audiodiff.config import ExperimentConfig
-from audiodiff.runfiles import writable_dir
-from audiodiff.sampling import sample
+from audiodiff.runfiles import SETTINGS, claim_output, writable_dir
+from audiodiff.sampling import sample, sampler_settings
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -29,20 +30,25 @@ def parse_seeds(text: str) -> list[int]:
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise ValueError(f"seeds {text!r} selects nothing")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"seeds {text!r} name seed(s) {twice[:5]} more than once; each seed is one file")
     return seeds
 
 
-def _settings(cfg: ExperimentConfig, ckpt: str, step: int, use_ema: bool, sampler, steps, seeds, paths) -> dict:
-    """What settings.json records for every generation run (the task adds its own keys)."""
+def _settings(cfg: ExperimentConfig, ckpt: str, step: int, use_ema: bool, sampler: str, reads: dict, seeds) -> dict:
+    """What settings.json records for every generation run (the task adds its own keys and the files)."""
+    steps = len(reads["fast_betas"]) if "fast_betas" in reads else reads.get("steps")
     return {
+        "complete": True,
         "checkpoint": ckpt,
         "step": step,
         "weights": "ema" if use_ema else "raw",
-        "sampler": sampler or cfg.sample.sampler,
-        "steps": steps or cfg.sample.steps,
+        "sampler": sampler,
+        "steps": steps,
+        "sampler_settings": reads,
         "clip_denoised": cfg.sample.clip_denoised,
         "seeds": seeds,
-        "files": [p.name for p in paths],
     }
 
 
@@ -60,8 +66,20 @@ def generate(
     vocoder: str | Path | None = None,
     seconds: float | None = None,
     clip_denoised: bool | None = None,
+    eta: float | None = None,
+    churn: float | None = None,
+    rho: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write <seed>.wav/.png per seed (or <utt>.wav per input when vocoding), a grid PNG and settings.json.
+
+    File names are zero-padded to the widest seed (00.wav .. 15.wav). settings.json lists exactly
+    the files of the set under "files" (what `evaluate --gen` scores). An `out` holding a previous
+    generated set is reused: its files that the new set does not overwrite are removed (said
+    through `log`); clips that no settings.json lists make it a ValueError.
+
+    `steps`, `eta`, `churn` and `rho` override the config's sample.* settings; one the sampler
+    does not read (`steps` with "fast", `eta` with anything but "ddim") is a ValueError.
 
     `clip_denoised` overrides the config's sample.clip_denoised (clamp x0_hat to [-1, 1] at every
     step, as Ho et al.'s image sampler does; an eps-prediction model's x0_hat at the top of a
@@ -78,15 +96,20 @@ def generate(
     """
     from tqdm import tqdm
 
+    if batch_size < 1:
+        raise ValueError(f"generate: batch size must be >= 1, got {batch_size}")
     cfg, net, formulation, step = load_for_generation(ckpt, device, use_ema)
     if clip_denoised is not None:
         cfg.sample.clip_denoised = clip_denoised
-    out = writable_dir(out, "generate: output folder")
+    sampler = sampler or cfg.sample.sampler
+    reads = sampler_settings(cfg, formulation, sampler, {"steps": steps, "eta": eta, "churn": churn, "rho": rho})
     options = {"seconds": seconds} if seconds is not None else {}
     if vocoder is not None:
         options.update(vocoder=vocoder, use_ema=use_ema)
     task = build_task(cfg, device, **options)
     jobs = task.jobs(seeds, mels_from)
+    out = writable_dir(out, "generate: output folder")
+    previous = claim_output(out, [job.name for job in jobs])
     size = min(batch_size, task.max_batch or batch_size)
     paths, outputs = [], []
     bar = tqdm(total=len(jobs), desc="generate", disable=not progress)
@@ -94,13 +117,19 @@ def generate(
         chunk = jobs[start : start + size]
         chunk_seeds = [job.seed for job in chunk]
         cond = torch.stack([job.cond for job in chunk]) if chunk[0].cond is not None else None
-        x = sample(net, formulation, cfg, chunk_seeds, task.shape(cond), cond, sampler, steps)
+        x = sample(net, formulation, cfg, chunk_seeds, task.shape(cond), cond, sampler)
         decoded = task.decode(x, chunk_seeds)
         paths += task.write(out, [job.name for job in chunk], decoded)
         outputs += list(decoded)
         bar.update(len(chunk))
     bar.close()
-    settings = _settings(cfg, str(ckpt), step, use_ema, sampler, steps, seeds, paths)
+    stale = [p for p in previous if p not in set(paths) and p.is_file()]
+    for path in stale:
+        path.unlink()
+    if stale and log:
+        log(f"removed {len(stale)} files of the previous set in {out} that this set does not replace")
+    settings = _settings(cfg, str(ckpt), step, use_ema, sampler, reads, seeds)
     settings.update(task.summarize(out, paths, outputs, mels_from))
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    settings["files"] = [p.relative_to(out).as_posix() for p in paths]
+    (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     return paths

@@ -10,6 +10,7 @@ file left by a killed run never blocks; a live holder makes a second `train` (wi
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import socket
@@ -126,14 +127,6 @@ def run_contents(run: Path) -> list[Path]:
     return [c for c in run.iterdir() if c.name != LOCK_NAME] if run.is_dir() else []
 
 
-def check_data(cfg) -> None:
-    """Fail before anything is created when the training data cannot be there at all."""
-    if not Path(cfg.data.train).exists():
-        raise FileNotFoundError(
-            f"data.train={cfg.data.train} not found (a Kaldi data dir, a folder of audio or a split with images.npy)"
-        )
-
-
 def prepare_run_dir(run: Path, resume: bool, force: bool, rank: int, auto_resume: bool = False) -> tuple:
     """Lock the run directory (rank 0), check it against resume/force and make checkpoints/.
 
@@ -218,3 +211,58 @@ def record_resume(run: Path, log, latest: Path, step: int, changes: list[str], t
     if old.is_file() and old.read_text() != text:
         (run / "config_history").mkdir(exist_ok=True)
         old.replace(run / "config_history" / f"config.before-step-{step:08d}.yaml")
+
+
+# A generated set (audiodiff generate --out DIR) describes itself in DIR/settings.json: "files"
+# lists exactly its files. While generate runs, "complete" is false and "pending" holds the stems
+# it is writing, so an interrupted run's files are still known to be its own.
+SETTINGS = "settings.json"
+OVERVIEWS = ("spectrograms.png", "grid.png")
+CLIP_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".png", ".npy")
+
+
+def read_set_listing(folder: Path) -> dict | None:
+    """The settings.json of a generated set (None without one); a file without a list is an error."""
+    path = Path(folder) / SETTINGS
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("files"), list):
+        raise ValueError(f"{path}: no 'files' list; not a set written by `audiodiff generate`")
+    return settings
+
+
+def clip_files(folder: Path) -> list[Path]:
+    """Audio, PNG and .npy files under `folder` (recursively), without the generated set's overview plots."""
+    return sorted(
+        p
+        for p in Path(folder).rglob("*")
+        if p.suffix.lower() in CLIP_SUFFIXES and p.is_file() and not (p.parent == Path(folder) and p.name in OVERVIEWS)
+    )
+
+
+def claim_output(out: Path, stems: list[str]) -> list[Path]:
+    """Check that `out` holds no clips but a previous generated set's, and mark it as being written.
+
+    Returns:
+        The previous set's files (to remove once the new set is written, unless overwritten).
+
+    Raises:
+        ValueError: `out` holds clips that no settings.json lists (copied in, or another tool's).
+    """
+    previous = read_set_listing(out) or {"files": []}
+    pending = set(previous.get("pending", [])) if previous.get("complete") is False else set()
+    listed = set(previous["files"])
+    foreign = [p for p in clip_files(out) if p.relative_to(out).as_posix() not in listed and p.stem not in pending]
+    if foreign:
+        names = ", ".join(str(p.relative_to(out)) for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(
+            f"generate: output folder {out} holds {len(foreign)} files that are not a generated set's ({names}); "
+            "pass an empty or new --out, or remove them"
+        )
+    marker = {"complete": False, "files": sorted(listed), "pending": sorted(pending | set(stems))}
+    (out / SETTINGS).write_text(json.dumps(marker, indent=2) + "\n")
+    return [out / name for name in sorted(listed)] + [p for p in clip_files(out) if p.stem in pending]

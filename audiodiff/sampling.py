@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from audiodiff.builders import SAMPLER_PLANS
+from audiodiff.builders import SAMPLER_PLANS, SAMPLER_SETTINGS
 from audiodiff.diffusion import Formulation
 from audiodiff.diffusion.samplers import SeededNoise
 from audiodiff.models import DiffWave
@@ -23,6 +23,25 @@ def sampling_plan(cfg: ExperimentConfig, formulation: Formulation, sampler: str,
     if sampler not in SAMPLER_PLANS:
         raise ValueError(f"sampler {sampler!r} is not allowed; choose one of {list(SAMPLER_PLANS)}")
     return SAMPLER_PLANS[sampler](cfg.sample, formulation, steps)
+
+
+def sampler_settings(cfg: ExperimentConfig, formulation: Formulation, sampler: str, asked: dict) -> dict:
+    """Apply the sampler settings asked for (None: not asked) to cfg.sample; returns those it reads.
+
+    Raises:
+        ValueError: a setting the sampler would ignore (e.g. --steps with "fast", --eta with "heun").
+    """
+    if sampler not in SAMPLER_SETTINGS:
+        raise ValueError(f"sampler {sampler!r} is not allowed; choose one of {list(SAMPLER_SETTINGS)}")
+    reads = [k for k in SAMPLER_SETTINGS[sampler] if not (sampler == "ddim" and k == "rho" and formulation.discrete)]
+    for key, value in asked.items():
+        if value is None:
+            continue
+        if key not in reads:
+            takes = ", ".join(f"--{k}" for k in reads if k != "fast_betas") or "no settings"
+            raise ValueError(f"generate: --{key} does not apply to --sampler {sampler} (it takes {takes})")
+        setattr(cfg.sample, key, value)
+    return {k: list(cfg.sample[k]) if k == "fast_betas" else cfg.sample[k] for k in reads}
 
 
 def warn_fractional_steps(net: nn.Module, formulation: Formulation, sigmas: Tensor) -> None:

@@ -27,7 +27,7 @@ from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import SpectralObjective, training_sample
 from audiodiff.finetune import init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
-from audiodiff.runfiles import check_data, prepare_run_dir, record_resume, resume_changes
+from audiodiff.runfiles import prepare_run_dir, record_resume, resume_changes
 from audiodiff.sampling import sample
 from audiodiff.tasks import Task
 
@@ -154,10 +154,11 @@ def train(
     """
     rank, world, local_rank = _distributed()
     run = Path(cfg.exp_dir) / cfg.name
-    check_data(cfg)
+    task = build_task(cfg, torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    examples = task.examples()  # the data is read and audited before anything is created
     lock, resume = prepare_run_dir(run, resume or auto_resume, force, rank, auto_resume)
     with lock:
-        _train(cfg, run, resume, progress, rank, world, local_rank, allow_changes)
+        _train(cfg, run, resume, progress, rank, world, task, examples, allow_changes)
     return run
 
 
@@ -168,7 +169,8 @@ def _train(
     progress: bool,
     rank: int,
     world: int,
-    local_rank: int,
+    task: Task,
+    examples: torch.utils.data.Dataset,
     allow_changes: bool = False,
 ) -> None:
     """The loop of `train()`, run while the run directory is locked."""
@@ -176,7 +178,8 @@ def _train(
     from tqdm import tqdm
 
     tc = cfg.train
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = task.device
+    local_rank = device.index or 0
 
     # ---- model, objective, optimizer (same init on every rank; DDP keeps them in step)
     torch.manual_seed(tc.seed)
@@ -192,7 +195,6 @@ def _train(
     objective = SpectralObjective(
         formulation, spectral, rc.lam, rc.weighting, rc.sigma_range, rc.t_range, rc.x0_source, rc.rollout_steps
     ).to(device)
-    task = build_task(cfg, device)
     task.check_loss(spectral)
     ema = [p.detach().clone() for p in net.parameters()]
     decay = 0.5 ** (1 / tc.ema_halflife_steps) if tc.ema_halflife_steps > 0 else tc.ema_decay
@@ -233,7 +235,6 @@ def _train(
         rng = state["rng_cpu"], state.get("rng_cuda")
 
     # ---- data: a global-batch stream, exact to resume and independent of the process count
-    examples = task.examples()
     stream = TrainingStream(len(examples), tc.batch_size, tc.seed, rank, world, tc.grad_accum, start_step=step)
     loader = torch.utils.data.DataLoader(
         examples, batch_sampler=stream, num_workers=cfg.data.num_workers, pin_memory=fused

@@ -138,6 +138,14 @@ def test_digits_recipe_end_to_end_tiny(tmp_path):
     assert report["n_gen"] == 2 and report["metrics"]["fad_ge2e"] >= 0 and "kad_ge2e" in report["metrics"]
     assert report["metrics"]["inception_score"] >= 1 and report["classifier"]["labels"][:2] == ["0", "1"]
     assert (tmp_path / "data" / "data" / "test" / "wav.scp").is_file()
+    # re-running the train stage continues the run, it never deletes it
+    ckpts = tmp_path / "exp" / "demo" / "checkpoints"
+    first = (ckpts / "ckpt-00000003.pt").read_bytes()
+    again = [*cmd, "--stage", "3", "--stop_stage", "3", "--train_args", "train.steps=4 train.ckpt_every=4"]
+    done = subprocess.run(again, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (ckpts / "ckpt-00000003.pt").read_bytes() == first and (ckpts / "latest").read_text() == "ckpt-00000004.pt"
+    assert (tmp_path / "exp" / "demo" / "generated" / "0.wav").is_file()
 
 
 @pytest.mark.parametrize("conf", sorted(ROOT.glob("egs/*/conf/*.yaml")), ids=lambda p: f"{p.parts[-3]}/{p.name}")

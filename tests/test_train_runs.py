@@ -20,7 +20,7 @@ def config(tmp_path):
 def test_a_missing_data_dir_creates_nothing(tmp_path, config):
     exp = tmp_path / "exp"
     out = fail_cli("train", config, "--no-progress", *base_args(tmp_path / "nodata", exp, "r"))
-    assert "data.train=" in out and "not found" in out
+    assert "data source not found" in out and "nodata" in out
     assert not exp.exists()
 
 

@@ -35,9 +35,34 @@ class Sets:
     skipped: dict | None = None
 
 
+def generated_set(gen: str | Path) -> dict[str, str] | None:
+    """{id: path} of exactly the files a generated set's settings.json lists, or None without one.
+
+    Raises:
+        ValueError: `gen` is a training run directory (its samples/ are training previews, not a
+            generated set), or generate did not finish writing the set.
+    """
+    from audiodiff.runfiles import read_set_listing
+
+    gen = Path(gen)
+    settings = read_set_listing(gen)
+    if settings is None:
+        if (gen / "checkpoints").is_dir():
+            raise ValueError(
+                f"--gen {gen} is a training run directory (samples/ holds its training previews); "
+                f"pass the folder `audiodiff generate --out` wrote, e.g. {gen / 'generated'}"
+            )
+        return None
+    if settings.get("complete") is False:
+        raise ValueError(f"--gen {gen}: generate did not finish this set (settings.json); run it again")
+    entries = {Path(name).with_suffix("").as_posix().replace("/", "_"): str(gen / name) for name in settings["files"]}
+    return dict(sorted(entries.items()))
+
+
 def read_audio(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -> Sets:
     """Audio files of two data dirs or folders, each audited (missing, unreadable, empty, NaN/inf, too short).
 
+    A generated set with a settings.json (from `audiodiff generate`) is exactly the files it lists.
     `on_bad_audio` "error" stops listing all bad files by id; "skip" keeps the others and records
     the left-out ones in `skipped`.
     """
@@ -45,8 +70,10 @@ def read_audio(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") ->
     from audiodiff.data.validate import usable_audio
 
     hint = "pass --on-bad-audio skip to evaluate the others"
+    listed = generated_set(gen)
     (ref_ok, ref_bad), (gen_ok, gen_bad) = (
-        usable_audio(list_audio(s), s, on_bad_audio, hint, silence_db=None, min_seconds=MIN_SECONDS) for s in (ref, gen)
+        usable_audio(entries, s, on_bad_audio, hint, silence_db=None, min_seconds=MIN_SECONDS)
+        for entries, s in ((list_audio(ref), ref), (listed or list_audio(gen), gen))
     )
     skipped = {"ref": ref_bad, "gen": gen_bad} if ref_bad or gen_bad else None
     return Sets("audio", str(ref), str(gen), list(ref_ok.values()), list(gen_ok.values()), skipped)
@@ -56,6 +83,7 @@ def read_images(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -
     """uint8 images (N, C, H, W) of two sets (images.npy or a folder of PNGs) of one image shape."""
     from audiodiff.eval.images import load_images
 
+    generated_set(gen)  # not a run directory, nor an unfinished set
     real, fake = load_images(ref), load_images(gen)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")

@@ -51,6 +51,8 @@ def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles:
 class AudioTask(Task):
     """Shared by the audio tasks: clips of data.train, audio outputs at data.sample_rate."""
 
+    suffix = ".wav"
+
     def __init__(self, cfg, device="cpu", **options) -> None:
         super().__init__(cfg, device, **options)
         self.mel = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate)
@@ -68,7 +70,7 @@ class AudioTask(Task):
         return DiffusionExamples(self.clips, self.noise_shape())
 
     def write(self, out: Path, names: list[str], outputs: Tensor) -> list[Path]:
-        paths = [out / f"{name}.wav" for name in names]
+        paths = [out / f"{name}{self.suffix}" for name in names]
         for path, wav in zip(paths, outputs):
             save_audio(path, wav, self.sample_rate)
         return paths

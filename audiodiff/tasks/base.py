@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from audiodiff.data.examples import Example
 
 
+def seed_names(seeds: list[int]) -> list[str]:
+    """File stems for seeds, zero-padded to the widest so that names sort as numbers: 00 .. 15."""
+    width = len(str(max(seeds))) if seeds else 1
+    return [f"{s:0{width}d}" for s in seeds]
+
+
 class Job(NamedTuple):
     """One file to generate: its name (file stem), seed and condition (None, or one example's)."""
 
@@ -37,12 +43,14 @@ class Task:
         waveform: the model generates waveforms at data.sample_rate (losses with a sample rate
             must use it).
         max_batch: the most jobs sampled together (None: generate's --batch-size).
+        suffix: the suffix of the files `write` writes (".wav", ".png").
         bad: training files left out by data.on_bad_audio=skip (after `examples()`).
     """
 
     networks: tuple[str, ...] = ()
     waveform = False
     max_batch: int | None = None
+    suffix = ""
 
     def __init__(self, cfg: ExperimentConfig, device: str | torch.device = "cpu", **options) -> None:
         if options:
@@ -80,7 +88,15 @@ class Task:
 
     def jobs(self, seeds: list[int], source: str | None = None) -> list[Job]:
         """What to generate: one job per seed (a conditional task may read `source`)."""
-        return [Job(str(s), s, None) for s in seeds]
+        self.no_source(source)
+        return [Job(name, s, None) for name, s in zip(seed_names(seeds), seeds)]
+
+    def no_source(self, source: str | None) -> None:
+        """Raise if generate was given audio to vocode (`--mels-from`) that this task would ignore."""
+        if source:
+            raise ValueError(
+                f"generate: --mels-from applies to vocoders (task=vocoder); this model is task={self.cfg.task}"
+            )
 
     def decode(self, x: Tensor, seeds: list[int]) -> Tensor:
         """Samples (B, ...) in model space -> outputs (audio (B, ..., T) or images (B, C, H, W))."""

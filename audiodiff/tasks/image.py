@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from audiodiff.data.datasets import ImageArrays
-from audiodiff.tasks.base import Job, Task
+from audiodiff.tasks.base import Job, Task, seed_names
 
 
 def to_uint8(images: Tensor):
@@ -39,6 +39,7 @@ class ImageTask(Task):
     """
 
     networks = ("unet",)
+    suffix = ".png"
 
     def examples(self):
         images = ImageArrays(self.cfg.data.train)
@@ -65,8 +66,10 @@ class ImageTask(Task):
         return tuple(self.cfg.data.image_shape)
 
     def jobs(self, seeds, source=None):
+        self.no_source(source)
         labels = self.labels(seeds)
-        return [Job(str(s), s, None if labels is None else labels[i]) for i, s in enumerate(seeds)]
+        names = seed_names(seeds)
+        return [Job(names[i], s, None if labels is None else labels[i]) for i, s in enumerate(seeds)]
 
     def decode(self, x, seeds):
         return x.clamp(-1, 1)
@@ -74,7 +77,7 @@ class ImageTask(Task):
     def write(self, out, names, outputs):
         from PIL import Image
 
-        paths = [out / f"{name}.png" for name in names]
+        paths = [out / f"{name}{self.suffix}" for name in names]
         for path, pic in zip(paths, to_uint8(outputs)):
             Image.fromarray(pic[..., 0] if pic.shape[-1] == 1 else pic).save(path)
         return paths
