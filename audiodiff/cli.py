@@ -8,7 +8,7 @@ import click
 
 from audiodiff import __version__
 from audiodiff.builders import SAMPLER_PLANS
-from audiodiff.cli_eval import evaluate
+from audiodiff.cli_eval import evaluate, report
 from audiodiff.cli_eval import fail as _fail
 from audiodiff.data.validate import ON_BAD_AUDIO
 
@@ -19,7 +19,8 @@ def main() -> None:
     """audiodiff: audio diffusion with spectral regularization (arXiv 2603.02447)."""
 
 
-main.add_command(evaluate)  # defined in audiodiff.cli_eval with `report`
+main.add_command(evaluate)  # both defined in audiodiff.cli_eval
+main.add_command(report)
 
 
 @main.command()

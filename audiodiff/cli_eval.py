@@ -123,3 +123,28 @@ def evaluate(ref, gen, out, kind, metrics, embedder, embedder_weights, cache, cl
     for name, value in report["metrics"].items():
         click.echo(f"{name:>26s}  {value:.4f}")
     click.echo(f"wrote {out}/metrics.json" + (f"; appended a row to {csv_path}" if csv_path else ""))
+
+
+@click.command()
+@click.argument("evals", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The HTML page to write.")
+@click.option("--floor", type=click.Path(), default=None, help="A real-vs-real evaluation folder: the metrics' floor.")
+@click.option("--clips", type=click.IntRange(1), default=8, show_default=True, help="Clips per run.")
+def report(evals, out, floor, clips) -> None:
+    """One page comparing evaluated runs: EVALS are `audiodiff evaluate` output folders.
+
+    What each run was (checkpoint, step, task, regularizer and lambda, sampler), every metric per
+    run with its direction and floor, the spectra, and the clips aligned by name (seeds, or
+    utterances for vocoders) beside the reference.
+
+    \b
+    Example:
+      audiodiff report exp/baseline/eval exp/amp/eval --out exp/compare.html --floor exp/real/eval
+    """
+    from audiodiff.eval.report import write_comparison
+
+    try:
+        write_comparison(out, list(evals), floor, clips)
+    except (OSError, ValueError) as err:
+        fail(err)
+    click.echo(f"wrote {out} ({len(evals)} runs)")

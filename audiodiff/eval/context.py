@@ -21,12 +21,13 @@ def direction(metric: str) -> str:
     return "higher" if metric in HIGHER_IS_BETTER else "lower"
 
 
-def _training_config(checkpoint: str | None) -> dict:
-    """The run's config.yaml: beside the checkpoint, or in the run dir above checkpoints/ ({} if none)."""
+def _training_config(checkpoint: str | None, gen: Path) -> dict:
+    """The run's config.yaml: beside the checkpoint, in the run dir above checkpoints/, or (for a
+    checkpoint path relative to where generate ran) in the run dir holding the generated set."""
     if not checkpoint:
         return {}
     path = Path(checkpoint)
-    for folder in (path, path.parent, path.parent.parent):
+    for folder in (path, path.parent, path.parent.parent, gen.resolve().parent):
         if (folder / "config.yaml").is_file():
             loaded = yaml.safe_load((folder / "config.yaml").read_text())
             return loaded if isinstance(loaded, dict) else {}
@@ -51,7 +52,7 @@ def run_context(gen: str | Path) -> dict:
     if not path.is_file():
         return {}
     settings = json.loads(path.read_text())
-    cfg = _training_config(settings.get("checkpoint"))
+    cfg = _training_config(settings.get("checkpoint"), Path(gen))
     diffusion = cfg.get("diffusion") or {}
     context = {
         "run": cfg.get("name"),

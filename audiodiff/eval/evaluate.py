@@ -20,6 +20,19 @@ from audiodiff.eval.sets import KINDS, detect_kind
 from audiodiff.runfiles import writable_dir
 
 
+def _asked(kind: str, metrics: Sequence[str] | None, classifier: str | Path | None) -> list[str]:
+    """The metrics to run (the kind's defaults when None; "classifier" added with a classifier), checked."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown set kind {kind!r}; choose from {list(KINDS)}")
+    asked = list(KINDS[kind].defaults if metrics is None else metrics)
+    if classifier and "classifier" not in asked:
+        asked.append("classifier")
+    check_metrics(asked, kind)
+    if "classifier" in asked and not classifier:
+        raise ValueError("metric 'classifier' needs --classifier DIR (from `audiodiff train-classifier`)")
+    return asked
+
+
 def evaluate(
     ref: str | Path,
     gen: str | Path,
@@ -63,14 +76,7 @@ def evaluate(
         The report written to metrics.json.
     """
     kind = kind or detect_kind(ref)
-    if kind not in KINDS:
-        raise ValueError(f"unknown set kind {kind!r}; choose from {list(KINDS)}")
-    asked = list(KINDS[kind].defaults if metrics is None else metrics)
-    if classifier and "classifier" not in asked:
-        asked.append("classifier")
-    check_metrics(asked, kind)
-    if "classifier" in asked and not classifier:
-        raise ValueError("metric 'classifier' needs --classifier DIR (from `audiodiff train-classifier`)")
+    asked = _asked(kind, metrics, classifier)
     if per_file and kind != "audio":
         raise ValueError(f"--per-file scores audio clips in an embedding space; these sets hold {kind}")
     if csv is not None and not Path(csv).parent.is_dir():

@@ -122,7 +122,7 @@ def _ndb(ctx: Context) -> Scores:
 @register("power_spectrum", "radial_spectra")
 def _power_spectrum(ctx: Context) -> Scores:
     from audiodiff.eval.images import spectrum_distance
-    from audiodiff.eval.report import plot_pair
+    from audiodiff.eval.plots import plot_pair
 
     s = ctx.need("radial_spectra")
     radius = np.arange(1, len(s.ref))
@@ -191,13 +191,18 @@ def _pesq(ctx: Context) -> Scores:
 
 @register("mean_spectrum", "mean_spectra")
 def _mean_spectrum(ctx: Context) -> Scores:
-    from audiodiff.eval.report import plot_pair
+    """Mean |dB difference| of the sets' mean spectra; plots them (mean_spectrum.png) and their octave
+    bands (band_spectrum.png, levels under report["mean_spectrum_bands"])."""
+    from audiodiff.eval.plots import band_levels, plot_bands, plot_pair
 
     s = ctx.need("mean_spectra")
     freqs = np.linspace(0, s.sample_rate / 2, len(s.ref))
     plot_pair(freqs, s.ref, s.gen, "Hz", "mean power (dB)", ctx.out / "mean_spectrum.png")
+    bands = band_levels(freqs, s.ref, s.gen)
+    plot_bands(bands, ctx.out / "band_spectrum.png")
     settings = {"sample_rate": s.sample_rate, "n_fft": 1024, "hop": 256, "distance": "mean |dB difference|"}
-    return Scores({"mean_spectrum_db_l1": float(np.abs(s.ref - s.gen).mean())}, settings)
+    value = float(np.abs(s.ref - s.gen).mean())
+    return Scores({"mean_spectrum_db_l1": value}, settings, {"mean_spectrum_bands": bands})
 
 
 def applies(name: str, kind: str) -> bool:

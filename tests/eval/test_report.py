@@ -12,6 +12,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from audiodiff.cli import main
+from audiodiff.eval.embeddings import ABOUT
 from audiodiff.eval.evaluate import evaluate
 from tests.conftest import write_corpus
 from tests.eval.conftest import RATE, noise_band, write_wav
@@ -44,7 +45,7 @@ def test_report_html_holds_playable_audio_and_images(tmp_path):
 
     parser = Collect()
     parser.feed((out / "report.html").read_text())
-    assert len(parser.sources["audio"]) == 6 and len(parser.sources["img"]) == 6
+    assert len(parser.sources["audio"]) == 6 and len(parser.sources["img"]) == 7  # 6 spectrograms, 1 colour bar
     audio, sr = sf.read(io.BytesIO(base64.b64decode(parser.sources["audio"][0].split(",", 1)[1])))
     assert sr == 16000 and len(audio) == int(0.3 * 16000)  # the generated clips come first
     assert base64.b64decode(parser.sources["img"][0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -75,10 +76,18 @@ def _chromium():
     return None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium installed")
 def test_report_html_players_and_images_load_in_headless_chromium(tmp_path):
-    """Open report.html in headless Chromium: every <img> decodes and every <audio> reads its metadata."""
+    """Open report.html in headless Chromium: every <img> decodes and every <audio> reads its metadata.
+
+    `make test` installs Chromium where it can (root with apt-get); CI sets AUDIODIFF_REQUIRE_BROWSER
+    so a missing browser fails there instead of skipping."""
+    import os
     import subprocess
+
+    if _chromium() is None:
+        if os.environ.get("AUDIODIFF_REQUIRE_BROWSER"):
+            pytest.fail("AUDIODIFF_REQUIRE_BROWSER is set but no Chromium is installed (make browser)")
+        pytest.skip("no Chromium installed (make browser installs it as root)")
 
     ref = write_corpus(tmp_path / "r", n=3)
     out = tmp_path / "e"
@@ -100,4 +109,121 @@ def test_report_html_players_and_images_load_in_headless_chromium(tmp_path):
            "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=10000", "--dump-dom",
            harness.as_uri()]  # fmt: skip
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    assert "img 6/6 audio 6/6" in dom, dom[-500:]
+    assert "img 7/7 audio 6/6" in dom, dom[-500:]  # 6 spectrograms and their colour bar
+
+
+# ----------------------------------------------------------- a report worth sharing (issue 17)
+
+
+def _run(root, ref_rate=16000):
+    """A run dir as train + generate leave it: config.yaml, generated/ with 12 clips and settings.json;
+    and a reference data dir of 3 speakers x 2 words (utt2spk, utt2label)."""
+    rng = np.random.default_rng(5)
+    run, ref = root / "exp" / "amp", root / "data" / "test"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        "name: amp\ntask: waveform\ndiffusion: {kind: ddpm, prediction: eps}\n"
+        "regularizer: {lam: 0.0001, weighting: unweighted, losses: [{name: amp}]}\n"
+    )
+    for i in range(12):
+        write_wav(run / "generated", str(i), 0.1 * noise_band(rng, 4000, 100, 3000, rate=8000), rate=8000)
+    settings = {"checkpoint": str(run / "checkpoints"), "step": 1234, "weights": "ema", "sampler": "fast",
+                "steps": 6, "sample_rate": 8000, "commit": "abc1234"}  # fmt: skip
+    (run / "generated" / "settings.json").write_text(json.dumps(settings))
+    ref.mkdir(parents=True)
+    utts = [f"spk{s}_{w}" for s in "abc" for w in ("one", "two")]
+    for k, utt in enumerate(utts):
+        write_wav(root / "wav", utt, 0.3 * noise_band(rng, ref_rate // 2, 100 + 50 * k, 3000, rate=ref_rate), ref_rate)
+    (ref / "wav.scp").write_text("".join(f"{u} {root / 'wav' / u}.wav\n" for u in utts))
+    (ref / "utt2spk").write_text("".join(f"{u} {u[:4]}\n" for u in utts))
+    (ref / "utt2label").write_text("".join(f"{u} {u[5:]}\n" for u in utts))
+    return run, ref
+
+
+def _cells(page, tag="td"):
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(rf"<{tag}[^>]*>(.*?)</{tag}>", page, re.S)]
+
+
+def test_report_says_what_was_compared_with_directions_floor_plots_and_clips_in_order(tmp_path):
+    run, ref = _run(tmp_path)
+    kw = dict(metrics=["fad", "mean_spectrum"], embedder="melstats", cache_dir=tmp_path / "c")
+    evaluate(ref, ref, tmp_path / "floor", **kw)
+    rep = evaluate(ref, run / "generated", run / "eval", floor=tmp_path / "floor", **kw)
+    assert rep["run"] == {"run": "amp", "checkpoint": str(run / "checkpoints"), "step": 1234, "task": "waveform",
+                          "diffusion": "ddpm (eps)", "regularizer": "amp, lambda 0.0001 (unweighted)",
+                          "sampler": "fast, 6 steps", "weights": "ema", "sample_rate": 8000,
+                          "commit": "abc1234"}  # fmt: skip
+    page = (run / "eval" / "report.html").read_text()
+    context = dict(zip(_cells(page, "th")[2:16], _cells(page.split("<h2>Metrics")[0].split("</tr>", 1)[1])))
+    assert context["step"] == "1234" and context["regularizer"] == "amp, lambda 0.0001 (unweighted)"
+    assert context["sampler"] == "fast, 6 steps" and context["training commit"] == "abc1234"
+    assert f"{run / 'generated'} (12 clips)" in page and f"{ref} (6 clips)" in page and ABOUT["melstats"] in page
+    metrics = page.split("<h2>Metrics")[1].split("<h2>")[0]
+    floor = rep["floor"]["metrics"]["fad_melstats"]
+    assert re.search(rf"fad_melstats</th><td class=dir>&darr; lower</td><td>[^<]+</td><td>{floor:.4g}</td>", metrics)
+    assert page.count('alt="mean spectrum of amp"') == 1 and page.count('alt="octave bands of amp"') == 1
+    rows = re.findall(r"<tr><th>(\d+)</th>", page)
+    assert rows == ["0", "1", "2", "3", "4", "5", "6", "7"]  # natural order; was 0, 1, 10, 11, ...
+    refs = re.findall(r'<div class="name">(spk\w+)\.wav', page)
+    assert refs[:3] == ["spka_one", "spkb_two", "spkc_one"]  # every speaker, and both words, first
+    assert "drawn across 3 of 3 speakers" in page
+
+
+def test_spectrograms_share_one_colour_scale(tmp_path):
+    """A clip 40 dB quieter looks darker (each was scaled on its own, so both looked the same)."""
+    from PIL import Image
+
+    from audiodiff.eval.plots import spectrogram_uris
+
+    noise = noise_band(np.random.default_rng(0), 16000, 100, 7000, rate=16000)
+    uris, colorbar = spectrogram_uris([(0.5 * noise, 16000), (0.005 * noise, 16000)])
+
+    def brightness(uri):
+        image = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("L"), float)
+        return image[20:-40, 60:-20].mean()  # the plot area, inside the axes
+
+    assert brightness(uris[0]) > brightness(uris[1]) + 40 and colorbar.startswith("data:image/png;base64,")
+
+
+def test_natural_order():
+    from audiodiff.eval.report import natural_key
+
+    names = ["10", "2", "1", "spk2_one", "spk10_one", "0"]
+    assert sorted(names, key=natural_key) == ["0", "1", "2", "10", "spk2_one", "spk10_one"]
+
+
+def test_report_command_puts_runs_side_by_side_aligned_by_utterance(tmp_path):
+    """Vocoder-style sets (generated names = reference utterances): one row per utterance, both runs
+    and the reference of that same utterance; the better value of each metric in bold."""
+    _, ref = _run(tmp_path)
+    gens = {}
+    for name, gain in (("base", 0.9), ("amp", 0.5)):
+        gens[name] = tmp_path / name / "gen"
+        gens[name].parent.mkdir()
+        for wav in sorted((tmp_path / "wav").glob("*.wav")):
+            data, rate = sf.read(wav)
+            write_wav(gens[name], wav.stem, gain * data, rate)
+        evaluate(ref, gens[name], tmp_path / name / "eval", metrics=["mrstft", "mean_spectrum"])
+    page = tmp_path / "compare.html"
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "base" / "eval"), str(tmp_path / "amp" / "eval"),
+                                    "--out", str(page)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html_text = page.read_text()
+    assert "<th>base</th><th>amp</th><th>reference (the same utterances)</th>" in html_text
+    first = html_text.split("<tr><th>spka_one</th>")[1].split("</tr>")[0]
+    assert re.findall(r'<div class="name">([\w.]+) ', first) == ["spka_one.wav"] * 3
+    mrstft = re.search(r"<th>mrstft</th>.*?</tr>", html_text).group(0)
+    assert re.search(r"</td><td class=best>[^<]+</td><td>[^<]+</td><td>-</td></tr>", mrstft)  # base: 0.9x is closer
+    res = CliRunner().invoke(main, ["report", str(tmp_path), "--out", str(page)])
+    assert res.exit_code == 1 and "no metrics.json" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_clip_rows_align_by_shared_names_else_row_by_row(tmp_path):
+    from audiodiff.eval.report import RunView, clip_rows
+
+    def run(*names):
+        return RunView("r", {}, tmp_path, {n: f"{n}.wav" for n in names})
+
+    assert clip_rows([run("0", "1", "2"), run("1", "2", "10")], 8) == (["1", "2"], [["1.wav"] * 2, ["2.wav"] * 2], True)
+    labels, rows, aligned = clip_rows([run("0", "1"), run("spk_a", "spk_b", "spk_c")], 8)
+    assert not aligned and labels == ["#1", "#2", "#3"] and rows[0] == ["0.wav", "spk_a.wav"] and rows[2][0] is None
