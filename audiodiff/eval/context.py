@@ -42,6 +42,12 @@ def _regularizer(cfg: dict) -> str:
     return f"{'+'.join(names)}, lambda {reg['lam']:g} ({reg.get('weighting', 'unweighted')})"
 
 
+def _sampler(settings: dict) -> str:
+    """ "ddim, 50 steps, eta=0.5": the sampler, its steps and the settings it read (EDM churn, rho, ...)."""
+    read = {k: v for k, v in (settings.get("sampler_settings") or {}).items() if k not in ("steps", "fast_betas")}
+    return ", ".join([settings["sampler"], f"{settings.get('steps')} steps", *(f"{k}={v}" for k, v in read.items())])
+
+
 def run_context(gen: str | Path) -> dict:
     """What produced the generated set `gen`: checkpoint, step, task, regularizer, sampler, commit.
 
@@ -61,7 +67,7 @@ def run_context(gen: str | Path) -> dict:
         "task": cfg.get("task"),
         "diffusion": f"{diffusion['kind']} ({diffusion.get('prediction', '')})" if "kind" in diffusion else None,
         "regularizer": _regularizer(cfg) if cfg else None,
-        "sampler": f"{settings['sampler']}, {settings['steps']} steps" if "sampler" in settings else None,
+        "sampler": _sampler(settings) if "sampler" in settings else None,
         "weights": settings.get("weights"),
         "sample_rate": settings.get("sample_rate"),
         "commit": settings.get("commit") or cfg.get("commit"),

@@ -105,6 +105,13 @@ def _list(source: Path) -> dict[str, str]:
     return list_audio(source)
 
 
+def _generated(gen: str) -> dict[str, str]:
+    """The clips of a generated set as evaluate scored them: those its settings.json lists, else all."""
+    from audiodiff.eval.sets import generated_set
+
+    return generated_set(gen) or _list(Path(gen))
+
+
 # ------------------------------------------------------------------------------------ sections
 
 
@@ -273,7 +280,7 @@ def write_comparison(
         if "n_gen" not in report or report.get("kind") == "images":
             raise ValueError(f"{folder}/metrics.json: not an audio evaluation; report compares audio runs")
         runs.append(
-            RunView(_run_name(report, folder), report, folder, _by_name(list(_list(Path(report["gen"])).values())))
+            RunView(_run_name(report, folder), report, folder, _by_name(list(_generated(report["gen"]).values())))
         )
     floors = (
         read_floor(floor)["metrics"]

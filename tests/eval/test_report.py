@@ -127,8 +127,9 @@ def _run(root, ref_rate=16000):
     )
     for i in range(12):
         write_wav(run / "generated", str(i), 0.1 * noise_band(rng, 4000, 100, 3000, rate=8000), rate=8000)
-    settings = {"checkpoint": str(run / "checkpoints"), "step": 1234, "weights": "ema", "sampler": "fast",
-                "steps": 6, "sample_rate": 8000, "commit": "abc1234"}  # fmt: skip
+    settings = {"complete": True, "checkpoint": str(run / "checkpoints"), "step": 1234, "weights": "ema",
+                "sampler": "ddim", "steps": 6, "sampler_settings": {"steps": 6, "eta": 0.5}, "sample_rate": 8000,
+                "commit": "abc1234", "files": [f"{i}.wav" for i in range(12)]}  # fmt: skip
     (run / "generated" / "settings.json").write_text(json.dumps(settings))
     ref.mkdir(parents=True)
     utts = [f"spk{s}_{w}" for s in "abc" for w in ("one", "two")]
@@ -151,12 +152,12 @@ def test_report_says_what_was_compared_with_directions_floor_plots_and_clips_in_
     rep = evaluate(ref, run / "generated", run / "eval", floor=tmp_path / "floor", **kw)
     assert rep["run"] == {"run": "amp", "checkpoint": str(run / "checkpoints"), "step": 1234, "task": "waveform",
                           "diffusion": "ddpm (eps)", "regularizer": "amp, lambda 0.0001 (unweighted)",
-                          "sampler": "fast, 6 steps", "weights": "ema", "sample_rate": 8000,
+                          "sampler": "ddim, 6 steps, eta=0.5", "weights": "ema", "sample_rate": 8000,
                           "commit": "abc1234"}  # fmt: skip
     page = (run / "eval" / "report.html").read_text()
     context = dict(zip(_cells(page, "th")[2:16], _cells(page.split("<h2>Metrics")[0].split("</tr>", 1)[1])))
     assert context["step"] == "1234" and context["regularizer"] == "amp, lambda 0.0001 (unweighted)"
-    assert context["sampler"] == "fast, 6 steps" and context["training commit"] == "abc1234"
+    assert context["sampler"] == "ddim, 6 steps, eta=0.5" and context["training commit"] == "abc1234"
     assert f"{run / 'generated'} (12 clips)" in page and f"{ref} (6 clips)" in page and ABOUT["melstats"] in page
     metrics = page.split("<h2>Metrics")[1].split("<h2>")[0]
     floor = rep["floor"]["metrics"]["fad_melstats"]
