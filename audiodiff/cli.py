@@ -23,20 +23,37 @@ main.add_command(evaluate)  # both defined in audiodiff.cli_eval
 main.add_command(report)
 
 
-@main.command()
+class _PrepareCommand(click.Command):
+    """`prepare`, whose help ends with every corpus and its options (read from the corpus functions)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from audiodiff.data.corpora import CORPORA, describe
+
+        rows = []
+        for name in CORPORA:
+            try:
+                rows.append((name, describe(name)))
+            except ImportError as err:  # a corpus whose extra is missing still gets a line
+                rows.append((name, f"(unavailable: {err})"))
+        with formatter.section("Corpora (option=default)"):
+            formatter.write_dl(rows)
+
+
+@main.command(cls=_PrepareCommand)
 @click.argument("corpus")
 @click.argument("options", nargs=-1)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def prepare(corpus: str, options: tuple[str, ...], out: str) -> None:
-    """Download and/or prepare a CORPUS (digits, sc09, ljspeech) into Kaldi-style data dirs.
+    """Download and/or prepare a CORPUS into Kaldi-style data dirs (audio) or image splits.
 
-    OPTIONS are the corpus's own settings as key=value.
+    OPTIONS are the corpus's own settings as key=value (listed below). Downloads, extraction
+    and audio checks show progress bars on a terminal.
 
     \b
     Examples:
       audiodiff prepare digits --out data/digits speakers=60 reps=2   # offline, espeak-ng
       audiodiff prepare sc09 --out data/sc09                          # downloads 2.3 GB
-      audiodiff prepare ljspeech --out data/lj archive=~/LJSpeech-1.1.tar.bz2
+      audiodiff prepare ljspeech --out data/lj archive=LJSpeech-1.1.tar.bz2   # a local copy
     """
     from audiodiff.data.corpora import prepare as run_prepare
 
@@ -85,10 +102,11 @@ def train(
     checkpoint's are refused unless --allow-changes (train.steps and the logging intervals may change).
 
     \b
-    Example:
+    Examples:
       audiodiff train egs/digits/conf/amp.yaml name=amp1 data.train=data/digits/data/train train.steps=2000
       audiodiff train egs/digits/conf/amp.yaml name=amp1 data.train=data/digits/data/train --resume train.steps=4000
-      torchrun --nproc_per_node 4 -m audiodiff.cli train conf.yaml name=big   # 4 GPUs, same global batch
+      torchrun --nproc_per_node 4 -m audiodiff.cli train egs/sc09/conf/baseline.yaml name=big \\
+          data.train=data/sc09/data/train   # 4 GPUs, the same global batch
     """
     from audiodiff.config import ConfigError, load_config, to_yaml
 

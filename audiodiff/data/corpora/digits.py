@@ -20,7 +20,7 @@ import soxr
 import torch
 
 from audiodiff.audio.io import save_audio
-from audiodiff.data.corpora.common import write_data_dir
+from audiodiff.data.corpora.common import progress, write_data_dir
 from audiodiff.data.corpora.espeak import list_variants, synthesize_fresh
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -102,10 +102,11 @@ def prepare_digits(
     # phase, timing, and for some voices values that differ between processes), so each speaker
     # starts from a clean library. The worker module imports only numpy and ctypes.
     with multiprocessing.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
-        results = pool.map(synthesize_fresh, jobs, chunksize=1)
+        spoken = pool.imap(synthesize_fresh, jobs)  # in order, as map
+        results = list(progress(len(jobs), "synthesize speakers", "speaker", iterable=spoken))
     tts_rate = results[0][0]
     raws = [raw for _, speaker in results for raw in speaker]
-    for item, raw in zip(plan, raws):
+    for item, raw in progress(len(plan), "resample and write", "clip", iterable=zip(plan, raws)):
         audio = soxr.resample(raw.astype(np.float32) / 32768.0, tts_rate, sample_rate)
         clip = _place(audio.astype(np.float32), sample_rate, rng)
         path = out / "wav" / f"{item['utt']}.wav"
