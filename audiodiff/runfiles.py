@@ -122,11 +122,6 @@ def clear_failed_start(run: Path) -> list[str]:
     return removed
 
 
-def run_contents(run: Path) -> list[Path]:
-    """What a run directory holds besides its lock file."""
-    return [c for c in run.iterdir() if c.name != LOCK_NAME] if run.is_dir() else []
-
-
 def prepare_run_dir(run: Path, resume: bool, force: bool, rank: int, auto_resume: bool = False) -> tuple:
     """Lock the run directory (rank 0), check it against resume/force and make checkpoints/.
 
