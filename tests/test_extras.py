@@ -70,7 +70,8 @@ def _third_party_uses(path: Path):
             continue
         for module in modules:
             top = module.split(".")[0]
-            if top not in sys.stdlib_module_names and top not in ("audiodiff", "__future__"):
+            sibling = (path.parent / f"{top}.py").is_file()  # a script's own folder (recipes/ablate.py)
+            if top not in sys.stdlib_module_names and top not in ("audiodiff", "__future__") and not sibling:
                 yield _distribution(module), id(node) in guarded, "import"
 
 
