@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a regularizer ablation grid (variants x lambdas x seeds) and tabulate mean and spread.
 
-    python ../../recipes/ablate.py grid.yaml [--workers 2] [--stage train|generate|evaluate|report]
+    python ../../recipes/ablate.py grid.yaml [--workers 2] [--threads 1] [--stage train|generate|evaluate|report]
 
 The grid file (YAML, paths relative to it):
 
@@ -30,7 +30,12 @@ exists, evaluated when eval/metrics.json exists), so an interrupted grid resumes
 `--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
 training budget (steps, wall seconds per run), the machine and the commit.
-Worker processes run with OMP_NUM_THREADS=1 each, so `--workers` should not exceed the core count.
+Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
+workers x threads may not exceed the cores. The default is one thread per process and as many
+processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
+waiting on each other; one thread per process was steadier). Which packing is fastest on a given box
+is not measured yet: time a grid with each (the report's grid wall time) before changing the default.
+Each invocation's wall time and packing are appended to `<out>/grid_time.json`; the report shows the last.
 """
 
 from __future__ import annotations
@@ -105,8 +110,25 @@ def cells(grid: dict) -> list[dict]:
     return out
 
 
-def _sh(cmd: list[str], log: Path) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def packing(workers: int | None, threads: int, cores: int) -> tuple[int, int]:
+    """(processes, threads per process) for a grid on `cores` cores.
+
+    workers None: as many processes as fit, cores // threads (at least 1).
+    Raises ValueError when a count is below 1 or workers x threads exceeds the cores.
+    """
+    if threads < 1 or (workers is not None and workers < 1):
+        raise ValueError(f"--workers and --threads must be >= 1, got workers={workers}, threads={threads}")
+    procs = max(1, cores // threads) if workers is None else workers
+    if procs * threads > cores:
+        raise ValueError(
+            f"--workers {procs} x --threads {threads} = {procs * threads} threads on {cores} cores: "
+            "oversubscribed OpenMP threads wait on each other; lower one of them"
+        )
+    return procs, threads
+
+
+def _sh(cmd: list[str], log: Path, threads: int = 1) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with log.open("a") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
@@ -115,7 +137,7 @@ def _sh(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); see {log}")
 
 
-def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict:
+def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads: int = 1) -> dict:
     run: Path = cell["run"]
     run.mkdir(parents=True, exist_ok=True)
     log = run / "ablate.log"
@@ -139,6 +161,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict
                 *cell["overrides"],
             ],
             log,
+            threads,
         )
         timing.update(train_s=round(time.perf_counter() - t0, 1), train_done=True)
         timing_path.write_text(json.dumps(timing))
@@ -146,7 +169,9 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict
     if "generate" in stages and not (gen / "settings.json").exists():
         t0 = time.perf_counter()
         _sh(
-            [*cli, "generate", "--ckpt", str(run), "--out", str(gen), "--device", "cpu", *grid.get("generate", [])], log
+            [*cli, "generate", "--ckpt", str(run), "--out", str(gen), "--device", "cpu", *grid.get("generate", [])],
+            log,
+            threads,
         )
         timing["generate_s"] = round(time.perf_counter() - t0, 1)
         timing_path.write_text(json.dumps(timing))
@@ -168,8 +193,19 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool) -> dict
                 *(["--classifier", str(grid["classifier"])] if "classifier" in grid else []),
             ],
             log,
+            threads,
         )
     return cell
+
+
+def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int, stages: list[str]) -> None:
+    """Append one invocation's wall time and packing to <out>/grid_time.json."""
+    path = out / "grid_time.json"
+    out.mkdir(parents=True, exist_ok=True)
+    times = json.loads(path.read_text()) if path.exists() else []
+    packed = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
+    times.append({"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages})
+    path.write_text(json.dumps(times, indent=2) + "\n")
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -236,12 +272,15 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         times = [t for t in g["train_s"] if t is not None]
         row["train_s_mean"] = statistics.fmean(times) if times else None
         rows.append(row)
+    times_path = grid["out"] / "grid_time.json"
+    last_time = json.loads(times_path.read_text())[-1] if times_path.exists() else None
     base_cfg = yaml.safe_load(all_cells[0]["run"].joinpath("config.yaml").read_text()) if all_cells else {}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=grid["root"])
     result = {
         "grid": str(grid["root"]),
         "commit": commit.stdout.strip(),
-        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, 1 thread per run",
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+        "grid_time": last_time,
         "steps": (base_cfg.get("train") or {}).get("steps"),
         "batch_size": (base_cfg.get("train") or {}).get("batch_size"),
         "metrics": keys,
@@ -252,6 +291,11 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
     lines = [
         f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
         f"{result['machine']}; mean +- std over seeds",
+        *(
+            [f"grid wall time {last_time['wall_s']:.0f} s ({last_time['cells']} runs, {last_time['packing']})"]
+            if last_time
+            else []
+        ),
         "",
         "| variant | lambda | seeds | " + " | ".join(k.removeprefix("metrics.") for k in keys) + " | train s/run |",
         "|---|---:|---:|" + "---:|" * len(keys) + "---:|",
@@ -268,11 +312,16 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("grid", type=Path)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="processes side by side (default: cores // threads)")
+    ap.add_argument("--threads", type=int, default=1, help="OpenMP/MKL threads per process (default 1)")
     ap.add_argument("--stage", choices=STAGES, default=None, help="Run only this stage (default: all).")
     ap.add_argument("--force-eval", action="store_true", help="Re-evaluate runs that already have metrics.")
     ap.add_argument("--only", default="", help="Comma-separated variant names to run (default: all).")
     args = ap.parse_args()
+    try:
+        procs, threads = packing(args.workers, args.threads, os.cpu_count() or 1)
+    except ValueError as err:
+        ap.error(str(err))
     grid = load_grid(args.grid)
     all_cells = cells(grid)
     todo = [c for c in all_cells if not args.only or c["variant"] in args.only.split(",")]
@@ -280,8 +329,8 @@ def main() -> None:
     if stages - {"report"}:
         t0 = time.perf_counter()
         failures = []
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            futures = [pool.submit(run_cell, c, grid, stages, args.force_eval) for c in todo]
+        with ThreadPoolExecutor(max_workers=procs) as pool:
+            futures = [pool.submit(run_cell, c, grid, stages, args.force_eval, threads) for c in todo]
             for i, fut in enumerate(futures):
                 try:
                     c = fut.result()
@@ -292,6 +341,7 @@ def main() -> None:
                 except RuntimeError as err:
                     failures.append(str(err))
                     print(f"[{i + 1}/{len(todo)}] FAILED: {err}", flush=True)
+        record_time(grid["out"], time.perf_counter() - t0, len(todo), procs, threads, sorted(stages))
         if failures:
             raise SystemExit(f"{len(failures)} run(s) failed; first: {failures[0]}")
     res = report(grid, all_cells)

@@ -102,3 +102,41 @@ def test_report_reads_embedding_metrics_under_old_and_new_names(tmp_path):
         assert row[key]["values"] == [1.0, 3.0]
     row = ablate.report({**grid, "report": ["metrics.fad_vggish"]}, cells)["rows"][0]
     assert "metrics.fad_vggish" not in row  # another embedder's score is not this one
+
+
+def test_packing_defaults_to_one_thread_per_core_and_refuses_oversubscription():
+    assert ablate.packing(None, 1, 2) == (2, 1)
+    assert ablate.packing(None, 2, 2) == (1, 2)
+    assert ablate.packing(None, 1, 16) == (16, 1) and ablate.packing(3, 1, 4) == (3, 1)
+    with pytest.raises(ValueError, match="--workers 2 x --threads 2 = 4 threads on 2 cores"):
+        ablate.packing(2, 2, 2)
+    with pytest.raises(ValueError, match="3 threads on 2 cores"):
+        ablate.packing(None, 3, 2)  # one process of 3 threads still oversubscribes
+    with pytest.raises(ValueError, match="must be >= 1"):
+        ablate.packing(0, 1, 2)
+
+
+def test_threads_reach_the_run_environment(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, stdout, stderr, env):
+        seen.update(omp=env["OMP_NUM_THREADS"], mkl=env["MKL_NUM_THREADS"])
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(ablate.subprocess, "run", fake_run)
+    ablate._sh(["true"], tmp_path / "log", threads=2)
+    assert seen == {"omp": "2", "mkl": "2"}
+
+
+def test_report_shows_the_grid_wall_time_and_packing(tmp_path):
+    grid = _grid(tmp_path)
+    cells = ablate.cells(grid)
+    ablate.record_time(grid["out"], 100.04, 6, 2, 1, ["train"])
+    ablate.record_time(grid["out"], 61.26, 6, 1, 2, ["train"])
+    cells[0]["run"].mkdir(parents=True)
+    (cells[0]["run"] / "config.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
+    times = json.loads((grid["out"] / "grid_time.json").read_text())
+    assert [t["wall_s"] for t in times] == [100.0, 61.3]  # every invocation kept, in order
+    res = ablate.report(grid, cells)
+    assert res["grid_time"]["packing"] == "1 process x 2 threads"
+    assert "grid wall time 61 s (6 runs, 1 process x 2 threads)" in (grid["out"] / "results.md").read_text()
