@@ -59,3 +59,50 @@ TINY = [
 @pytest.fixture
 def corpus(tmp_path):
     return write_corpus(tmp_path)
+
+
+# ---- the CLI on tiny runs (shared by the train, generate, cli, checkpoint, runfiles and task tests)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+AMP = ["regularizer.lam=1e-3", "regularizer.losses=[{name: amp, kwargs: {reduction: mean}}]"]
+
+
+def run_cli(*args):
+    """`audiodiff ARGS` in-process; returns click's Result."""
+    from click.testing import CliRunner
+
+    from audiodiff.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def fail_cli(*args):
+    """Run the CLI expecting a one-line error (an exception would escape CliRunner here)."""
+    res = run_cli(*args)
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
+    return res.output
+
+
+def base_args(corpus, exp, name, *extra):
+    return [f"name={name}", f"exp_dir={exp}", f"data.train={corpus}", *TINY, *extra]
+
+
+def train_cli(config, corpus, exp, name, *extra, flags=()):
+    """Train the tiny model through the CLI; returns the run directory."""
+    res = run_cli("train", config, *flags, "--no-progress", *base_args(corpus, exp, name, *extra))
+    assert res.exit_code == 0, res.output
+    return exp / name
+
+
+def weights(run):
+    from audiodiff.checkpoint import load_checkpoint
+
+    return load_checkpoint(run)["model"]
+
+
+@pytest.fixture
+def config(tmp_path):
+    """A training config for the tiny waveform model: DiffWave schedule, L1 loss, fast sampler."""
+    path = tmp_path / "conf.yaml"
+    path.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
+    return path

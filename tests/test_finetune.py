@@ -8,8 +8,8 @@ import yaml
 
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.models.lmnt import lmnt_to_ours, safe_torch_load
+from tests.conftest import base_args, run_cli, train_cli
 from tests.models.lmnt_files import ShellCommand, lmnt_style_state, save_lmnt_checkpoint
-from tests.test_train import base_args, run_cli, train_cli
 
 # lmnt's mel front-end and upsampler (hop 256 = 16 x 16), at toy sizes; lr 0 keeps the initial weights.
 VOCODER = [
@@ -24,13 +24,6 @@ VOCODER = [
     "train.lr=0",
 ]
 PARAMS = {"residual_layers": 2, "residual_channels": 8, "dilation_cycle_length": 2, "n_mels": 80, "hop_samples": 256}
-
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "conf.yaml"
-    path.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
-    return path
 
 
 @pytest.fixture

@@ -1,41 +1,106 @@
-"""Sampling-side checks (audiodiff.sampling, audiodiff.builders) that need no trained checkpoint."""
+"""generate writes self-describing sets (settings.json lists exactly its files) and refuses options a
+sampler would ignore; evaluate scores exactly the listed set and never a training run directory."""
 
-import warnings
+import json
 
 import pytest
-from omegaconf import OmegaConf
+import torch
 
-from audiodiff.builders import build_network
-from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
-from audiodiff.diffusion import DDPM, EDM
-from audiodiff.models import DiffWave, DiffWaveConfig
-from audiodiff.sampling import sample
+from audiodiff.eval.sets import read_audio
+from audiodiff.generate import parse_seeds
+from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
 
 
-def tiny(interp):
-    return DiffWave(DiffWaveConfig(layers=2, channels=4, cycle=2, n_mels=0, embed_dim=16, embed_interp=interp))
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    config = root / "conf.yaml"
+    config.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
+    corpus = write_corpus(root)
+    return train_cli(config, corpus, root / "exp", "r", "train.steps=2"), corpus
 
 
-def run(net, formulation, sampler):
-    cfg = ExperimentConfig(name="t")
-    return sample(net, formulation, cfg, [0], (1, 32), None, sampler, 6)
+def gen(run, out, *args):
+    res = run_cli("generate", "--ckpt", run, "--out", out, "--device", "cpu", "--seconds", "0.2", *args)
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "settings.json").read_text())
 
 
-def test_exact_ddpm_diffwave_warns_at_fractional_steps_only():
-    ddpm = DDPM.from_preset("diffwave")
-    with pytest.warns(UserWarning, match=r"embed_interp='exact' .* fractional steps \[42.919, 22.992"):
-        run(tiny("exact"), ddpm, "fast")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        run(tiny("exact"), ddpm, "ddpm")  # 6 evenly spaced integer steps
-        run(tiny("lerp"), ddpm, "fast")
-        run(tiny("exact"), EDM(), "heun")  # continuous c_noise: exact is right
+def test_duplicate_seeds_are_an_error(tmp_path, trained):
+    with pytest.raises(ValueError, match=r"name seed\(s\) \[2\] more than once"):
+        parse_seeds("0-3,2")
+    out = fail_cli("generate", "--ckpt", trained[0], "--seeds", "0-3,2", "--out", tmp_path / "g", "--device", "cpu")
+    assert "more than once" in out and not (tmp_path / "g").exists()
 
 
-def test_build_network_resolves_auto_and_keeps_stored_choices():
-    cfg = OmegaConf.structured(ExperimentConfig(name="t"))  # not through load_config: "auto" is unresolved
-    assert build_network(cfg).config.embed_interp == "lerp"
-    cfg.diffusion.kind = "edm"
-    assert build_network(cfg).config.embed_interp == "exact"
-    cfg.diffusion.kind, cfg.model.diffwave.embed_interp = "ddpm", "exact"  # as an old checkpoint stores it
-    assert build_network(from_yaml(to_yaml(cfg))).config.embed_interp == "exact"
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--steps", "4"], "--steps does not apply to --sampler fast"),
+        (
+            ["--sampler", "heun", "--eta", "0.5"],
+            "--eta does not apply to --sampler heun (it takes --steps, --rho, --churn)",
+        ),
+        (["--sampler", "ddim", "--rho", "3"], "--rho does not apply to --sampler ddim (it takes --steps, --eta)"),
+        (["--mels-from", "data"], "--mels-from applies to vocoders (task=vocoder); this model is task=waveform"),
+        (["--device", "gpu"], "--device gpu: not a device name"),
+    ],
+)
+def test_options_a_sampler_or_model_ignores_are_errors(tmp_path, trained, args, message):
+    out = fail_cli("generate", "--ckpt", trained[0], "--seeds", "0", "--out", tmp_path / "g", *args)
+    assert message in out, out
+    assert not (tmp_path / "g").exists()
+
+
+def test_batch_size_and_device_errors_blame_the_option(tmp_path, trained, monkeypatch):
+    res = run_cli("generate", "--ckpt", trained[0], "--out", tmp_path / "g", "--batch-size", "0")
+    assert res.exit_code == 2 and "Invalid value for '--batch-size': 0 is not in the range x>=1" in res.output
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = fail_cli("generate", "--ckpt", trained[0], "--out", tmp_path / "g", "--device", "cuda")
+    assert "--device cuda: torch sees no CUDA GPU on this machine; use --device cpu" in out
+
+
+def test_sampler_settings_are_applied_and_recorded(tmp_path, trained):
+    settings = gen(trained[0], tmp_path / "g", "--seeds", "3", "--sampler", "ddim", "--steps", "4", "--eta", "0.5")
+    assert settings["sampler"] == "ddim" and settings["sampler_settings"] == {"steps": 4, "eta": 0.5}
+    fast = gen(trained[0], tmp_path / "f", "--seeds", "3")
+    assert fast["steps"] == 6 and list(fast["sampler_settings"]) == ["fast_betas"]
+    det = gen(trained[0], tmp_path / "d", "--seeds", "3", "--sampler", "ddim", "--steps", "4", "--eta", "0")
+    import soundfile as sf
+
+    assert not (sf.read(tmp_path / "g" / "3.wav")[0] == sf.read(tmp_path / "d" / "3.wav")[0]).all()
+    assert det["sampler_settings"]["eta"] == 0
+
+
+def test_sets_are_zero_padded_replaced_whole_and_scored_exactly(tmp_path, trained):
+    run, corpus = trained
+    out = tmp_path / "g"
+    settings = gen(run, out, "--seeds", "8-10")
+    assert settings["files"] == ["08.wav", "09.wav", "10.wav"] and settings["complete"] is True
+    settings = gen(run, out, "--seeds", "9-10")  # the previous set is replaced, not mixed in
+    assert settings["files"] == ["09.wav", "10.wav"]
+    assert sorted(p.name for p in out.glob("*.wav")) == ["09.wav", "10.wav"]
+    assert len(read_audio(corpus, out).gen_items) == 2
+    (out / "extra.wav").write_bytes((out / "09.wav").read_bytes())  # copied in later: not in the set
+    assert [p.split("/")[-1] for p in read_audio(corpus, out).gen_items] == ["09.wav", "10.wav"]
+    msg = fail_cli("generate", "--ckpt", run, "--seeds", "0", "--out", out, "--device", "cpu", "--seconds", "0.2")
+    assert "holds 1 files that are not a generated set's (extra.wav)" in msg
+    assert (out / "extra.wav").is_file() and (out / "09.wav").is_file()
+
+
+def test_an_interrupted_set_is_refused_by_evaluate_and_redone_by_generate(tmp_path, trained):
+    run, corpus = trained
+    out = tmp_path / "g"
+    gen(run, out, "--seeds", "0-1")
+    (out / "settings.json").write_text(json.dumps({"complete": False, "files": ["0.wav", "1.wav"], "pending": ["2"]}))
+    (out / "2.wav").write_bytes((out / "0.wav").read_bytes())
+    with pytest.raises(ValueError, match="generate did not finish this set"):
+        read_audio(corpus, out)
+    assert gen(run, out, "--seeds", "5")["files"] == ["5.wav"]
+    assert sorted(p.name for p in out.glob("*.wav")) == ["5.wav"]
+
+
+def test_evaluate_refuses_a_training_run_directory(trained):
+    run, corpus = trained
+    with pytest.raises(ValueError, match=r"is a training run directory .* e\.g\. .*r/generated"):
+        read_audio(corpus, run)
