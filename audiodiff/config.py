@@ -22,6 +22,7 @@ from audiodiff.builders import FORMULATIONS, NETWORKS, SAMPLER_PLANS, TASKS
 from audiodiff.data.validate import ON_BAD_AUDIO
 from audiodiff.diffusion.ddpm import LOSS_TYPES, PREDICTIONS
 from audiodiff.diffusion.regularize import WEIGHTINGS, X0_SOURCES
+from audiodiff.fastcpu import normalize_fast_cpu
 from audiodiff.losses import NORMALIZATIONS
 from audiodiff.losses.stft import MelSTFTLoss
 from audiodiff.models.diffwave import DiffWaveConfig, resolve_embed_interp
@@ -119,7 +120,8 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0 disables
     ema_decay: float = 0.999
     ema_halflife_steps: float = 0.0  # > 0 overrides ema_decay: decay = 0.5 ** (1 / halflife)
-    bf16: bool = True  # bf16 autocast on CUDA (float32 on CPU)
+    bf16: bool = True  # bf16 autocast on CUDA (CPU runs: fast_cpu)
+    fast_cpu: str = "auto"  # CPU bf16 autocast: auto|on|off, auto = on where the CPU has avx512_bf16/amx (fastcpu.py)
     compile: bool = False  # torch.compile the network and the spectral loss
     cuda_graphs: bool = False  # with compile on one GPU: CUDA graphs (mode="reduce-overhead"), see README
     seed: int = 0
@@ -306,6 +308,10 @@ def _validated(cfg: DictConfig, source: str, required: bool = True) -> Experimen
 def _resolve(cfg: DictConfig, source: str) -> None:
     """Replace values that depend on other keys ("auto") by what they mean, in place."""
     diffwave = cfg.model.diffwave
+    try:
+        cfg.train.fast_cpu = normalize_fast_cpu(cfg.train.fast_cpu)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
     try:
         diffwave.embed_interp = resolve_embed_interp(diffwave.embed_interp, cfg.diffusion.kind)
     except ValueError as err:

@@ -25,6 +25,7 @@ from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
 from audiodiff.data.datasets import TrainingStream
 from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import SpectralObjective, training_sample
+from audiodiff.fastcpu import resolve_fast_cpu
 from audiodiff.finetune import init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
 from audiodiff.runfiles import prepare_run_dir, record_resume, resume_changes
@@ -89,7 +90,8 @@ def train_step(
             the gradient all-reduce on all but the last micro-batch.
         ema: EMA copies of the parameters of `opt`'s single group, lerped towards them by 1 - decay.
         grad_clip: max gradient norm (0: no clipping, the norm is still computed).
-        autocast: bf16 autocast on CUDA. graphs: mark CUDA-graph step boundaries.
+        autocast: bf16 autocast on x0's device (CUDA: train.bf16; CPU: train.fast_cpu); the
+            parameters, gradients and optimizer state stay float32. graphs: mark CUDA-graph step boundaries.
 
     Returns:
         (per-term loss means over the step, gradient norm, whether the step was taken): a
@@ -180,6 +182,7 @@ def _train(
     tc = cfg.train
     device = task.device
     local_rank = device.index or 0
+    tc.fast_cpu, fast_note = resolve_fast_cpu(tc.fast_cpu, device)  # recorded resolved: config.yaml, checkpoints
 
     # ---- model, objective, optimizer (same init on every rank; DDP keeps them in step)
     torch.manual_seed(tc.seed)
@@ -255,13 +258,15 @@ def _train(
             record_resume(run, log, latest, step, changes, to_yaml(cfg))
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
+    if log:
+        log.write(fast_note + "\n")
     if log and task.bad:
         log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
     if log and (note := _crop_note(cfg, net, task)):
         log.write(note + "\n")
         tqdm.write(note)
     bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, disable=rank != 0 or not progress)
-    autocast = device.type == "cuda" and tc.bf16
+    autocast = tc.bf16 if device.type == "cuda" else tc.fast_cpu == "on"
 
     def checkpoint() -> None:
         if world > 1:

@@ -1,0 +1,60 @@
+"""The fast CPU training switch, `train.fast_cpu`: bf16 autocast on CPUs that compute bf16 natively.
+
+"auto" (the default) turns it on where /proc/cpuinfo lists `avx512_bf16` or `amx_bf16`; "on"
+forces it; "off" keeps float32. Weights, gradients and AdamW's state stay float32 either way
+(autocast runs matrix products and convolutions in bf16; the parameters are never cast).
+On a CPU without those instructions bf16 is emulated and slow: a 32-channel DiffWave step took
+17x longer in bf16 than in float32 on an AVX2-only AMD EPYC (docs/results.md), so "auto" stays
+float32 there. GPU runs ignore the switch (they use `train.bf16`); the resolved value ("on" or
+"off") is what train() writes into the run's config.yaml and checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+FAST_CPU = ("auto", "on", "off")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU feature flags of the first processor in `cpuinfo` (empty where there is no such file)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def normalize_fast_cpu(value: object) -> str:
+    """ "auto", "on" or "off" from a config value; YAML reads on/off as booleans, so true/false count too."""
+    text = str(value).lower()
+    text = {"true": "on", "false": "off"}.get(text, text)
+    if text not in FAST_CPU:
+        raise ValueError(f"train.fast_cpu={value!r} is not allowed; choose one of {list(FAST_CPU)}")
+    return text
+
+
+def resolve_fast_cpu(setting: str, device: torch.device, flags: set[str] | None = None) -> tuple[str, str]:
+    """("on" or "off", a one-line note for log.txt) for train.fast_cpu on `device`.
+
+    Args:
+        setting: "auto", "on" or "off" (true/false accepted, see normalize_fast_cpu).
+        flags: the CPU's feature flags (default: read from /proc/cpuinfo).
+    """
+    setting = normalize_fast_cpu(setting)
+    if device.type != "cpu":
+        return "off", f"train.fast_cpu={setting}: ignored on {device.type} (train.bf16 sets autocast there)"
+    native = sorted(set(NATIVE_BF16_FLAGS) & (cpu_flags() if flags is None else flags))
+    has = f"native bf16 ({', '.join(native)})" if native else "no native bf16 (no avx512_bf16 or amx_bf16)"
+    if setting == "auto":
+        resolved = "on" if native else "off"
+        return resolved, f"train.fast_cpu=auto -> {resolved}: this CPU has {has}"
+    if setting == "on" and not native:
+        return "on", f"warning: train.fast_cpu=on on a CPU with {has}: bf16 is emulated, expect slower steps"
+    return setting, f"train.fast_cpu={setting}: this CPU has {has}"
