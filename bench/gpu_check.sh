@@ -12,6 +12,6 @@ timeout 80 python3 -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda.py
 timeout 30 python3 bench/losses.py --device cuda --rounds 20 | tail -8; save
 timeout 150 python3 bench/sampling.py --device cuda --full --rounds 8 | tail -14; save
 timeout 120 python3 bench/sampling.py --device cuda --more --batches 1 --rounds 5 | tail -12; save
-timeout 120 python3 bench/training.py --device cuda --rounds 10 | tail -10; save
+timeout 120 python3 bench/training.py --device cuda --models diffwave_base --regs amp --rounds 10 | tail -10; save
 timeout 220 python3 bench/models.py --device cuda --models diffwave_base --modes fp32,bf16,bf16_compile,bf16_graphs --rounds 10 | tail -16; save
 ls "$OUT"
