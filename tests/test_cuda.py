@@ -121,7 +121,7 @@ def _train(tmp_path, corpus, name, *overrides):
     result = CliRunner().invoke(main, ["train", str(conf), "--no-progress", *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     run = tmp_path / "exp" / name
-    first = (run / "log.txt").read_text().splitlines()[0]
+    first = next(line for line in (run / "log.txt").read_text().splitlines() if line.startswith("step "))
     assert first.startswith("step 1 ")
     values = {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", first)}
     return values, load_checkpoint(latest_checkpoint(run / "checkpoints"), map_location="cpu")

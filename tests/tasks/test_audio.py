@@ -81,7 +81,8 @@ def test_mel_model_trains_from_dumped_features(tmp_path, corpus, config):
     ]
     run = train_cli(config, corpus, tmp_path / "exp", "feat", "train.steps=2", *unet)
     assert load_checkpoint(run)["step"] == 2
-    losses = [float(line.split("loss=")[1].split()[0]) for line in (run / "log.txt").read_text().splitlines()]
+    lines = [line for line in (run / "log.txt").read_text().splitlines() if line.startswith("step ")]
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in lines]
     assert len(losses) == 2 and all(0 < loss < 1e3 for loss in losses)
     # training reads the dumped features and checks their mel settings against the config's
     meta = corpus / "feats.json"
