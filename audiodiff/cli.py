@@ -8,6 +8,7 @@ import click
 
 from audiodiff import __version__
 from audiodiff.builders import SAMPLER_PLANS
+from audiodiff.cli_eval import check_device as _device
 from audiodiff.cli_eval import evaluate, report
 from audiodiff.cli_eval import fail as _fail
 from audiodiff.data.validate import ON_BAD_AUDIO
@@ -226,25 +227,6 @@ def generate(
     except (OSError, ValueError) as err:
         _fail(err)
     click.echo(f"wrote {len(paths)} files to {out}")
-
-
-def _device(device: str | None) -> str:
-    """The device to run on (default: cuda when torch sees a GPU); a one-line ValueError for one it cannot use."""
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device}: not a device name; use cpu, cuda or cuda:N") from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(f"--device {device}: torch sees {count} CUDA GPU(s), cuda:0 .. cuda:{count - 1}")
-    return device
 
 
 @main.command("train-classifier")

@@ -22,6 +22,25 @@ def fail(err: Exception) -> None:
     raise click.ClickException(message) from err
 
 
+def check_device(device: str | None) -> str:
+    """The device to run on (default: cuda when torch sees a GPU); a one-line ValueError for one it cannot use."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device name; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"--device {device}: torch sees {count} CUDA GPU(s), cuda:0 .. cuda:{count - 1}")
+    return device
+
+
 def _metric_help() -> str:
     """--metrics' help, from the metric registry: each set kind's metrics and defaults."""
     kinds = [
@@ -99,6 +118,7 @@ def evaluate(ref, gen, out, kind, metrics, embedder, embedder_weights, cache, cl
     from audiodiff.eval.evaluate import evaluate as run_evaluate
 
     try:
+        device = check_device(device)
         report = run_evaluate(
             ref,
             gen,

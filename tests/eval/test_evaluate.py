@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -260,3 +261,17 @@ def test_classifier_metrics_score_identical_sets_as_equal_and_use_the_cache(tmp_
                                    "inception_score_ref"}  # fmt: skip
     with pytest.raises(ValueError, match="needs --classifier"):
         evaluate(ref, ref, tmp_path / "e3", metrics=["classifier"])
+
+
+def test_evaluate_cli_device_errors_blame_the_option(tmp_path, monkeypatch):
+    ref = write_corpus(tmp_path / "a", n=4)
+    args = ["evaluate", "--ref", str(ref), "--gen", str(ref), "--out", str(tmp_path / "e"), "--embedder", "melstats"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = CliRunner().invoke(main, [*args, "--device", "cuda"])
+    assert (
+        res.exit_code == 1
+        and res.output == "Error: --device cuda: torch sees no CUDA GPU on this machine; use --device cpu\n"
+    )
+    res = CliRunner().invoke(main, [*args, "--device", "gpu"])
+    assert res.exit_code == 1 and "--device gpu: not a device name" in res.output
+    assert not (tmp_path / "e").exists()
