@@ -94,8 +94,6 @@ def generate(
     checkpoint with the same mel settings) when given, else by Griffin-Lim. Vocoders read the
     audio to vocode from `mels_from`.
     """
-    from tqdm import tqdm
-
     if batch_size < 1:
         raise ValueError(f"generate: batch size must be >= 1, got {batch_size}")
     cfg, net, formulation, step = load_for_generation(ckpt, device, use_ema)
@@ -111,6 +109,23 @@ def generate(
     out = writable_dir(out, "generate: output folder")
     previous = claim_output(out, [job.name for job in jobs])
     size = min(batch_size, task.max_batch or batch_size)
+    paths, outputs = _run_jobs(task, (net, formulation, cfg, sampler), jobs, size, out, progress)
+    _remove_stale(previous, paths, out, log)
+    settings = _settings(cfg, str(ckpt), step, use_ema, sampler, reads, seeds)
+    settings.update(task.summarize(out, paths, outputs, mels_from))
+    settings["files"] = [p.relative_to(out).as_posix() for p in paths]
+    (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    return paths
+
+
+def _run_jobs(task, model: tuple, jobs: list, size: int, out: Path, progress: bool) -> tuple[list[Path], list]:
+    """Sample, decode and write `jobs` in batches of `size`; (written paths, decoded outputs).
+
+    `model` is (network, formulation, config, sampler name).
+    """
+    from tqdm import tqdm
+
+    net, formulation, cfg, sampler = model
     paths, outputs = [], []
     bar = tqdm(total=len(jobs), desc="generate", disable=not progress)
     for start in range(0, len(jobs), size):
@@ -123,13 +138,13 @@ def generate(
         outputs += list(decoded)
         bar.update(len(chunk))
     bar.close()
+    return paths, outputs
+
+
+def _remove_stale(previous: list[Path], paths: list[Path], out: Path, log: Callable[[str], None] | None) -> None:
+    """Delete the previous set's files in `out` that the new set did not overwrite (said through `log`)."""
     stale = [p for p in previous if p not in set(paths) and p.is_file()]
     for path in stale:
         path.unlink()
     if stale and log:
         log(f"removed {len(stale)} files of the previous set in {out} that this set does not replace")
-    settings = _settings(cfg, str(ckpt), step, use_ema, sampler, reads, seeds)
-    settings.update(task.summarize(out, paths, outputs, mels_from))
-    settings["files"] = [p.relative_to(out).as_posix() for p in paths]
-    (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
-    return paths

@@ -77,10 +77,7 @@ def evaluate(
     """
     kind = kind or detect_kind(ref)
     asked = _asked(kind, metrics, classifier)
-    if per_file and kind != "audio":
-        raise ValueError(f"--per-file scores audio clips in an embedding space; these sets hold {kind}")
-    if csv is not None and not Path(csv).parent.is_dir():
-        raise FileNotFoundError(f"--csv {csv}: folder {Path(csv).parent} does not exist")
+    _check_outputs(kind, per_file, csv)
     floors = read_floor(floor) if floor is not None else None
     sets = KINDS[kind].read(ref, gen, on_bad_audio)
     out = writable_dir(out, "evaluate: output folder")
@@ -95,6 +92,21 @@ def evaluate(
         if scores.settings is not None:
             report.setdefault("settings", {})[name] = scores.settings
         report.update(scores.extra)
+    _write_outputs(ctx, kind, per_file, csv)
+    return report
+
+
+def _check_outputs(kind: str, per_file: bool, csv: str | Path | None) -> None:
+    """One-line errors for output options that cannot be honoured, before any work is done."""
+    if per_file and kind != "audio":
+        raise ValueError(f"--per-file scores audio clips in an embedding space; these sets hold {kind}")
+    if csv is not None and not Path(csv).parent.is_dir():
+        raise FileNotFoundError(f"--csv {csv}: folder {Path(csv).parent} does not exist")
+
+
+def _write_outputs(ctx: Context, kind: str, per_file: bool, csv: str | Path | None) -> None:
+    """per_file.csv (on request), metrics.json/.md, report.html (clip sets) and the shared CSV row."""
+    sets, out, report = ctx.sets, ctx.out, ctx.report
     if per_file:
         e = ctx.need("embeddings")
         per = per_file_scores(e.ref, e.gen)
@@ -104,4 +116,3 @@ def evaluate(
         write_report(out / "report.html", report, sets.ref_items, sets.gen_items)
     if csv is not None:
         append_csv(csv, csv_row(report))
-    return report

@@ -66,38 +66,7 @@ def prepare_digits(
     rng = np.random.default_rng(seed)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         variants = pool.apply(list_variants)
-    rng.shuffle(variants)
-    n_train = int(round(split[0] * len(variants)))
-    n_valid = int(round(split[1] * len(variants)))
-    split_of = {v: "train" for v in variants[:n_train]} | {v: "valid" for v in variants[n_train : n_train + n_valid]}
-    split_of |= {v: "test" for v in variants[n_train + n_valid :]}
-    sets: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
-    # Speakers go first to empty splits, then to the split furthest below its quota.
-    quota = {"train": split[0], "valid": split[1], "test": 1 - split[0] - split[1]}
-    pools = {s: [v for v in variants if split_of[v] == s] for s in sets}
-    counts = {s: 0 for s in sets}
-    plan, jobs = [], []  # jobs: one list of (text, voice, rate, pitch) per speaker
-    for k in range(speakers):
-        part = min(sets, key=lambda s: (counts[s] > 0, (counts[s] + 1) / max(quota[s], 1e-9)))
-        counts[part] += 1
-        variant = pools[part][int(rng.integers(len(pools[part])))]
-        accent = ACCENTS[int(rng.integers(len(ACCENTS)))]
-        pitch, rate = int(rng.integers(20, 81)), int(rng.integers(130, 211))
-        jobs.append([])
-        for word in DIGITS:
-            for rep in range(reps):
-                voice = f"{accent}+{variant}"
-                jobs[-1].append((word, voice, rate + int(rng.integers(-15, 16)), pitch + int(rng.integers(-5, 6))))
-                plan.append(
-                    {
-                        "utt": f"spk{k:03d}_{word}_{rep}",
-                        "spk": f"spk{k:03d}",
-                        "text": word,
-                        "label": DIGITS.index(word),
-                        "voice": voice,
-                        "part": part,
-                    }
-                )
+    plan, jobs = _plan(speakers, reps, _voice_pools(variants, split, rng), split, rng)
     # One fresh process per speaker: libespeak-ng carries state from utterance to utterance (pitch
     # phase, timing, and for some voices values that differ between processes), so each speaker
     # starts from a clean library. The worker module imports only numpy and ctypes.
@@ -106,6 +75,7 @@ def prepare_digits(
         results = list(progress(len(jobs), "synthesize speakers", "speaker", iterable=spoken))
     tts_rate = results[0][0]
     raws = [raw for _, speaker in results for raw in speaker]
+    sets: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
     for item, raw in progress(len(plan), "resample and write", "clip", iterable=zip(plan, raws)):
         audio = soxr.resample(raw.astype(np.float32) / 32768.0, tts_rate, sample_rate)
         clip = _place(audio.astype(np.float32), sample_rate, rng)
@@ -125,3 +95,37 @@ def prepare_digits(
     }
     (out / "digits.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _voice_pools(variants: list[str], split: tuple[float, float], rng: np.random.Generator) -> dict[str, list[str]]:
+    """Shuffle the voice variants with `rng` and split them into train/valid/test pools by `split`."""
+    rng.shuffle(variants)
+    n_train = int(round(split[0] * len(variants)))
+    n_valid = int(round(split[1] * len(variants)))
+    split_of = {v: "train" for v in variants[:n_train]} | {v: "valid" for v in variants[n_train : n_train + n_valid]}
+    split_of |= {v: "test" for v in variants[n_train + n_valid :]}
+    return {s: [v for v in variants if split_of[v] == s] for s in ("train", "valid", "test")}
+
+
+def _plan(speakers: int, reps: int, pools: dict, split: tuple[float, float], rng: np.random.Generator) -> tuple:
+    """(utterance items, one list of (text, voice, rate, pitch) jobs per speaker), drawn from `rng`.
+
+    Speakers go first to empty splits, then to the split furthest below its quota.
+    """
+    quota = {"train": split[0], "valid": split[1], "test": 1 - split[0] - split[1]}
+    counts = {s: 0 for s in pools}
+    plan, jobs = [], []
+    for k in range(speakers):
+        part = min(pools, key=lambda s: (counts[s] > 0, (counts[s] + 1) / max(quota[s], 1e-9)))
+        counts[part] += 1
+        variant = pools[part][int(rng.integers(len(pools[part])))]
+        accent = ACCENTS[int(rng.integers(len(ACCENTS)))]
+        pitch, rate = int(rng.integers(20, 81)), int(rng.integers(130, 211))
+        jobs.append([])
+        for word in DIGITS:
+            for rep in range(reps):
+                voice = f"{accent}+{variant}"
+                jobs[-1].append((word, voice, rate + int(rng.integers(-15, 16)), pitch + int(rng.integers(-5, 6))))
+                item = {"utt": f"spk{k:03d}_{word}_{rep}", "spk": f"spk{k:03d}", "text": word, "voice": voice}
+                plan.append(item | {"label": DIGITS.index(word), "part": part})
+    return plan, jobs
