@@ -153,6 +153,24 @@ def mean_spectra(ctx: Context) -> RefGen:
     return RefGen(mean_log_spectrum(ref, sr), mean_log_spectrum(gen, sr), sr)
 
 
+def analytic_psd(ctx: Context) -> RefGen:
+    """The reference's analytic PSD (<ref>/analytic_psd.json, from `audiodiff prepare ar`) and the
+    generated clips (N, T) at its rate, which must be their native rate. -> RefGen(spec, clips, rate)"""
+    from audiodiff.audio.io import load_audio, native_rate
+    from audiodiff.eval.psd import load_analytic_psd
+
+    spec = load_analytic_psd(Path(ctx.sets.ref) / "analytic_psd.json")
+    sr = int(spec["sample_rate"])
+    gen = ctx.sets.gen_items
+    rates = sorted({native_rate(p) for p in gen})
+    if rates != [sr]:
+        raise ValueError(f"band_psd: generated clips are at {rates} Hz; the analytic PSD is at {sr} Hz")
+    clips = [load_audio(p, sr).numpy() for p in gen]
+    if len({len(c) for c in clips}) != 1:
+        raise ValueError(f"band_psd: generated clips differ in length ({sorted({len(c) for c in clips})})")
+    return RefGen(spec, np.stack(clips), sr)
+
+
 # ----------------------------------------------------------------------------------------- images
 
 
@@ -185,6 +203,7 @@ NEEDS = {
         "pairs": audio_pairs,
         "paired_audio": paired_audio,
         "mean_spectra": mean_spectra,
+        "analytic_psd": analytic_psd,
     },
     "images": {"images": images, "radial_spectra": radial_spectra, "classifier": image_classifier},
 }

@@ -205,6 +205,19 @@ def _mean_spectrum(ctx: Context) -> Scores:
     return Scores({"mean_spectrum_db_l1": value}, settings, {"mean_spectrum_bands": bands})
 
 
+@register("band_psd", "analytic_psd")
+def _band_psd(ctx: Context) -> Scores:
+    """Per-band dB error of the generated clips' Welch PSD against the reference's analytic PSD
+    (`audiodiff.eval.psd`): the max over the bands with 99% of the energy, and per third (low/mid/high)."""
+    from audiodiff.eval.psd import band_psd_error
+
+    a = ctx.need("analytic_psd")
+    result = band_psd_error(a.gen, a.ref)
+    values = {f"psd_band_{k}": result[k] for k in ("max_db_99", "low_db", "mid_db", "high_db")}
+    settings = {"sample_rate": a.sample_rate, "bands": 8, "welch": "hann, nperseg 512, 50% overlap", "energy": 0.99}
+    return Scores(values, settings, {"psd_bands": result["bands"]})
+
+
 def applies(name: str, kind: str) -> bool:
     """Whether metric `name` can be computed for sets of `kind`: the kind provides all its needs."""
     return set(METRICS[name].needs) <= set(NEEDS[kind])
