@@ -16,7 +16,7 @@ Wall time of a checkpoint is its file's modification time minus that of the run'
 
 The convergence rule (issue 16): the last doubling of steps improves each metric by < 5%. With S
 the last step and H the checkpoint step nearest S / 2, improvement = (m_S - m_H) / |m_H| for a
-metric where higher is better (`--higher`, default the inception scores), (m_H - m_S) / |m_H|
+metric where higher is better (`--higher`, default evaluate's list: the inception scores, PESQ), (m_H - m_S) / |m_H|
 otherwise; "converged" when improvement < 0.05 (a metric that got worse has converged by this rule).
 
 Writes `<out>/curve.json`, `<out>/curve.md` (metric per step and wall time, the real-data floor,
@@ -37,8 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from ablate import _cpu_name  # noqa: E402  (the machine name the grids report)
 
+from audiodiff.eval.context import HIGHER_IS_BETTER  # noqa: E402
+
 DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
-HIGHER_IS_BETTER = ("inception_score", "modified_inception_score")
 THRESHOLD = 0.05
 CKPT = re.compile(r"ckpt-(\d+)\.pt")
 
