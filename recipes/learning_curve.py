@@ -11,8 +11,9 @@ with `audiodiff evaluate` against `--ref` (both through the CLI, in this process
 `<out>/step_<N>/{generated,eval}`; finished steps are skipped, so the curve can be extended while
 the run goes on.
 
-Wall time of a checkpoint is its file's modification time minus that of the run's config.yaml
-(written when training starts): seconds of training on the machine that ran it, resumes included.
+Wall time of a checkpoint is its file's modification time minus the start of training (the first
+TensorBoard event file's creation time): seconds on the machine that ran it, on a shared machine
+including the time others took, and for a resumed run the idle time before the resume.
 
 The convergence rule (issue 16): the last doubling of steps improves each metric by < 5%. With S
 the last step and H the checkpoint step nearest S / 2, improvement = (m_S - m_H) / |m_H| for a
@@ -56,10 +57,23 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def wall_seconds(run: Path, ckpt: Path) -> float | None:
-    """Seconds from the start of training (config.yaml written) to the checkpoint's write."""
-    start = run / "config.yaml"
-    return round(ckpt.stat().st_mtime - start.stat().st_mtime, 1) if start.is_file() else None
+def run_start(run: Path) -> float | None:
+    """When training started: the first TensorBoard event file's creation time (in its name,
+    events.out.tfevents.<unix time>.<host>...; a resume adds a later file), else config.yaml's mtime."""
+    stamps = []
+    for path in (run / "tensorboard").glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            stamps.append(float(stamp))
+    if stamps:
+        return min(stamps)
+    config = run / "config.yaml"  # rewritten by a resume
+    return config.stat().st_mtime if config.is_file() else None
+
+
+def wall_seconds(start: float | None, ckpt: Path) -> float | None:
+    """Seconds from the start of training to the checkpoint's write (idle time between resumes included)."""
+    return None if start is None else round(ckpt.stat().st_mtime - start, 1)
 
 
 def improvement(before: float, after: float, higher: bool) -> float:
@@ -119,12 +133,14 @@ def _cli(argv: list[str]) -> None:
 def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace) -> dict:
     """Generate from `ckpt` with the fixed seeds, evaluate against the reference; the metrics."""
     here = out / f"step_{step:08d}"
-    gen, ev = here / "generated", here / "eval"
-    settings = gen / "settings.json"
-    if not settings.exists() or json.loads(settings.read_text())["seeds"] != args.seed_list:
+    gen, ev, asked = here / "generated", here / "eval", here / "curve_args.json"
+    wanted = {"seeds": args.seed_list, "generate": args.generate}
+    fresh = not asked.exists() or json.loads(asked.read_text()) != wanted
+    if fresh or not (gen / "settings.json").exists():  # other seeds or sampler options: sample again
         _cli(["generate", "--ckpt", str(ckpt), "--seeds", args.seeds, "--out", str(gen), "--device", "cpu",
               "--batch-size", "256", *args.generate])  # fmt: skip
-    if args.force_eval or not (ev / "metrics.json").exists():
+        asked.write_text(json.dumps(wanted) + "\n")
+    if fresh or args.force_eval or not (ev / "metrics.json").exists():
         extra = ["--classifier", str(args.classifier)] if args.classifier else []
         _cli(["evaluate", "--ref", str(args.ref), "--gen", str(gen), "--out", str(ev), "--device", "cpu",
               *extra, *args.evaluate])  # fmt: skip
@@ -132,12 +148,12 @@ def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace)
 
 
 def curve_rows(run: Path, out: Path, args: argparse.Namespace) -> list[dict]:
-    rows = []
+    rows, start = [], run_start(run)
     for step, ckpt in checkpoints(run):
         if args.step_list and step not in args.step_list:
             continue
         metrics = score_checkpoint(step, ckpt, out, args)
-        row = {"step": step, "wall_s": wall_seconds(run, ckpt)} | {m: metrics.get(m) for m in args.metric_list}
+        row = {"step": step, "wall_s": wall_seconds(start, ckpt)} | {m: metrics.get(m) for m in args.metric_list}
         rows.append(row)
         shown = " ".join(f"{m}={row[m]:.4g}" for m in args.metric_list if row[m] is not None)
         print(f"step {step} ({row['wall_s']} s): {shown}", flush=True)
@@ -148,7 +164,7 @@ def _markdown(result: dict) -> str:
     metrics = result["metrics"]
     lines = [
         f"run {result['run']}, commit {result['commit']}, {result['machine']}; {result['n_seeds']} samples "
-        f"(seeds {result['seeds']}) per checkpoint, EMA weights",
+        f"(seeds {result['seeds']}) per checkpoint, EMA weights, generate options: {result['generate']}",
         "",
         "| step | wall s | " + " | ".join(metrics) + " | rule holds (all metrics) |",
         "|---:|---:|" + "---:|" * len(metrics) + "---|",
@@ -235,6 +251,7 @@ def learning_curve(run: Path, out: Path, args: argparse.Namespace) -> dict:
         "machine": f"{_cpu_name()}, training on 1 thread",
         "seeds": args.seeds,
         "n_seeds": len(args.seed_list),
+        "generate": " ".join(args.generate) or "the run's sampler",
         "metrics": args.metric_list,
         "floor": floor,
         "rows": rows,

@@ -94,5 +94,23 @@ def test_curve_has_one_row_per_checkpoint_sampled_with_the_same_seeds(tiny_run):
 
     sheet = Image.open(run / "curve" / "curve_samples.png")  # 3 rows of 16 samples of 8 + 2 pixels, x25
     assert sheet.size == (16 * 10 * 25, 3 * 10 * 25)
+    # other sampler options: the checkpoint is sampled again, with them
+    again = lc.main([*argv, "--metrics", "pixel_histogram_tv", "--steps", "6", "--generate", "--steps 2"])
+    settings = json.loads((run / "curve" / "step_00000006" / "generated" / "settings.json").read_text())
+    assert settings["steps"] == 2 and again["rows"][0]["step"] == 6
     # --steps picks checkpoints; the others' rows are not there
     assert [r["step"] for r in lc.main([*argv, "--metrics", "pixel_histogram_tv", "--steps", "2,6"])["rows"]] == [2, 6]
+
+
+def test_wall_time_counts_from_the_first_start_of_a_resumed_run(tmp_path):
+    board = tmp_path / "tensorboard"
+    board.mkdir()
+    (board / "events.out.tfevents.1000.vm.11.0").write_bytes(b"")
+    (board / "events.out.tfevents.1900.vm.12.0").write_bytes(b"")  # the resume's file
+    (tmp_path / "config.yaml").write_text("name: x\n")  # rewritten by the resume: not the start
+    ckpt = tmp_path / "ckpt-00000010.pt"
+    ckpt.write_bytes(b"")
+    import os
+
+    os.utime(ckpt, (2500, 2500))
+    assert lc.run_start(tmp_path) == 1000 and lc.wall_seconds(1000, ckpt) == 1500
