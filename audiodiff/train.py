@@ -187,7 +187,8 @@ def _train(
     # ---- model, objective, optimizer (same init on every rank; DDP keeps them in step)
     torch.manual_seed(tc.seed)
     net = build_network(cfg).to(device)
-    if tc.init_from:  # fine-tuning: weights only (the step starts at 0); a resume then replaces them
+    latest = latest_checkpoint(run / "checkpoints") if resume else None
+    if tc.init_from and latest is None:  # fine-tuning: weights only (the step starts at 0); not on a resume
         init_from_checkpoint(net, cfg, run / "log.txt" if rank == 0 else None)
     formulation = build_formulation(cfg).to(device)
     rc = cfg.regularizer
@@ -216,7 +217,6 @@ def _train(
 
     # ---- resume (the RNG state is restored just before the loop, after everything that draws from it)
     step, rng, changes = 0, None, []
-    latest = latest_checkpoint(run / "checkpoints") if resume else None
     if resume and latest is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {run / 'checkpoints'}")
     if latest is not None:
@@ -230,6 +230,8 @@ def _train(
                     "resume with the run's own config or pass --force to start over"
                 )
         load_weights(net, state["model"], latest)
+        if tc.init_from and not tc.init_sha256:  # the source was hashed when the run started (not read again)
+            tc.init_sha256 = stored.train.init_sha256
         changes = resume_changes(stored, cfg, latest, allow_changes)
         for (name, _), e in zip(net.named_parameters(), ema):
             e.copy_(state["ema"][name])

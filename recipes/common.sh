@@ -16,8 +16,9 @@ recipe="./$(basename "$0")"  # each run.sh cd's to its own folder before sourcin
 recipe_options="$(awk '/recipes\/common\.sh/ {exit} /^[a-z_][a-z0-9_]*=/ {print}' "$recipe")"
 option_names=" $(sed 's/=.*//' <<<"$recipe_options" | tr '\n' ' ')"
 
-for arg in "$@"; do
-    if [ "$arg" = "--help" ] || [ "$arg" = "-h" ]; then
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i += 2)); do  # option positions only: "--train_args --help" is a value
+    if [ "${args[i]}" = "--help" ] || [ "${args[i]}" = "-h" ]; then
         echo "Usage: $0 [--option value ...]"
         awk 'NR > 1 && /^#/ {sub(/^# ?/, "  "); print; next} NR > 1 {exit}' "$recipe"
         echo "Options (--name value; default after the name):"

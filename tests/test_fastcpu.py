@@ -82,3 +82,18 @@ def test_config_reads_on_off_despite_yaml_booleans(tmp_path):
         assert "train.fast_cpu='fast' is not allowed; choose one of ['auto', 'on', 'off']" in str(err)
     else:
         raise AssertionError("accepted fast_cpu=fast")
+
+
+def test_resuming_on_a_cpu_with_other_bf16_support_is_not_a_config_change(tmp_path, corpus, monkeypatch):
+    """train.fast_cpu=auto resolves per machine: a resume where it resolves otherwise continues (and says so)."""
+    import audiodiff.fastcpu
+
+    run, _ = _train(tmp_path, corpus, "moved", "auto")
+    assert from_yaml((run / "config.yaml").read_text()).train.fast_cpu == "off"  # this box: no native bf16
+    monkeypatch.setattr(audiodiff.fastcpu, "cpu_flags", lambda path=None: {"avx512_bf16"})
+    conf = tmp_path / "conf.yaml"
+    args = ["name=moved", f"exp_dir={tmp_path / 'exp'}", f"data.train={corpus}", *TINY, "train.steps=7"]
+    res = CliRunner().invoke(main, ["train", str(conf), "--resume", "--no-progress", *args])
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(run)["step"] == 7
+    assert "train.fast_cpu: 'off' -> 'on'" in (run / "log.txt").read_text()

@@ -105,3 +105,15 @@ def test_ljspeech_fine_tuning_config_fits_lmnt_released_model():
     _check_architecture(Path(cfg.train.init_from), "diffwave", vars(source), cfg)
     assert cfg.train.init_from.endswith("diffwave-ljspeech-22kHz-1000578.pt") and len(cfg.train.init_sha256) == 64
     assert cfg.regularizer.lam == 1e-4 and cfg.data.mel_preset == "diffwave"
+
+
+def test_a_fine_tuned_run_resumes_without_its_source_file(tmp_path, corpus, config, lmnt_file):
+    """init_from seeds a new run only: a resume reads its own checkpoint, not the (maybe moved) source."""
+    exp = tmp_path / "exp"
+    run = train_cli(config, corpus, exp, "ft", *VOCODER, f"train.init_from={lmnt_file}")
+    lmnt_file.unlink()
+    run = train_cli(
+        config, corpus, exp, "ft", *VOCODER, f"train.init_from={lmnt_file}", "train.steps=3", flags=["--resume"]
+    )
+    assert load_checkpoint(run)["step"] == 3
+    assert (run / "log.txt").read_text().count("init_from ") == 1

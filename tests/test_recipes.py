@@ -83,6 +83,8 @@ def test_train_resumes_passes_overrides_and_logs_commands_with_output(tmp_path):
     assert done.returncode == 0, done.stderr
     args = calls[0].split()
     assert "--auto-resume" in args and "--force" not in args
+    done, calls = run_recipe(tmp_path, "--stage", "3", "--stop_stage", "3", "--tag", "h", "--train_args", "--help")
+    assert done.returncode == 0 and "--help" in calls[-1].split()  # a value, passed on, not the recipe's --help
     assert args[-2:] == ["train.steps=7", "regularizer.lam=0"]
     log = next((tmp_path / "log").glob("run.*.log")).read_text()
     assert re.search(r"\$ audiodiff train conf/demo\.yaml --auto-resume .*name=t .*train\.steps=7", log)
