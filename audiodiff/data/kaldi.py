@@ -89,5 +89,16 @@ def read_scp(path: str | Path, problems: list[str] | None = None) -> dict[str, s
                 raise ValueError(why)
             problems.append(why)
             continue
-        entries[utt] = str(resolve(value, path))
+        file = resolve(value, path)
+        old_rule = Path(path).parent.parent / value  # training's rule before the one reader (2026-12)
+        if not Path(value).is_absolute() and not file.exists() and old_rule.exists():
+            why = (
+                f"{path}: {utt}: {file} does not exist; relative paths are resolved against the folder holding "
+                f"{Path(path).name} (they were against its parent, where {old_rule} exists): fix the path"
+            )
+            if problems is None:
+                raise ValueError(why)
+            problems.append(why)
+            continue
+        entries[utt] = str(file)
     return entries
