@@ -228,7 +228,23 @@ def read_set_listing(folder: Path) -> dict | None:
         raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(settings, dict) or not isinstance(settings.get("files"), list):
         raise ValueError(f"{path}: no 'files' list; not a set written by `audiodiff generate`")
+    inside = Path(folder).resolve()
+    for key in ("files", "pending"):
+        for name in settings.get(key) or []:
+            if not isinstance(name, str) or not _names_a_file_in(name, inside):
+                raise ValueError(
+                    f"{path}: {key} entry {name!r} is not a relative name inside {folder} (absolute, '..' or "
+                    "leading out of it); not a set written by `audiodiff generate`"
+                )
     return settings
+
+
+def _names_a_file_in(name: str, folder: Path) -> bool:
+    """Whether `name` is a relative path without '..' that resolves (links followed) inside `folder`."""
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        return False
+    return (folder / relative).resolve().is_relative_to(folder)
 
 
 def clip_files(folder: Path) -> list[Path]:
@@ -250,9 +266,12 @@ def claim_output(out: Path, stems: list[str]) -> list[Path]:
         ValueError: `out` holds clips that no settings.json lists (copied in, or another tool's).
     """
     previous = read_set_listing(out) or {"files": []}
-    pending = set(previous.get("pending", [])) if previous.get("complete") is False else set()
+    pending = set(previous.get("pending") or []) if previous.get("complete") is False else set()
     listed = set(previous["files"])
-    foreign = [p for p in clip_files(out) if p.relative_to(out).as_posix() not in listed and p.stem not in pending]
+    clips = clip_files(out)
+    # an interrupted run's files are <stem><suffix> at the top of `out`, like generate writes them
+    interrupted = [p for p in clips if p.parent == out and p.stem in pending]
+    foreign = [p for p in clips if p.relative_to(out).as_posix() not in listed and p not in interrupted]
     if foreign:
         names = ", ".join(str(p.relative_to(out)) for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise ValueError(
@@ -261,4 +280,4 @@ def claim_output(out: Path, stems: list[str]) -> list[Path]:
         )
     marker = {"complete": False, "files": sorted(listed), "pending": sorted(pending | set(stems))}
     (out / SETTINGS).write_text(json.dumps(marker, indent=2) + "\n")
-    return [out / name for name in sorted(listed)] + [p for p in clip_files(out) if p.stem in pending]
+    return [out / name for name in sorted(listed)] + interrupted

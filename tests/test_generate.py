@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from audiodiff.eval.sets import read_audio
-from audiodiff.generate import parse_seeds
+from audiodiff.generate import _remove_stale, parse_seeds
+from audiodiff.runfiles import claim_output, read_set_listing
 from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
 
 
@@ -104,3 +105,38 @@ def test_evaluate_refuses_a_training_run_directory(trained):
     run, corpus = trained
     with pytest.raises(ValueError, match=r"is a training run directory .* e\.g\. .*r/generated"):
         read_audio(corpus, run)
+
+
+@pytest.mark.parametrize("listing", [{"files": ["../victim.wav"]}, {"files": [], "pending": ["../victim"]}])
+def test_a_listing_naming_files_outside_the_set_is_refused(tmp_path, listing):
+    victim, out = tmp_path / "victim.wav", tmp_path / "g"
+    victim.write_bytes(b"not the set's")
+    out.mkdir()
+    (out / "settings.json").write_text(json.dumps({"complete": False, "pending": ["0"], **listing}))
+    entry = (listing["files"] or listing["pending"])[0]
+    with pytest.raises(ValueError, match=f"settings.json: (files|pending) entry '{entry}' is not a relative name"):
+        _remove_stale(claim_output(out, ["0"]), [], out, None)
+    assert victim.read_bytes() == b"not the set's"
+
+
+@pytest.mark.parametrize("name", ["/abs/0.wav", "sub/../0.wav", "link/0.wav"])
+def test_absolute_dotdot_and_linked_out_names_are_refused(tmp_path, name):
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path)
+    (out / "settings.json").write_text(json.dumps({"complete": True, "files": [name]}))
+    with pytest.raises(ValueError, match=f"files entry '{name}' is not a relative name inside {out}"):
+        read_set_listing(out)
+
+
+def test_pending_files_are_matched_at_the_top_level_only(tmp_path):
+    out = tmp_path / "g"
+    (out / "keep").mkdir(parents=True)
+    for name in ("keep/0.wav", "0.wav"):
+        (out / name).write_bytes(b"x")
+    (out / "settings.json").write_text(json.dumps({"complete": False, "files": [], "pending": ["0"]}))
+    with pytest.raises(ValueError, match=r"holds 1 files that are not a generated set's \(keep/0.wav\)"):
+        _remove_stale(claim_output(out, ["1"]), [], out, None)
+    assert (out / "keep" / "0.wav").is_file() and (out / "0.wav").is_file()
+    (out / "keep" / "0.wav").unlink()
+    assert claim_output(out, ["1"]) == [out / "0.wav"]  # the interrupted run's own file
