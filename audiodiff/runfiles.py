@@ -10,6 +10,7 @@ file left by a killed run never blocks; a live holder makes a second `train` (wi
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from audiodiff.checkpoint import latest_checkpoint, remove_stale_temps
+from audiodiff.checkpoint import LATEST, TMP, latest_checkpoint, remove_stale_temps
 
 LOCK_NAME = "train.lock"
 
@@ -91,31 +92,77 @@ class RunLock:
 def clear_run_dir(run: Path) -> None:
     """Delete everything in `run` except the lock file (held by the caller while it clears)."""
     for child in run.iterdir():
-        if child.name == LOCK_NAME:
+        if child.name != LOCK_NAME:
+            _remove(child)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a folder with what it holds."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+# What a training start writes before its first checkpoint, by folder: train's own file names
+# (checkpoint.py's ckpt-*.pt, `latest` and .<name>.tmp-<pid> temps; train's samples/step_<step>/
+# folders; SummaryWriter's event files). config.yaml is a file; log.txt is appended to, never removed.
+START_FILES = {
+    "config.yaml": (),
+    "tensorboard": ("events.out.tfevents.*",),
+    "samples": ("step_" + "[0-9]" * 8,),
+    "checkpoints": ("ckpt-*.pt", LATEST, f".*{TMP}*"),
+}
+
+
+def _start_leftovers(run: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """({START_FILES name: train's files in it (the name itself for config.yaml)}, anything else there)."""
+    ours: dict[str, list[Path]] = {}
+    other: list[Path] = []
+    for name, patterns in START_FILES.items():
+        entry = run / name
+        if not entry.exists() and not entry.is_symlink():
             continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+        if not patterns or not entry.is_dir():  # config.yaml is train's as a file; a folder's name as a file is not
+            (ours.setdefault(name, []) if not patterns and not entry.is_dir() else other).append(entry)
+            continue
+        ours[name] = []
+        for child in sorted(entry.iterdir()):
+            # samples/step_* are folders (whatever the task wrote in them); the others are files
+            kind_ok = child.is_dir() and not child.is_symlink() if name == "samples" else not child.is_dir()
+            mine = kind_ok and any(fnmatch.fnmatchcase(child.name, pattern) for pattern in patterns)
+            (ours[name] if mine else other).append(child)
+    return ours, other
 
 
-# What a training start writes before its first checkpoint (log.txt is appended to, never removed).
-START_FILES = ("config.yaml", "tensorboard", "samples", "checkpoints")
-
-
-def clear_failed_start(run: Path) -> list[str]:
-    """Remove what a start that never wrote a checkpoint left in `run` (START_FILES); returns their names.
+def clear_failed_start(run: Path, force: bool = False) -> list[str]:
+    """Remove what a start that never wrote a checkpoint left in `run`; returns the START_FILES names touched.
 
     A run directory without a checkpoint holds no work to protect: a data error or a Ctrl-C before
-    the first checkpoint must not block the next start. Other files (and log.txt) are kept.
+    the first checkpoint must not block the next start. Only train's own files are removed (then
+    its emptied folders); log.txt and other files beside them are kept.
+
+    Raises:
+        FileExistsError: a START_FILES folder holds a file train does not write (e.g. weights put in
+            checkpoints/ for train.init_from), unless `force`, which removes those folders whole.
     """
+    ours, other = _start_leftovers(run)
+    if other and not force:
+        names = ", ".join(p.relative_to(run).as_posix() for p in other[:3]) + (", ..." if len(other) > 3 else "")
+        raise FileExistsError(
+            f"run directory {run} has no checkpoint but holds {names}, which train does not write; move them "
+            f"out of it, or pass --force to replace {', '.join(START_FILES)} whole"
+        )
     removed = []
     for name in START_FILES:
-        child = run / name
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        elif child.exists() or child.is_symlink():
-            child.unlink()
+        entry = run / name
+        if force and (entry.exists() or entry.is_symlink()):
+            _remove(entry)
+        elif ours.get(name) or (entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir())):
+            for path in ours[name]:
+                _remove(path)
+            if entry.is_dir() and not entry.is_symlink():  # emptied (a linked folder is kept)
+                entry.rmdir()
         else:
             continue
         removed.append(name)
@@ -127,7 +174,8 @@ def prepare_run_dir(run: Path, resume: bool, force: bool, rank: int, auto_resume
 
     A run is protected once it has a checkpoint: starting over it needs --force. A directory
     without one (a start that failed or was stopped before its first checkpoint) is no run: its
-    leftovers (START_FILES) are removed and the start goes ahead; log.txt is appended to.
+    leftovers (train's files among START_FILES) are removed and the start goes ahead; log.txt is
+    appended to. Other files there are refused unless `force` (clear_failed_start).
     `auto_resume` resumes when there is a checkpoint and starts otherwise.
 
     Returns:
@@ -153,7 +201,7 @@ def prepare_run_dir(run: Path, resume: bool, force: bool, rank: int, auto_resume
                         "it or --force to replace it"
                     )
                 clear_run_dir(run)
-            elif not resume and (removed := clear_failed_start(run)):
+            elif not resume and (removed := clear_failed_start(run, force)):
                 with open(run / "log.txt", "a") as log:
                     log.write(f"no checkpoint: removed {', '.join(removed)} of an earlier start; starting anew\n")
             (run / "checkpoints").mkdir(exist_ok=True)
@@ -177,7 +225,6 @@ RESUME_FREE = (
     "train.num_samples",
     "train.keep_ckpts",
     "data.num_workers",
-    "train.fast_cpu",  # resolved per machine ("auto" -> on/off): resuming elsewhere may flip it (logged)
 )
 
 

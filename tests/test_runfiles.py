@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from audiodiff.checkpoint import load_checkpoint
+from audiodiff.runfiles import LOCK_NAME, clear_failed_start, prepare_run_dir
 from tests.conftest import AMP, ENV, base_args, fail_cli, run_cli, train_cli
 
 
@@ -143,3 +144,48 @@ def test_read_only_output_folders_are_one_line_errors(tmp_path, corpus, config, 
     assert f"evaluate: output folder {read_only / 'ev'} is not writable" in out
     out = fail_cli(*args, "--out", tmp_path / "ev", "--cache", read_only / "cache")
     assert f"embedding cache (--cache) {read_only / 'cache'}" in out and "is not writable" in out
+
+
+def _failed_start(run, *extra):
+    """What a start stopped before its first checkpoint leaves in `run`, plus `extra` files of the user's."""
+    for name in ("tensorboard/events.out.tfevents.1.host.7.0", "samples/step_00000010/0.wav", "checkpoints/latest"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("train's")
+    (run / "checkpoints" / ".ckpt-00000020.pt.tmp-7").write_text("train's")
+    (run / "config.yaml").write_text("name: r\n")
+    (run / "log.txt").write_text("step 1 loss=1\n")
+    for name in extra:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("mine")
+
+
+def test_a_failed_start_removes_only_what_train_writes(tmp_path):
+    run = tmp_path / "r"
+    _failed_start(run, "notes.md")
+    assert clear_failed_start(run) == ["config.yaml", "tensorboard", "samples", "checkpoints"]
+    assert sorted(p.name for p in run.iterdir()) == ["log.txt", "notes.md"]
+
+
+@pytest.mark.parametrize("mine", ["checkpoints/weights.pt", "samples/mine.wav", "tensorboard/notes.txt"])
+def test_a_failed_start_beside_user_files_is_refused_unless_force(tmp_path, mine):
+    run = tmp_path / "r"
+    _failed_start(run, mine)
+    with pytest.raises(
+        FileExistsError, match=f"has no checkpoint but holds {mine}, which train does not write.*--force"
+    ):
+        prepare_run_dir(run, resume=False, force=False, rank=0)
+    assert (run / mine).read_text() == "mine" and (run / "config.yaml").is_file()  # nothing removed
+    lock, _ = prepare_run_dir(run, resume=False, force=True, rank=0)  # the refusal released the lock
+    lock.release()
+    assert not (run / mine).exists() and sorted(p.name for p in run.iterdir()) == ["checkpoints", "log.txt", LOCK_NAME]
+
+
+def test_init_from_weights_in_the_run_dir_are_not_deleted_by_a_start(tmp_path, corpus, config):
+    exp = tmp_path / "exp"
+    weights = exp / "ft" / "checkpoints" / "weights.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"lmnt weights")
+    (exp / "ft" / "config.yaml").write_text("name: ft\n")  # an earlier start that failed
+    out = fail_cli("train", config, "--no-progress", *base_args(corpus, exp, "ft", f"train.init_from={weights}"))
+    assert "holds checkpoints/weights.pt, which train does not write" in out
+    assert weights.read_bytes() == b"lmnt weights"
