@@ -6,7 +6,6 @@ the samples and writes them (audiodiff/tasks/).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from audiodiff.builders import build_task, load_for_generation
 from audiodiff.config import ExperimentConfig
-from audiodiff.runfiles import SETTINGS, claim_output, writable_dir
+from audiodiff.runfiles import claim_output, writable_dir, write_set_listing
 from audiodiff.sampling import sample, sampler_settings
 
 
@@ -114,7 +113,7 @@ def generate(
     settings = _settings(cfg, str(ckpt), step, use_ema, sampler, reads, seeds)
     settings.update(task.summarize(out, paths, outputs, mels_from))
     settings["files"] = [p.relative_to(out).as_posix() for p in paths]
-    (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    write_set_listing(out, settings)
     return paths
 
 

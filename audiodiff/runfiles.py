@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from audiodiff.checkpoint import LATEST, TMP, latest_checkpoint, remove_stale_temps
+from audiodiff.checkpoint import LATEST, TMP, atomic_write_bytes, latest_checkpoint, remove_stale_temps
 
 LOCK_NAME = "train.lock"
 
@@ -294,6 +294,21 @@ def _names_a_file_in(name: str, folder: Path) -> bool:
     return (folder / relative).resolve().is_relative_to(folder)
 
 
+def set_complete(folder: Path) -> bool:
+    """Whether `folder` holds a generated set that generate finished: its settings.json is there,
+    parses, lists the files and says "complete": true (an interrupted generate leaves it false)."""
+    try:
+        settings = read_set_listing(folder)
+    except ValueError:
+        return False
+    return settings is not None and settings.get("complete") is True
+
+
+def write_set_listing(out: Path, settings: dict) -> None:
+    """Write `out`/settings.json atomically: a crash leaves the previous listing or the new one."""
+    atomic_write_bytes(Path(out) / SETTINGS, (json.dumps(settings, indent=2) + "\n").encode())
+
+
 def clip_files(folder: Path) -> list[Path]:
     """Audio, PNG and .npy files under `folder` (recursively), without the generated set's overview plots."""
     return sorted(
@@ -326,5 +341,5 @@ def claim_output(out: Path, stems: list[str]) -> list[Path]:
             "pass an empty or new --out, or remove them"
         )
     marker = {"complete": False, "files": sorted(listed), "pending": sorted(pending | set(stems))}
-    (out / SETTINGS).write_text(json.dumps(marker, indent=2) + "\n")
+    write_set_listing(out, marker)
     return [out / name for name in sorted(listed)] + interrupted

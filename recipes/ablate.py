@@ -26,7 +26,8 @@ the same value, and so does a new name from metrics.json written before the rena
 Each run gets a composed config `<out>/<variant>_lam<lambda>/seed<k>/run.yaml` (base + loss file +
 lambda + seed), so any single cell can be re-run by hand with `audiodiff train`. Finished stages
 are skipped (a run is trained when its final checkpoint exists, generated when generated/settings.json
-exists, evaluated when eval/metrics.json exists), so an interrupted grid resumes where it stopped;
+says generate finished the set, evaluated when eval/metrics.json holds a whole report; generating a set
+anew removes its old metrics.json), so an interrupted grid resumes where it stopped;
 `--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
 training budget (steps, wall seconds per run), the machine and the commit.
@@ -52,6 +53,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+
+from audiodiff.eval.context import finished_evaluation
+from audiodiff.runfiles import set_complete
 
 STAGES = ("train", "generate", "evaluate", "report")
 
@@ -165,8 +169,11 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
         )
         timing.update(train_s=round(time.perf_counter() - t0, 1), train_done=True)
         timing_path.write_text(json.dumps(timing))
-    gen = run / "generated"
-    if "generate" in stages and not (gen / "settings.json").exists():
+    gen, ev = run / "generated", run / "eval"
+    if "generate" in stages and not set_complete(gen):
+        if (gen / "settings.json").exists():
+            print(f"{gen}: generate did not finish this set; generating it again", flush=True)
+        (ev / "metrics.json").unlink(missing_ok=True)  # the scores of the set being replaced
         t0 = time.perf_counter()
         _sh(
             [*cli, "generate", "--ckpt", str(run), "--out", str(gen), "--device", "cpu", *grid.get("generate", [])],
@@ -175,8 +182,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
         )
         timing["generate_s"] = round(time.perf_counter() - t0, 1)
         timing_path.write_text(json.dumps(timing))
-    ev = run / "eval"
-    if "evaluate" in stages and (force_eval or not (ev / "metrics.json").exists()):
+    if "evaluate" in stages and (force_eval or finished_evaluation(ev) is None):
         _sh(
             [
                 *cli,
@@ -246,10 +252,9 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
     keys = grid.get("report") or []
     groups: dict[str, dict] = {}
     for c in all_cells:
-        mpath = c["run"] / "eval" / "metrics.json"
-        if not mpath.exists():
+        metrics = finished_evaluation(c["run"] / "eval")
+        if metrics is None:
             continue
-        metrics = json.loads(mpath.read_text())
         flat, embedder = _flatten(metrics), (metrics.get("embedder") or {}).get("name")
         tpath = c["run"] / "timing.json"
         timing = json.loads(tpath.read_text()) if tpath.exists() else {}

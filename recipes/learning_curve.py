@@ -38,7 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from ablate import _cpu_name  # noqa: E402  (the machine name the grids report)
 
-from audiodiff.eval.context import HIGHER_IS_BETTER  # noqa: E402
+from audiodiff.eval.context import HIGHER_IS_BETTER, finished_evaluation  # noqa: E402
+from audiodiff.runfiles import set_complete  # noqa: E402
 
 DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
 THRESHOLD = 0.05
@@ -136,15 +137,19 @@ def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace)
     gen, ev, asked = here / "generated", here / "eval", here / "curve_args.json"
     wanted = {"seeds": args.seed_list, "generate": args.generate}
     fresh = not asked.exists() or json.loads(asked.read_text()) != wanted
-    if fresh or not (gen / "settings.json").exists():  # other seeds or sampler options: sample again
+    if fresh or not set_complete(gen):  # other seeds or sampler options, or an interrupted generate: sample again
+        (ev / "metrics.json").unlink(missing_ok=True)  # the scores of the set being replaced
         _cli(["generate", "--ckpt", str(ckpt), "--seeds", args.seeds, "--out", str(gen), "--device", "cpu",
               "--batch-size", "256", *args.generate])  # fmt: skip
         asked.write_text(json.dumps(wanted) + "\n")
-    if fresh or args.force_eval or not (ev / "metrics.json").exists():
+    if fresh or args.force_eval or finished_evaluation(ev) is None:
         extra = ["--classifier", str(args.classifier)] if args.classifier else []
         _cli(["evaluate", "--ref", str(args.ref), "--gen", str(gen), "--out", str(ev), "--device", "cpu",
               *extra, *args.evaluate])  # fmt: skip
-    return json.loads((ev / "metrics.json").read_text())["metrics"]
+    report = finished_evaluation(ev)
+    if report is None:
+        raise RuntimeError(f"audiodiff evaluate wrote no usable {ev / 'metrics.json'}")
+    return report["metrics"]
 
 
 def curve_rows(run: Path, out: Path, args: argparse.Namespace) -> list[dict]:
@@ -218,9 +223,11 @@ def _sample_rows(out: Path, steps: list[int], per_row: int = 16) -> bool:
     from PIL import Image
 
     from audiodiff.eval.images import load_images
+    from audiodiff.eval.sets import generated_set
 
+    folders = [out / f"step_{s:08d}" / "generated" for s in steps]
     try:
-        sets = [load_images(out / f"step_{s:08d}" / "generated")[:per_row] for s in steps]
+        sets = [load_images(f, generated_set(f))[:per_row] for f in folders]
     except FileNotFoundError:  # audio runs: no pictures to show
         return False
     c, h, w = sets[0].shape[1:]

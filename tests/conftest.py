@@ -106,3 +106,18 @@ def config(tmp_path):
     path = tmp_path / "conf.yaml"
     path.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
     return path
+
+
+def on_a_full_disk(code: str, limit: int = 4096) -> str:
+    """Run Python `code` in a child process that cannot grow any file past `limit` bytes (a full
+    disk, as RLIMIT_FSIZE with SIGXFSZ ignored: a longer write fails with EFBIG); returns its output."""
+    import subprocess
+    import sys
+
+    prelude = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, env=ENV, timeout=120)
+    return proc.stdout + proc.stderr

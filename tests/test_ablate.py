@@ -140,3 +140,46 @@ def test_report_shows_the_grid_wall_time_and_packing(tmp_path):
     res = ablate.report(grid, cells)
     assert res["grid_time"]["packing"] == "1 process x 2 threads"
     assert "grid wall time 61 s (6 runs, 1 process x 2 threads)" in (grid["out"] / "results.md").read_text()
+
+
+def _trained_cell(tmp_path, monkeypatch, called):
+    """The first cell of the grid, trained; `audiodiff` commands are recorded in `called`, not run."""
+    grid = _grid(tmp_path)
+    cell = ablate.cells(grid)[0]
+    (cell["run"] / "generated").mkdir(parents=True)
+    (cell["run"] / "eval").mkdir()
+    (cell["run"] / "timing.json").write_text(json.dumps({"train_done": True}))
+    (cell["run"] / "config.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
+    monkeypatch.setattr(ablate, "_sh", lambda cmd, log, threads=1: called.append(cmd[3]))
+    return grid, cell
+
+
+def test_an_interrupted_generate_is_run_again_and_its_old_scores_dropped(tmp_path, monkeypatch, capsys):
+    called = []
+    grid, cell = _trained_cell(tmp_path, monkeypatch, called)
+    gen, ev = cell["run"] / "generated", cell["run"] / "eval"
+    # what a Ctrl-C during generate leaves: the marker generate writes first, beside an earlier evaluation
+    (gen / "settings.json").write_text(json.dumps({"complete": False, "files": [], "pending": ["0", "1"]}))
+    (ev / "metrics.json").write_text(json.dumps({"metrics": {"fad": 1.0}}))
+    ablate.run_cell(cell, grid, {"train", "generate", "evaluate"}, False)
+    assert called == ["generate", "evaluate"]
+    assert not (ev / "metrics.json").exists()  # the scores of the replaced set are gone
+    assert "generate did not finish this set; generating it again" in capsys.readouterr().out
+    called.clear()
+    (gen / "settings.json").write_text(json.dumps({"complete": True, "files": ["0.wav"]}))
+    (ev / "metrics.json").write_text(json.dumps({"metrics": {"fad": 1.0}}))
+    ablate.run_cell(cell, grid, {"train", "generate", "evaluate"}, False)
+    assert called == []  # finished stages are skipped
+
+
+def test_a_truncated_metrics_json_is_evaluated_again_and_left_out_of_the_report(tmp_path, monkeypatch, capsys):
+    called = []
+    grid, cell = _trained_cell(tmp_path, monkeypatch, called)
+    (cell["run"] / "generated" / "settings.json").write_text(json.dumps({"complete": True, "files": ["0.wav"]}))
+    metrics = cell["run"] / "eval" / "metrics.json"
+    metrics.write_text('{"metrics": {"fad": 1.')  # an evaluate killed while writing it (before the atomic write)
+    ablate.run_cell(cell, grid, {"generate", "evaluate"}, False)
+    assert called == ["evaluate"]
+    assert f"{metrics}: not JSON" in capsys.readouterr().out
+    assert ablate.report(grid, [cell])["rows"] == []  # left out, said, no traceback
+    assert "treated as missing" in capsys.readouterr().out

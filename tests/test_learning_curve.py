@@ -114,3 +114,36 @@ def test_wall_time_counts_from_the_first_start_of_a_resumed_run(tmp_path):
 
     os.utime(ckpt, (2500, 2500))
     assert lc.run_start(tmp_path) == 1000 and lc.wall_seconds(1000, ckpt) == 1500
+
+
+def test_an_interrupted_generate_or_a_truncated_metrics_json_is_redone(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    called = []
+
+    def fake_cli(argv):  # generate and evaluate, recorded; evaluate scores 2.0
+        called.append(argv[0])
+        if argv[0] == "evaluate":
+            out = Path(argv[argv.index("--out") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").write_text(json.dumps({"metrics": {"m": 2.0}}))
+
+    monkeypatch.setattr(lc, "_cli", fake_cli)
+    args = argparse.Namespace(seeds="0-1", seed_list=[0, 1], generate=[], evaluate=[], force_eval=False,
+                              classifier=None, ref=tmp_path / "ref")  # fmt: skip
+    here = tmp_path / "step_00000002"
+    (here / "generated").mkdir(parents=True)
+    (here / "eval").mkdir()
+    (here / "curve_args.json").write_text(json.dumps({"seeds": [0, 1], "generate": []}))
+    # a Ctrl-C during generate: the marker it writes first; the eval beside it scored an earlier set
+    (here / "generated" / "settings.json").write_text(json.dumps({"complete": False, "files": [], "pending": ["0"]}))
+    (here / "eval" / "metrics.json").write_text(json.dumps({"metrics": {"m": 1.0}}))
+    assert lc.score_checkpoint(2, tmp_path / "ckpt", tmp_path, args) == {"m": 2.0}
+    assert called == ["generate", "evaluate"]
+    called.clear()
+    (here / "generated" / "settings.json").write_text(json.dumps({"complete": True, "files": ["0.png", "1.png"]}))
+    (here / "eval" / "metrics.json").write_text('{"metrics": {"m": 1.')  # truncated
+    assert lc.score_checkpoint(2, tmp_path / "ckpt", tmp_path, args) == {"m": 2.0}
+    assert called == ["evaluate"] and "not JSON" in capsys.readouterr().out
+    called.clear()
+    assert lc.score_checkpoint(2, tmp_path / "ckpt", tmp_path, args) == {"m": 2.0} and called == []  # all done

@@ -4,6 +4,7 @@ settings on resume need --allow-changes and are recorded; one writer per run; re
 folders are one-line errors."""
 
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import yaml
 
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.runfiles import LOCK_NAME, clear_failed_start, prepare_run_dir
-from tests.conftest import AMP, ENV, base_args, fail_cli, run_cli, train_cli
+from tests.conftest import AMP, ENV, base_args, fail_cli, on_a_full_disk, run_cli, train_cli
 
 
 def test_a_missing_data_dir_creates_nothing(tmp_path, config):
@@ -189,3 +190,34 @@ def test_init_from_weights_in_the_run_dir_are_not_deleted_by_a_start(tmp_path, c
     out = fail_cli("train", config, "--no-progress", *base_args(corpus, exp, "ft", f"train.init_from={weights}"))
     assert "holds checkpoints/weights.pt, which train does not write" in out
     assert weights.read_bytes() == b"lmnt weights"
+
+
+# ---- generated sets: when one is finished, and its listing survives a failed write
+def test_set_complete_only_for_a_whole_listing_that_says_complete(tmp_path):
+    from audiodiff.runfiles import set_complete
+
+    listing = tmp_path / "settings.json"
+    assert not set_complete(tmp_path)  # no settings.json
+    listing.write_text(json.dumps({"complete": False, "files": ["0.wav"], "pending": ["1"]}))
+    assert not set_complete(tmp_path)  # what generate writes first, and a Ctrl-C leaves
+    listing.write_text('{"complete": true, "files": ["0.w')
+    assert not set_complete(tmp_path)  # truncated
+    listing.write_text(json.dumps({"complete": True}))
+    assert not set_complete(tmp_path)  # no file list
+    listing.write_text(json.dumps({"complete": True, "files": ["0.wav"]}))
+    assert set_complete(tmp_path)
+
+
+def test_a_full_disk_leaves_the_previous_set_listing_whole(tmp_path):
+    old = {"complete": True, "files": ["0.wav"], "seeds": [0]}
+    (tmp_path / "settings.json").write_text(json.dumps(old))
+    (tmp_path / "0.wav").write_bytes(b"")
+    stems = [f"clip_{k:05d}" for k in range(400)]  # a marker of ~6 kB, over the 4 kB limit
+    code = (
+        "from pathlib import Path\nfrom audiodiff.runfiles import claim_output\n"
+        f"claim_output(Path({str(tmp_path)!r}), {stems!r})"
+    )
+    out = on_a_full_disk(code)
+    assert json.loads((tmp_path / "settings.json").read_text()) == old
+    assert "OSError" in out and "settings.json" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.wav", "settings.json"]  # no temp file left

@@ -6,6 +6,7 @@ whether a lower or a higher value of each metric is better.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -75,14 +76,39 @@ def run_context(gen: str | Path) -> dict:
     return {k: v for k, v in context.items() if v is not None}
 
 
+def _load_report(file: Path) -> dict:
+    """The report in an evaluate metrics.json; ValueError (one line naming `file`) when it is not one."""
+    try:
+        report = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file}: not JSON ({err.msg} at line {err.lineno}); an interrupted write?") from None
+    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
+        raise ValueError(f"{file}: not an evaluate metrics.json (no 'metrics' table)")
+    return report
+
+
+def finished_evaluation(folder: str | Path, log: Callable[[str], None] = print) -> dict | None:
+    """The report in `folder`/metrics.json, or None when evaluate has not finished there: no file, or
+    one that is not a whole report (a truncated or foreign file; said through `log`, to be evaluated again)."""
+    file = Path(folder) / "metrics.json"
+    if not file.is_file():
+        return None
+    try:
+        return _load_report(file)
+    except ValueError as err:
+        log(f"{err}; treated as missing")
+        return None
+
+
 def read_floor(path: str | Path) -> dict:
     """The real-data floor: the metrics of a real-vs-real evaluation (its folder or its metrics.json)."""
     path = Path(path)
     file = path / "metrics.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"--floor {path}: no metrics.json (pass the output folder of a real-vs-real evaluate)")
-    report = json.loads(file.read_text())
-    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
-        raise ValueError(f"--floor {file}: not an evaluate metrics.json (no 'metrics' table)")
+    try:
+        report = _load_report(file)
+    except ValueError as err:
+        raise ValueError(f"--floor {err}") from None
     metrics = current_names(report["metrics"], (report.get("embedder") or {}).get("name"))
     return {"source": str(file), "ref": report.get("ref"), "gen": report.get("gen"), "metrics": metrics}

@@ -105,14 +105,14 @@ def _check_outputs(kind: str, per_file: bool, csv: str | Path | None) -> None:
 
 
 def _write_outputs(ctx: Context, kind: str, per_file: bool, csv: str | Path | None) -> None:
-    """per_file.csv (on request), metrics.json/.md, report.html (clip sets) and the shared CSV row."""
+    """per_file.csv (on request), report.html (clip sets), metrics.md/.json and the shared CSV row."""
     sets, out, report = ctx.sets, ctx.out, ctx.report
     if per_file:
         e = ctx.need("embeddings")
         per = per_file_scores(e.ref, e.gen)
         write_per_file(out / "per_file.csv", sets.ref_items, sets.gen_items, per, report["embedder"]["name"])
-    write_metrics(out, report, KINDS[kind].header(sets, report))
     if KINDS[kind].clips:
         write_report(out / "report.html", report, sets.ref_items, sets.gen_items)
+    write_metrics(out, report, KINDS[kind].header(sets, report))  # metrics.json last: the mark of a finished run
     if csv is not None:
         append_csv(csv, csv_row(report))

@@ -7,15 +7,34 @@ from pathlib import Path
 import numpy as np
 
 
-def load_images(source: str | Path) -> np.ndarray:
-    """uint8 images (N, C, H, W) from a dir with images.npy or a folder of PNGs (as `generate` writes)."""
+def load_images(source: str | Path, listed: dict[str, str] | None = None) -> np.ndarray:
+    """uint8 images (N, C, H, W) from a dir with images.npy or a folder of PNGs (as `generate` writes).
+
+    `listed`: {id: path} of a generated set's files (`eval.sets.generated_set(source)`, from its
+    settings.json); exactly these are read, in this order. Without it every *.png but grid.png is read.
+
+    Raises:
+        FileNotFoundError: no images (no images.npy, no PNG, or a listing without a PNG), or a
+            listed file is missing.
+        ValueError: the listing mixes PNGs with other files.
+    """
     source = Path(source)
-    if (source / "images.npy").is_file():
+    if listed is None and (source / "images.npy").is_file():
         return np.load(source / "images.npy")
     from PIL import Image
 
-    files = sorted(source.glob("*.png"), key=lambda p: (len(p.stem), p.stem))
-    files = [f for f in files if f.stem != "grid"]
+    if listed is not None:
+        files = [Path(f) for f in listed.values() if Path(f).suffix.lower() == ".png"]
+        if files and len(files) < len(listed):
+            other = next(Path(f).name for f in listed.values() if Path(f).suffix.lower() != ".png")
+            raise ValueError(
+                f"{source}: its settings.json lists PNG images and other files ({other}); not an image set"
+            )
+        if missing := [f.name for f in files if not f.is_file()]:
+            raise FileNotFoundError(f"{source}: {len(missing)} listed images are missing ({missing[0]}, ...)")
+    else:
+        files = sorted(source.glob("*.png"), key=lambda p: (len(p.stem), p.stem))
+        files = [f for f in files if f.stem != "grid"]
     if not files:
         raise FileNotFoundError(f"no images in {source} (want images.npy or *.png)")
     arrays = [np.asarray(Image.open(f)) for f in files]

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from audiodiff.audio.io import load_audio, native_rate
+from audiodiff.checkpoint import atomic_write_bytes
 from audiodiff.eval.context import direction
 
 
@@ -291,9 +292,8 @@ def write_comparison(
 
 
 def write_metrics(out: Path, report: dict, header: str) -> None:
-    """metrics.json (the whole report) and metrics.md (a header line and the metrics table: value,
-    which way is better, and the real-data floor when a real-vs-real evaluation was given)."""
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    """metrics.md (a header line and the metrics table: value, which way is better, and the real-data
+    floor when a real-vs-real evaluation was given) and metrics.json (the whole report, written atomically)."""
     floor = report.get("floor", {}).get("metrics")
     rows = []
     for k, v in report["metrics"].items():
@@ -304,3 +304,5 @@ def write_metrics(out: Path, report: dict, header: str) -> None:
     columns = "| metric | value | better |" + (" real-data floor |" if floor is not None else "")
     rule = "|---|---:|---|" + ("---:|" if floor is not None else "")
     (out / "metrics.md").write_text(f"{header}\n\n{columns}\n{rule}\n{''.join(rows)}")
+    # Last and atomically: recipes take a metrics.json as a finished evaluation and read it back.
+    atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())

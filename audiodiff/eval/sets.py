@@ -80,11 +80,14 @@ def read_audio(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") ->
 
 
 def read_images(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -> Sets:
-    """uint8 images (N, C, H, W) of two sets (images.npy or a folder of PNGs) of one image shape."""
+    """uint8 images (N, C, H, W) of two sets (images.npy or a folder of PNGs) of one image shape.
+
+    A generated set with a settings.json is exactly the files it lists (not its grid.png, nor other PNGs).
+    """
     from audiodiff.eval.images import load_images
 
-    generated_set(gen)  # not a run directory, nor an unfinished set
-    real, fake = load_images(ref), load_images(gen)
+    listed = generated_set(gen)  # not a run directory, nor an unfinished set; a generated set: its files
+    real, fake = load_images(ref), load_images(gen, listed)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")
     return Sets("images", str(ref), str(gen), real, fake)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from audiodiff.cli import main
 from audiodiff.eval.embeddings import ABOUT
 from audiodiff.eval.evaluate import evaluate
-from tests.conftest import write_corpus
+from tests.conftest import on_a_full_disk, write_corpus
 from tests.eval.conftest import RATE, noise_band, write_wav
 
 
@@ -228,3 +228,33 @@ def test_clip_rows_align_by_shared_names_else_row_by_row(tmp_path):
     assert clip_rows([run("0", "1", "2"), run("1", "2", "10")], 8) == (["1", "2"], [["1.wav"] * 2, ["2.wav"] * 2], True)
     labels, rows, aligned = clip_rows([run("0", "1"), run("spk_a", "spk_b", "spk_c")], 8)
     assert not aligned and labels == ["#1", "#2", "#3"] and rows[0] == ["0.wav", "spk_a.wav"] and rows[2][0] is None
+
+
+def test_a_full_disk_leaves_the_previous_metrics_json_whole(tmp_path):
+    old = {"metrics": {"fad": 1.0}}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    report = {"metrics": {"fad": 2.0}, "settings": {"files": [f"clip_{k:05d}.wav" for k in range(400)]}}  # ~8 kB
+    code = (
+        "from pathlib import Path\nfrom audiodiff.eval.report import write_metrics\n"
+        f"write_metrics(Path({str(tmp_path)!r}), {report!r}, 'header')"
+    )
+    out = on_a_full_disk(code)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == old
+    assert "OSError" in out and "metrics.json" in out, out
+    assert "| fad | 2 |" in (tmp_path / "metrics.md").read_text()  # the small table was written
+
+
+def test_finished_evaluation_treats_a_truncated_or_foreign_metrics_json_as_missing(tmp_path):
+    from audiodiff.eval.context import finished_evaluation, read_floor
+
+    said = []
+    assert finished_evaluation(tmp_path, said.append) is None and said == []  # none yet: nothing to say
+    (tmp_path / "metrics.json").write_text('{"metrics": {"fad": 1.')
+    assert finished_evaluation(tmp_path, said.append) is None
+    assert said and "metrics.json: not JSON" in said[0] and "treated as missing" in said[0]
+    with pytest.raises(ValueError, match="--floor .*metrics.json: not JSON"):
+        read_floor(tmp_path)  # a floor is given by hand: an error naming it, not a traceback
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    assert finished_evaluation(tmp_path, said.append) is None and "no 'metrics' table" in said[1]
+    (tmp_path / "metrics.json").write_text('{"metrics": {"fad": 1.5}}')
+    assert finished_evaluation(tmp_path, said.append) == {"metrics": {"fad": 1.5}}

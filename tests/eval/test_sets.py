@@ -54,3 +54,21 @@ def test_audio_head_records_skipped_files_and_the_metrics_asked_for(tmp_path):
         and list(head["skipped_audio"]["gen"]) == ["bad"]
         and head["settings"] == {"metrics": ["fad"]}
     )
+
+
+def test_a_generated_image_set_is_exactly_the_files_its_listing_names(tmp_path):
+    iref, igen = fixed_image_sets(tmp_path)  # 0.png .. 11.png
+    listed = [f"{i}.png" for i in range(10)]  # the set: ten of them; 10.png, 11.png are another run's leftovers
+    (igen / "settings.json").write_text(json.dumps({"complete": True, "files": listed}))
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(igen / "spectrograms.png")  # an overview, same shape
+    sets = read_images(iref, igen)
+    expected = np.stack([np.asarray(Image.open(igen / name))[None] for name in listed])
+    assert sets.gen_items.shape == (10, 1, 16, 16) and np.array_equal(sets.gen_items, expected)
+    report = evaluate(iref, igen, tmp_path / "e", metrics=["pixel_histogram"])
+    assert report["n_gen"] == 10
+    (igen / "settings.json").write_text(json.dumps({"complete": True, "files": [*listed, "0.wav"]}))
+    with pytest.raises(ValueError, match=r"lists PNG images and other files \(0.wav\); not an image set"):
+        read_images(iref, igen)
+    (igen / "settings.json").write_text(json.dumps({"complete": True, "files": [*listed, "12.png"]}))
+    with pytest.raises(FileNotFoundError, match=r"1 listed images are missing \(12.png"):
+        read_images(iref, igen)
