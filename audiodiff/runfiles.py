@@ -225,6 +225,7 @@ RESUME_FREE = (
     "train.num_samples",
     "train.keep_ckpts",
     "data.num_workers",
+    "train.fast_cpu",  # resolved per machine ("auto" -> on/off): resuming elsewhere may flip it (logged)
 )
 
 

@@ -1,5 +1,6 @@
 """Needs are resolved once per evaluation, however many metrics share them."""
 
+import json
 from collections import Counter
 
 import pytest
@@ -33,6 +34,8 @@ def counted(monkeypatch):
 def test_every_audio_need_is_resolved_once_for_all_metrics(tmp_path, counted):
     pytest.importorskip("pesq")
     ref, gen = fixed_audio_sets(tmp_path)
+    flat = {"sample_rate": 16000, "freqs_hz": list(range(8001)), "psd": [1e-6] * 8001}
+    (ref / "analytic_psd.json").write_text(json.dumps(flat))  # band_psd's need: the reference's exact spectrum
     clf = random_classifier(tmp_path / "clf", **AUDIO_CLASSIFIER)
     evaluate(ref, gen, tmp_path / "e", metric_names("audio"), "melstats", tmp_path / "c", classifier=clf)
     assert {k: v for k, v in counted.items() if k.startswith("audio.")} == {f"audio.{n}": 1 for n in NEEDS["audio"]}
