@@ -54,6 +54,7 @@ from pathlib import Path
 
 import yaml
 
+from audiodiff.checkpoint import atomic_write_bytes
 from audiodiff.eval.context import finished_evaluation
 from audiodiff.runfiles import set_complete
 
@@ -148,7 +149,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
     cfg_path = run / "run.yaml"
     cfg_path.write_text(cell["config"])
     timing_path = run / "timing.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    timing = read_json(timing_path, {})
     cli = [sys.executable, "-m", "audiodiff.cli"]
     if "train" in stages and not timing.get("train_done"):
         t0 = time.perf_counter()
@@ -168,7 +169,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
             threads,
         )
         timing.update(train_s=round(time.perf_counter() - t0, 1), train_done=True)
-        timing_path.write_text(json.dumps(timing))
+        write_json(timing_path, timing)
     gen, ev = run / "generated", run / "eval"
     if "generate" in stages and not set_complete(gen):
         if (gen / "settings.json").exists():
@@ -181,7 +182,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
             threads,
         )
         timing["generate_s"] = round(time.perf_counter() - t0, 1)
-        timing_path.write_text(json.dumps(timing))
+        write_json(timing_path, timing)
     if "evaluate" in stages and (force_eval or finished_evaluation(ev) is None):
         _sh(
             [
@@ -204,14 +205,30 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
     return cell
 
 
+def read_json(path: Path, default):
+    """The JSON in `path`, or `default` when it is missing or cut off (said on stderr: it is redone)."""
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        print(f"{path}: not JSON (an interrupted write?); treated as missing", file=sys.stderr)
+        return default
+
+
+def write_json(path: Path, obj, indent: int | None = None) -> None:
+    """Write `obj` as JSON atomically (temp file, fsync, rename): an interrupted write leaves the old file."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+
+
 def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int, stages: list[str]) -> None:
     """Append one invocation's wall time and packing to <out>/grid_time.json."""
     path = out / "grid_time.json"
     out.mkdir(parents=True, exist_ok=True)
-    times = json.loads(path.read_text()) if path.exists() else []
+    times = read_json(path, [])
     packed = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
     times.append({"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages})
-    path.write_text(json.dumps(times, indent=2) + "\n")
+    write_json(path, times, indent=2)
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -257,7 +274,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
             continue
         flat, embedder = _flatten(metrics), (metrics.get("embedder") or {}).get("name")
         tpath = c["run"] / "timing.json"
-        timing = json.loads(tpath.read_text()) if tpath.exists() else {}
+        timing = read_json(tpath, {})
         g = groups.setdefault(c["group"], {"variant": c["variant"], "lam": c["lam"], "seeds": [], "values": {}})
         g["seeds"].append(c["seed"])
         g.setdefault("train_s", []).append(timing.get("train_s"))
@@ -278,7 +295,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         row["train_s_mean"] = statistics.fmean(times) if times else None
         rows.append(row)
     times_path = grid["out"] / "grid_time.json"
-    last_time = json.loads(times_path.read_text())[-1] if times_path.exists() else None
+    last_time = (read_json(times_path, []) or [None])[-1]
     base_cfg = yaml.safe_load(all_cells[0]["run"].joinpath("config.yaml").read_text()) if all_cells else {}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=grid["root"])
     result = {

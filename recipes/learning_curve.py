@@ -36,9 +36,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ablate import _cpu_name  # noqa: E402  (the machine name the grids report)
+from ablate import _cpu_name, read_json, write_json  # noqa: E402  (the machine name the grids report)
 
-from audiodiff.eval.context import HIGHER_IS_BETTER, finished_evaluation  # noqa: E402
+from audiodiff.eval.context import HIGHER_IS_BETTER, finished_evaluation, read_floor  # noqa: E402
 from audiodiff.runfiles import set_complete  # noqa: E402
 
 DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
@@ -136,12 +136,12 @@ def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace)
     here = out / f"step_{step:08d}"
     gen, ev, asked = here / "generated", here / "eval", here / "curve_args.json"
     wanted = {"seeds": args.seed_list, "generate": args.generate}
-    fresh = not asked.exists() or json.loads(asked.read_text()) != wanted
+    fresh = read_json(asked, None) != wanted
     if fresh or not set_complete(gen):  # other seeds or sampler options, or an interrupted generate: sample again
         (ev / "metrics.json").unlink(missing_ok=True)  # the scores of the set being replaced
         _cli(["generate", "--ckpt", str(ckpt), "--seeds", args.seeds, "--out", str(gen), "--device", "cpu",
               "--batch-size", "256", *args.generate])  # fmt: skip
-        asked.write_text(json.dumps(wanted) + "\n")
+        write_json(asked, wanted)
     if fresh or args.force_eval or finished_evaluation(ev) is None:
         extra = ["--classifier", str(args.classifier)] if args.classifier else []
         _cli(["evaluate", "--ref", str(args.ref), "--gen", str(gen), "--out", str(ev), "--device", "cpu",
@@ -248,7 +248,7 @@ def learning_curve(run: Path, out: Path, args: argparse.Namespace) -> dict:
     higher = set(args.higher.split(","))
     floor = {}
     if args.floor:
-        floor = {m: v for m, v in json.loads(Path(args.floor).read_text())["metrics"].items() if m in args.metric_list}
+        floor = {m: v for m, v in read_floor(args.floor)["metrics"].items() if m in args.metric_list}
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
     )

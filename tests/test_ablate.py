@@ -183,3 +183,16 @@ def test_a_truncated_metrics_json_is_evaluated_again_and_left_out_of_the_report(
     assert f"{metrics}: not JSON" in capsys.readouterr().out
     assert ablate.report(grid, [cell])["rows"] == []  # left out, said, no traceback
     assert "treated as missing" in capsys.readouterr().out
+
+
+def test_truncated_bookkeeping_files_are_redone_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """timing.json / grid_time.json cut off by a crash: the cell retrains, the grid time restarts, with a word."""
+    called = []
+    grid, cell = _trained_cell(tmp_path, monkeypatch, called)
+    (cell["run"] / "timing.json").write_text('{"train_do')
+    ablate.run_cell(cell, grid, {"train"}, False)
+    assert called == ["train"] and json.loads((cell["run"] / "timing.json").read_text())["train_done"]
+    (grid["out"] / "grid_time.json").write_text("[{")
+    ablate.record_time(grid["out"], 5.0, 6, 1, 1, ["train"])
+    assert [t["wall_s"] for t in json.loads((grid["out"] / "grid_time.json").read_text())] == [5.0]
+    assert capsys.readouterr().err.count("not JSON (an interrupted write?); treated as missing") == 2
