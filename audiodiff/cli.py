@@ -55,6 +55,7 @@ def prepare(corpus: str, options: tuple[str, ...], out: str) -> None:
       audiodiff prepare digits --out data/digits speakers=60 reps=2   # offline, espeak-ng
       audiodiff prepare sc09 --out data/sc09                          # downloads 2.3 GB
       audiodiff prepare ljspeech --out data/lj archive=LJSpeech-1.1.tar.bz2   # a local copy
+      audiodiff prepare asterisk_en --out data/ast   # apt-get download, or archive=.deb/folder
     """
     from audiodiff.data.corpora import prepare as run_prepare
 

