@@ -8,6 +8,7 @@ subclass registered in `audiodiff.builders.TASKS` plus a config naming it (`task
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -34,9 +35,10 @@ class Job(NamedTuple):
     cond: Tensor | None
 
 
-class Task:
-    """Base class of tasks. Subclasses set `networks` and implement `examples`, `to_model`,
-    `shape`, `decode`, `write` and `log_samples`; the rest has defaults.
+class Task(ABC):
+    """Base class of tasks. Subclasses set `networks` and implement the abstract methods
+    (`examples`, `to_model`, `shape`, `decode`, `write`, `summarize`, `log_samples`); the rest
+    has defaults. A subclass missing one cannot be instantiated.
 
     Attributes:
         networks: the model.kind values whose network fits the task (checked when a config loads).
@@ -66,25 +68,26 @@ class Task:
         return []
 
     # ---- training
+    @abstractmethod
     def examples(self) -> Dataset:
         """Training Examples keyed by (index, seed) (see audiodiff.data.examples)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def to_model(self, batch: Example) -> tuple[Tensor, Tensor | None]:
         """(x0, cond) in model space on the task's device, from a collated batch of Examples."""
-        raise NotImplementedError
 
     def check_loss(self, spectral: torch.nn.Module) -> None:
         """Raise a one-line ValueError if the regularizer cannot run on this task's samples."""
+        return None  # by default every regularizer fits
 
     def preview_condition(self, seeds: list[int]) -> Tensor | None:
         """The condition of the samples logged during training (one per seed), or None."""
         return None
 
     # ---- generation
+    @abstractmethod
     def shape(self, cond: Tensor | None = None) -> tuple[int, ...]:
         """Model-space shape of one sample (without the batch axis), for a batch condition `cond`."""
-        raise NotImplementedError
 
     def jobs(self, seeds: list[int], source: str | None = None) -> list[Job]:
         """What to generate: one job per seed (a conditional task may read `source`)."""
@@ -98,18 +101,18 @@ class Task:
                 f"generate: --mels-from applies to vocoders (task=vocoder); this model is task={self.cfg.task}"
             )
 
+    @abstractmethod
     def decode(self, x: Tensor, seeds: list[int]) -> Tensor:
         """Samples (B, ...) in model space -> outputs (audio (B, ..., T) or images (B, C, H, W))."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write(self, out: Path, names: list[str], outputs: Tensor) -> list[Path]:
         """Write one file per output; returns the paths."""
-        raise NotImplementedError
 
+    @abstractmethod
     def summarize(self, out: Path, paths: list[Path], outputs: list[Tensor], source: str | None) -> dict:
         """Write the overview (a grid) of a generation run; returns what settings.json adds."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_samples(self, writer, out: Path, seeds: list[int], outputs: Tensor, step: int) -> None:
         """Write training-time samples to `out` and to TensorBoard."""
-        raise NotImplementedError

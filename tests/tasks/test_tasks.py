@@ -87,3 +87,12 @@ def test_griffin_lim_decoding_depends_on_the_seed_only():
     alone = task.decode(x[1:2], [6])
     assert torch.equal(batch[1], alone[0])
     assert not torch.allclose(task.decode(x[1:2], [8])[0], alone[0], atol=1e-3)
+
+
+def test_a_task_missing_part_of_the_interface_cannot_be_built():
+    """The interface is abstract: a task without `decode` fails when built, naming it, not mid-generation."""
+    no_decode = type("NoDecode", (Task,), {k: v for k, v in vars(ToyTask).items() if k != "decode"})
+    cfg = load_config(None, ["name=toy", "data.train=unused"])
+    assert isinstance(ToyTask(cfg), Task)
+    with pytest.raises(TypeError, match="decode"):
+        no_decode(cfg)
