@@ -6,6 +6,7 @@ config as YAML), loadable with `torch.load(weights_only=True)`: no pickled class
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -48,6 +49,19 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], None], pause: floa
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one."""
     _write_atomically(path, lambda f: f.write(data))
+
+
+def write_json(path: Path, obj) -> None:
+    """Write `obj` as indented JSON atomically (`atomic_write_bytes`)."""
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def read_json(path: Path) -> object:
+    """The JSON in `path`; a one-line ValueError naming it when it does not parse (e.g. cut off)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
 
 
 def save_checkpoint(directory: Path, step: int, state: dict, keep: int) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
-import json
 import os
 import shutil
 import socket
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from audiodiff.checkpoint import LATEST, TMP, atomic_write_bytes, latest_checkpoint, remove_stale_temps
+from audiodiff.checkpoint import LATEST, TMP, latest_checkpoint, read_json, remove_stale_temps, write_json
 
 LOCK_NAME = "train.lock"
 
@@ -270,10 +269,7 @@ def read_set_listing(folder: Path) -> dict | None:
     path = Path(folder) / SETTINGS
     if not path.is_file():
         return None
-    try:
-        settings = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
+    settings = read_json(path)
     if not isinstance(settings, dict) or not isinstance(settings.get("files"), list):
         raise ValueError(f"{path}: no 'files' list; not a set written by `audiodiff generate`")
     inside = Path(folder).resolve()
@@ -307,7 +303,7 @@ def set_complete(folder: Path) -> bool:
 
 def write_set_listing(out: Path, settings: dict) -> None:
     """Write `out`/settings.json atomically: a crash leaves the previous listing or the new one."""
-    atomic_write_bytes(Path(out) / SETTINGS, (json.dumps(settings, indent=2) + "\n").encode())
+    write_json(Path(out) / SETTINGS, settings)
 
 
 def clip_files(folder: Path) -> list[Path]:

@@ -54,7 +54,8 @@ from pathlib import Path
 
 import yaml
 
-from audiodiff.checkpoint import atomic_write_bytes
+from audiodiff.checkpoint import read_json as load_json
+from audiodiff.checkpoint import write_json
 from audiodiff.eval.context import finished_evaluation
 from audiodiff.runfiles import set_complete
 
@@ -210,15 +211,10 @@ def read_json(path: Path, default):
     if not path.exists():
         return default
     try:
-        return json.loads(path.read_text())
+        return load_json(path)
     except ValueError:
         print(f"{path}: not JSON (an interrupted write?); treated as missing", file=sys.stderr)
         return default
-
-
-def write_json(path: Path, obj, indent: int | None = None) -> None:
-    """Write `obj` as JSON atomically (temp file, fsync, rename): an interrupted write leaves the old file."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
 
 
 def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int, stages: list[str]) -> None:
@@ -228,7 +224,7 @@ def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int
     times = read_json(path, [])
     packed = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
     times.append({"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages})
-    write_json(path, times, indent=2)
+    write_json(path, times)
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:

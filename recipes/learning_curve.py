@@ -36,8 +36,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ablate import _cpu_name, read_json, write_json  # noqa: E402  (the machine name the grids report)
+from ablate import _cpu_name, read_json  # noqa: E402  (the machine name the grids report)
 
+from audiodiff.checkpoint import write_json  # noqa: E402
 from audiodiff.eval.context import HIGHER_IS_BETTER, finished_evaluation, read_floor  # noqa: E402
 from audiodiff.runfiles import set_complete  # noqa: E402
 

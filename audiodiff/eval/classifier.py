@@ -135,14 +135,14 @@ def am_score(probs_ref: np.ndarray, probs_gen: np.ndarray) -> float:
 def save_classifier(model: Classifier, out: str | Path, info: dict) -> Path:
     from safetensors.torch import save
 
-    from audiodiff.checkpoint import atomic_write_bytes
+    from audiodiff.checkpoint import atomic_write_bytes, write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(out / FILES[0], save(state))
     meta = {"config": asdict(model.config), **info}
-    atomic_write_bytes(out / FILES[1], (json.dumps(meta, indent=2) + "\n").encode())
+    write_json(out / FILES[1], meta)
     return out
 
 

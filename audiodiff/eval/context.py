@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from audiodiff.checkpoint import read_json
 from audiodiff.eval.registry import current_names
 
 # Metrics (report keys, prefix before any "_<embedder>") where higher is better; all others: lower.
@@ -79,9 +80,9 @@ def run_context(gen: str | Path) -> dict:
 def _load_report(file: Path) -> dict:
     """The report in an evaluate metrics.json; ValueError (one line naming `file`) when it is not one."""
     try:
-        report = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file}: not JSON ({err.msg} at line {err.lineno}); an interrupted write?") from None
+        report = read_json(file)
+    except ValueError as err:
+        raise ValueError(f"{err}; an interrupted write?") from None
     if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
         raise ValueError(f"{file}: not an evaluate metrics.json (no 'metrics' table)")
     return report

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from audiodiff.audio.io import load_audio, native_rate
-from audiodiff.checkpoint import atomic_write_bytes
+from audiodiff.checkpoint import read_json, write_json
 from audiodiff.eval.context import direction
 
 
@@ -277,7 +276,7 @@ def write_comparison(
     for folder in map(Path, evals):
         if not (folder / "metrics.json").is_file():
             raise FileNotFoundError(f"{folder}: no metrics.json (pass folders written by `audiodiff evaluate`)")
-        report = json.loads((folder / "metrics.json").read_text())
+        report = read_json(folder / "metrics.json")
         if "n_gen" not in report or report.get("kind") == "images":
             raise ValueError(f"{folder}/metrics.json: not an audio evaluation; report compares audio runs")
         runs.append(
@@ -305,4 +304,4 @@ def write_metrics(out: Path, report: dict, header: str) -> None:
     rule = "|---|---:|---|" + ("---:|" if floor is not None else "")
     (out / "metrics.md").write_text(f"{header}\n\n{columns}\n{rule}\n{''.join(rows)}")
     # Last and atomically: recipes take a metrics.json as a finished evaluation and read it back.
-    atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_json(out / "metrics.json", report)
