@@ -129,6 +129,7 @@ class TrainConfig:
     sample_every: int = 0  # 0 disables
     num_samples: int = 4
     ckpt_every: int = 500
+    max_minutes: float = 0.0  # > 0: stop after this much wall-clock time with a checkpoint (resume to go on)
     keep_ckpts: int = 3
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
     init_from: str = ""  # fine-tune: weights of an lmnt-com/diffwave checkpoint or one of ours (audiodiff/finetune.py)
@@ -328,7 +329,7 @@ AT_LEAST_ONE = (
     "data.segment",
     "data.sample_rate",
 )
-NON_NEGATIVE = ("regularizer.lam", "train.sample_every", "train.warmup_steps")
+NON_NEGATIVE = ("regularizer.lam", "train.sample_every", "train.warmup_steps", "train.max_minutes")
 
 
 def _check_task(cfg: DictConfig, source: str) -> None:

@@ -220,6 +220,7 @@ RESUME_FREE = (
     "train.steps",
     "train.log_every",
     "train.ckpt_every",
+    "train.max_minutes",
     "train.sample_every",
     "train.num_samples",
     "train.keep_ckpts",

@@ -37,6 +37,21 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient."""
 
 
+clock = time.monotonic  # wall clock for train.max_minutes (tests replace it)
+
+
+def _out_of_time(started: float, max_minutes: float, world: int, device: torch.device) -> bool:
+    """Whether train.max_minutes have passed since `started`; rank 0's clock decides for every process."""
+    if max_minutes <= 0:
+        return False
+    late = clock() - started >= 60 * max_minutes
+    if world > 1:  # the processes must stop at the same step (a lone process would wait in all-reduce)
+        flag = torch.tensor([float(late)], device=device)
+        dist.broadcast(flag, 0)
+        late = bool(flag.item())
+    return late
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -152,7 +167,9 @@ def train(
     so when there is a checkpoint and starts otherwise. Resuming with settings other than the
     checkpoint's (besides RESUME_FREE) needs `allow_changes`; the changes and the step are then
     written to log.txt and the previous config.yaml kept in config_history/. The run directory
-    is locked for the whole run: a second writer is refused (RunInUseError).
+    is locked for the whole run: a second writer is refused (RunInUseError). With
+    train.max_minutes > 0 the loop stops once that much time has passed since it began (model
+    building and data loading not counted), saves a checkpoint and returns: a resumable slice.
     """
     rank, world, local_rank = _distributed()
     run = Path(cfg.exp_dir) / cfg.name
@@ -294,7 +311,7 @@ def _train(
             torch.cuda.set_rng_state(rng[1], device)
 
     # ---- the loop
-    bad_in_a_row, skipped, t_last = 0, 0, time.perf_counter()
+    bad_in_a_row, skipped, t_last, started = 0, 0, time.perf_counter(), clock()
     while step < tc.steps:
         for group in opt.param_groups:
             group["lr"] = tc.lr * _lr_factor(step, tc.warmup_steps, tc.steps, tc.schedule)
@@ -349,6 +366,14 @@ def _train(
             )
         if step % tc.ckpt_every == 0 or step == tc.steps:
             checkpoint()
+        if step < tc.steps and _out_of_time(started, tc.max_minutes, world, device):
+            if step % tc.ckpt_every:
+                checkpoint()
+            if rank == 0:
+                note = f"train.max_minutes={tc.max_minutes:g} reached at step {step}: checkpoint saved; resume to go on"
+                log.write(note + "\n")
+                tqdm.write(note)
+            break
     bar.close()
     if rank == 0:
         writer.close()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audiodiff.checkpoint import latest_checkpoint, load_checkpoint
-from tests.conftest import AMP, ENV, base_args, run_cli, train_cli, weights
+from tests.conftest import AMP, ENV, base_args, fail_cli, run_cli, train_cli, weights
 
 
 def test_resume_is_exact(tmp_path, corpus, config):
@@ -73,3 +73,22 @@ def test_ddp_two_processes_equal_one_process(tmp_path, corpus, config):
 def test_cuda_graphs_needs_compile(tmp_path, corpus, config):
     res = run_cli("train", config, "--no-progress", *base_args(corpus, tmp_path / "exp", "g", "train.cuda_graphs=true"))
     assert res.exit_code != 0 and "train.cuda_graphs needs train.compile=true and a single process" in res.output
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_the_slices_equal_one_run(tmp_path, corpus, config, monkeypatch):
+    import itertools
+
+    import audiodiff.train
+
+    minutes = itertools.count()  # each look at the clock is one minute later
+    monkeypatch.setattr(audiodiff.train, "clock", lambda: 60.0 * next(minutes))
+    exp = tmp_path / "exp"
+    part = train_cli(config, corpus, exp, "slices", "train.steps=6", "train.max_minutes=2.5", *AMP)
+    assert load_checkpoint(part)["step"] == 3  # 3 minutes after the start; step 3 is off the ckpt_every=2 grid
+    assert "train.max_minutes=2.5 reached at step 3: checkpoint saved" in (part / "log.txt").read_text()
+    train_cli(config, corpus, exp, "slices", "train.steps=6", *AMP, flags=["--auto-resume"])  # max_minutes may change
+    full = train_cli(config, corpus, exp, "full", "train.steps=6", *AMP)
+    a, b = weights(full), weights(part)
+    assert load_checkpoint(part)["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
+    out = fail_cli("train", config, "--no-progress", *base_args(corpus, exp, "neg", "train.max_minutes=-1"))
+    assert "train.max_minutes=-1.0 must be >= 0" in out
