@@ -135,10 +135,15 @@ def build_task(cfg: ExperimentConfig, device: str = "cpu", **options) -> Task:
 
 
 def load_for_generation(ckpt: str | Path, device: str = "cpu", use_ema: bool = True):
-    """(config, network with EMA or raw weights, formulation, checkpoint step) from a checkpoint."""
+    """(config, network with EMA or raw weights, formulation, checkpoint step) from a checkpoint,
+    or from a released model (a .safetensors file or a shipped name: audiodiff/release.py)."""
     from audiodiff.checkpoint import load_checkpoint, load_weights
     from audiodiff.config import from_yaml
+    from audiodiff.release import load_release, names_release
 
+    if names_release(ckpt):
+        cfg, net, step = load_release(ckpt, device, use_ema)
+        return cfg, net, build_formulation(cfg).to(device), step
     state = load_checkpoint(ckpt, map_location=device)
     cfg = from_yaml(state["config"], f"{state['path']}: stored config")
     net = build_network(cfg).to(device).eval()

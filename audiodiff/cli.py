@@ -11,6 +11,7 @@ from audiodiff.builders import SAMPLER_PLANS
 from audiodiff.cli_eval import check_device as _device
 from audiodiff.cli_eval import evaluate, report
 from audiodiff.cli_eval import fail as _fail
+from audiodiff.cli_release import export, pretrained
 from audiodiff.data.validate import ON_BAD_AUDIO
 
 
@@ -22,6 +23,8 @@ def main() -> None:
 
 main.add_command(evaluate)  # both defined in audiodiff.cli_eval
 main.add_command(report)
+main.add_command(export)  # both defined in audiodiff.cli_release
+main.add_command(pretrained)
 
 
 class _PrepareCommand(click.Command):
@@ -133,7 +136,12 @@ def train(
 
 
 @main.command()
-@click.option("--ckpt", required=True, type=click.Path(), help="Checkpoint file or run directory.")
+@click.option(
+    "--ckpt",
+    required=True,
+    type=click.Path(),
+    help="Checkpoint file, run directory, released .safetensors file or shipped model name (audiodiff pretrained).",
+)
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds: '0-63', '1,5,9'. One file per seed.")
 @click.option(
     "--sampler",
@@ -201,6 +209,7 @@ def generate(
     Examples:
       audiodiff generate --ckpt exp/amp1 --seeds 0-63 --sampler fast --out exp/amp1/gen
       audiodiff generate --ckpt exp/edm1 --seeds 0-63 --sampler heun --steps 18 --churn 40 --out exp/edm1/gen
+      audiodiff generate --ckpt checkerboard16 --out gen/cb16   # a shipped model (audiodiff pretrained)
     """
     from audiodiff.generate import generate as run_generate
     from audiodiff.generate import parse_seeds

@@ -257,6 +257,20 @@ def record_resume(run: Path, log, latest: Path, step: int, changes: list[str], t
         old.replace(run / "config_history" / f"config.before-step-{step:08d}.yaml")
 
 
+def run_start(run: Path) -> float | None:
+    """When training started: the first TensorBoard event file's creation time (in its name,
+    events.out.tfevents.<unix time>.<host>...; a resume adds a later file), else config.yaml's mtime."""
+    stamps = []
+    for path in (run / "tensorboard").glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            stamps.append(float(stamp))
+    if stamps:
+        return min(stamps)
+    config = run / "config.yaml"  # rewritten by a resume
+    return config.stat().st_mtime if config.is_file() else None
+
+
 # A generated set (audiodiff generate --out DIR) describes itself in DIR/settings.json: "files"
 # lists exactly its files. While generate runs, "complete" is false and "pending" holds the stems
 # it is writing, so an interrupted run's files are still known to be its own.

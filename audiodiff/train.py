@@ -277,8 +277,10 @@ def _train(
             record_resume(run, log, latest, step, changes, to_yaml(cfg))
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
-    if log:
-        log.write(fast_note + "\n")
+    if log:  # the commit on every start and resume: `audiodiff export` puts it on the model card
+        from audiodiff.eval.results import source_commit
+
+        log.write(f"commit {source_commit() or 'unknown (not a git checkout)'}\n{fast_note}\n")
     if log and task.bad:
         log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
     if log and (note := _crop_note(cfg, net, task)):

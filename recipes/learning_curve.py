@@ -40,7 +40,7 @@ from ablate import _cpu_name, read_json  # noqa: E402  (the machine name the gri
 
 from audiodiff.checkpoint import write_json  # noqa: E402
 from audiodiff.eval.context import HIGHER_IS_BETTER, finished_evaluation, read_floor  # noqa: E402
-from audiodiff.runfiles import set_complete  # noqa: E402
+from audiodiff.runfiles import run_start, set_complete  # noqa: E402
 
 DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
 THRESHOLD = 0.05
@@ -57,20 +57,6 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     if not found:
         raise FileNotFoundError(f"no checkpoints in {run / 'checkpoints'} (want ckpt-<step>.pt)")
     return sorted(found)
-
-
-def run_start(run: Path) -> float | None:
-    """When training started: the first TensorBoard event file's creation time (in its name,
-    events.out.tfevents.<unix time>.<host>...; a resume adds a later file), else config.yaml's mtime."""
-    stamps = []
-    for path in (run / "tensorboard").glob("events.out.tfevents.*"):
-        stamp = path.name.split(".")[3]
-        if stamp.isdigit():
-            stamps.append(float(stamp))
-    if stamps:
-        return min(stamps)
-    config = run / "config.yaml"  # rewritten by a resume
-    return config.stat().st_mtime if config.is_file() else None
 
 
 def wall_seconds(start: float | None, ckpt: Path) -> float | None:

@@ -28,12 +28,29 @@ def _training_config(checkpoint: str | None, gen: Path) -> dict:
     checkpoint path relative to where generate ran) in the run dir holding the generated set."""
     if not checkpoint:
         return {}
+    released = _release_config(checkpoint)
+    if released is not None:
+        return released
     path = Path(checkpoint)
     for folder in (path, path.parent, path.parent.parent, gen.resolve().parent):
         if (folder / "config.yaml").is_file():
             loaded = yaml.safe_load((folder / "config.yaml").read_text())
             return loaded if isinstance(loaded, dict) else {}
     return {}
+
+
+def _release_config(checkpoint: str) -> dict | None:
+    """A released model's config (with its name and commit) from its metadata; None for other checkpoints."""
+    from audiodiff.release import names_release, read_release, resolve_release
+
+    if not names_release(checkpoint):
+        return None
+    try:
+        meta, _ = read_release(resolve_release(checkpoint), tensors=False)
+        config = json.loads(meta["config"])
+    except (FileNotFoundError, ValueError):  # not found from here (a relative path): the context goes without
+        return None
+    return config | {"name": meta.get("name"), "commit": meta.get("commit")}
 
 
 def _regularizer(cfg: dict) -> str:

@@ -1,0 +1,148 @@
+"""The model card `audiodiff export` writes beside a release: what the model is, what it was trained
+on and how, how long, how good, from which commit, and the commands that reproduce it."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from audiodiff.checkpoint import atomic_write_bytes
+
+CURVE_ROWS = 12  # loss-curve rows on the card (the whole curve is in NAME.loss.json)
+
+
+def _shape(cfg) -> str:
+    if cfg.task == "image":
+        return "x".join(str(n) for n in cfg.data.image_shape) + " images"
+    return f"{cfg.data.segment}-sample crops at {cfg.data.sample_rate} Hz, mel preset {cfg.data.mel_preset}"
+
+
+def _network(cfg) -> str:
+    if cfg.model.kind == "unet":
+        u = cfg.model.unet
+        return f"UNet, {u.channels} channels x {list(u.channel_mult)}, attention at {list(u.attn_levels) or 'none'}"
+    d = cfg.model.diffwave
+    return f"DiffWave, {d.layers} layers x {d.channels} channels, dilation cycle {d.cycle}"
+
+
+def _regularizer(cfg) -> str:
+    rc = cfg.regularizer
+    if not rc.losses or not rc.lam:
+        return "none (baseline)"
+    return f"{'+'.join(e.name for e in rc.losses)}, lambda {rc.lam:g} ({rc.weighting}, {rc.normalize})"
+
+
+def _sampling(cfg) -> str:
+    sc = cfg.sample
+    steps = f"{len(sc.fast_betas)} steps" if sc.sampler == "fast" else f"{sc.steps} steps"
+    return f"{sc.sampler}, {steps}" + (", x0_hat clamped" if sc.clip_denoised else "")
+
+
+def _prepare_lines(prepare: dict | None, cfg) -> list[str]:
+    if prepare is None:
+        return [f"# the data dir {cfg.data.train} names no corpus audiodiff prepares; bring that data"]
+    root = Path(cfg.data.train).parent.parent
+    options = "".join(f" {k}={v}" for k, v in prepare["options"].items())
+    lines = [f"audiodiff prepare {prepare['corpus']} --out {root}{options}"]
+    return ([f"# {prepare['assumed']}"] if prepare.get("assumed") else []) + lines
+
+
+def _wall(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded (no TensorBoard events or config.yaml in the run)"
+    return f"{seconds / 60:.1f} min (first TensorBoard event to the checkpoint's write, on the training machine)"
+
+
+def _table(rows: list[tuple[str, str]]) -> list[str]:
+    return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+
+
+def _metric_lines(metrics: dict | None) -> list[str]:
+    if not metrics:
+        return ["Not measured for this card (`audiodiff export --metrics metrics.json|curve.json`)."]
+    at = f" at step {metrics['step']}" if metrics["step"] is not None else ""
+    lines = [f"From `{metrics['source']}`{at}:", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in metrics["values"].items()]
+    for rule in metrics["convergence"]:
+        if isinstance(rule, dict) and "metric" in rule:
+            lines.append(f"\nConvergence rule, {rule['metric']}: " + ", ".join(f"{k} {v}" for k, v in rule.items()))
+    return lines
+
+
+def _curve_lines(curve: dict, name: str) -> list[str]:
+    steps = curve["step"]
+    if not steps or "denoise" not in curve:
+        return ["No loss lines in the run's log.txt."]
+    picks = sorted({round(i * (len(steps) - 1) / (CURVE_ROWS - 1)) for i in range(CURVE_ROWS)})
+    lines = [f"Denoising loss (`{name}.loss.json` holds all {len(steps)} points):", "", "| step | denoise | loss |"]
+    lines.append("|---|---|---|")
+    return lines + [f"| {steps[i]} | {curve['denoise'][i]:.5g} | {curve.get('loss', curve['denoise'])[i]:.5g} |"
+                    for i in picks]  # fmt: skip
+
+
+def card_text(facts: dict, size: int) -> str:
+    """The card's Markdown from the facts `audiodiff.release.export` gathered; `size` is the file's bytes."""
+    name, meta, cfg = facts["name"], facts["meta"], facts["cfg"]
+    tc, d = cfg.train, cfg.diffusion
+    ema = f"EMA half-life {tc.ema_halflife_steps:g} steps" if tc.ema_halflife_steps > 0 else f"EMA {tc.ema_decay}"
+    commit = f"{meta['commit']} ({meta['commit_source']})"
+    if len(facts["commits"]) > 1:
+        commit += f"; the run's starts and resumes record {', '.join(facts['commits'])}"
+    rows = [
+        ("task", f"{cfg.task}: {_shape(cfg)}"),
+        ("network", f"{_network(cfg)}; {int(meta['parameters']):,} parameters"),
+        ("diffusion", f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"),
+        ("regularizer", _regularizer(cfg)),
+        ("training", f"{meta['step']} steps, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}, {ema}"),
+        ("sampling", _sampling(cfg)),
+        ("weights", f"EMA, {meta['dtype']} ({size / 1e6:.2f} MB; loaded as float32)"),
+        ("wall time", _wall(facts["wall_s"])),
+        ("commit", commit),
+        ("torch", meta["torch"]),
+        ("exported", f"{datetime.date.today()} at commit {facts['exporting_commit']}"),
+    ]
+    resumes = [f"- {line}" for line in facts["resumes"]] or ["- none: trained in one go"]
+    lines = [
+        f"# {name}",
+        "",
+        f"A {cfg.task} diffusion model trained with audiodiff. Generate from it:",
+        "",
+        "```",
+        f"audiodiff generate --ckpt {name} --seeds 0-15 --out gen/{name}    # shipped in audiodiff/pretrained/",
+        f"audiodiff generate --ckpt path/to/{name}.safetensors --out gen/{name}",
+        "```",
+        "",
+        *_table(rows),
+        "",
+        "## Data",
+        "",
+        f"`data.train={cfg.data.train}`" + (f", `data.valid={cfg.data.valid}`" if cfg.data.valid else ""),
+        "",
+        "## Metrics",
+        "",
+        *_metric_lines(facts["metrics"]),
+        "",
+        "## Reproduce",
+        "",
+        f"`{name}.yaml` beside this card is the run's resolved config (also in the weights' metadata):",
+        "",
+        "```",
+        *_prepare_lines(facts["prepare"], cfg),
+        f"audiodiff train {name}.yaml name={name} exp_dir=exp data.train={cfg.data.train} train.steps={meta['step']}",
+        "```",
+        "",
+        "Resumes during training (from log.txt):",
+        "",
+        *resumes,
+        "",
+        "## Loss curve",
+        "",
+        *_curve_lines(facts["curve"], name),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, facts: dict, size: int) -> None:
+    """Write the card (atomically)."""
+    atomic_write_bytes(path, card_text(facts, size).encode())

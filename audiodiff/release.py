@@ -1,0 +1,317 @@
+"""Released models: a run's EMA weights in one safetensors file, with the resolved config and what
+generation needs in its metadata, and a model card beside it. Shipped ones live in audiodiff/pretrained/.
+
+    audiodiff export exp/cb16 --out release/checkerboard16 --half --metrics exp/cb16/curve/curve.json
+    audiodiff generate --ckpt checkerboard16 --out gen   # a shipped name: audiodiff/pretrained/checkerboard16.*
+    audiodiff generate --ckpt release/checkerboard16.safetensors --out gen
+
+`export` writes NAME.safetensors (weights and metadata), NAME.md (the card: data, config,
+steps, wall time, metrics, commit, the commands that reproduce it, the loss curve), NAME.yaml
+(the resolved config the reproduce command trains from) and NAME.loss.json (the denoising loss
+every train.log_every steps, which audiodiff.reproduce re-trains against). No pickle anywhere:
+safetensors holds tensors and string metadata only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
+FORMAT = "audiodiff-release/1"
+PRETRAINED = Path(__file__).parent / "pretrained"
+SUFFIX = ".safetensors"
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# Metadata every release carries; generation reads the first five, the card the rest.
+REQUIRED = ("format", "config", "architecture", "step", "dtype")
+LOG_LINE = re.compile(r"step (\d+) (\w+=\S+(?: \w+=\S+)*)$")  # train's "step N loss=.. denoise=.." lines
+
+
+def shipped_models() -> dict[str, Path]:
+    """{name: file} of the models shipped inside the package (audiodiff/pretrained/NAME.safetensors)."""
+    return {path.stem: path for path in sorted(PRETRAINED.glob(f"*{SUFFIX}"))}
+
+
+def names_release(ckpt: str | Path) -> bool:
+    """Whether `--ckpt` names a released model: a .safetensors file, or a bare name (no folder,
+    not an existing path) that can only mean a shipped model."""
+    text = str(ckpt)
+    if text.endswith(SUFFIX):
+        return True
+    return not Path(text).exists() and "/" not in text and "\\" not in text and not text.endswith(".pt")
+
+
+def resolve_release(ckpt: str | Path) -> Path:
+    """The safetensors file `ckpt` names: itself, or the shipped model of that name."""
+    text = str(ckpt)
+    if text.endswith(SUFFIX):
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"model file not found: {text}")
+        return Path(text)
+    shipped = shipped_models()
+    if text in shipped:
+        return shipped[text]
+    listed = ", ".join(shipped) if shipped else f"none yet ({PRETRAINED} is empty)"
+    raise FileNotFoundError(
+        f"--ckpt {text}: no such checkpoint, run directory or shipped model; shipped models: {listed}"
+    )
+
+
+def read_release(path: str | Path, tensors: bool = True) -> tuple[dict[str, str], dict[str, Tensor]]:
+    """(validated metadata, tensors as stored; {} unless `tensors`) of a release file; a one-line
+    ValueError naming it otherwise."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            stored = {key: f.get_tensor(key) for key in f.keys()} if tensors else {}  # noqa: SIM118
+    except SafetensorError as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    check_metadata(meta, path)
+    return meta, stored
+
+
+def check_metadata(meta: dict[str, str], path: str | Path) -> None:
+    """Raise a one-line ValueError naming `path` and the key when `meta` is not a release's metadata."""
+    for key in REQUIRED:
+        if key not in meta:
+            raise ValueError(f"{path}: metadata has no {key!r} (audiodiff export writes {list(REQUIRED)})")
+    if meta["format"] != FORMAT:
+        raise ValueError(f"{path}: metadata format={meta['format']!r}, this audiodiff reads {FORMAT!r}")
+    if meta["dtype"] not in DTYPES:
+        raise ValueError(f"{path}: metadata dtype={meta['dtype']!r}; allowed: {list(DTYPES)}")
+    if not meta["step"].isdigit():
+        raise ValueError(f"{path}: metadata step={meta['step']!r} is not a whole number")
+
+
+def release_config(meta: dict[str, str], path: str | Path):
+    """The ExperimentConfig in the metadata, validated by the config loader (ConfigError names `path`)."""
+    from audiodiff.config import from_yaml
+
+    return from_yaml(meta["config"], f"{path}: metadata 'config'")  # JSON is YAML
+
+
+def architecture(cfg, net: torch.nn.Module) -> str:
+    """'unet:UNet': the config's model.kind and the network class it builds."""
+    return f"{cfg.model.kind}:{type(net).__name__}"
+
+
+def load_release(ckpt: str | Path, device: str = "cpu", use_ema: bool = True):
+    """(config, network in eval mode with the release's weights in float32, step) from a release.
+
+    Raises:
+        FileNotFoundError: no such file or shipped name (the message lists the shipped ones).
+        ValueError: unreadable file, missing/bad metadata, a config the schema refuses, an
+            architecture other than the config builds, weights that do not fit, or `use_ema`
+            False (a release holds the EMA weights only); one line naming the file.
+    """
+    from audiodiff.builders import build_network
+    from audiodiff.checkpoint import load_weights
+
+    path = resolve_release(ckpt)
+    if not use_ema:
+        raise ValueError(f"--raw: {path} holds the EMA weights only (an export keeps no raw weights)")
+    meta, tensors = read_release(path)
+    cfg = release_config(meta, path)
+    net = build_network(cfg)
+    if meta["architecture"] != architecture(cfg, net):
+        raise ValueError(
+            f"{path}: metadata architecture={meta['architecture']!r} but its config builds {architecture(cfg, net)!r}"
+        )
+    weights = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}  # --half: upcast
+    load_weights(net, weights, path)
+    return cfg, net.to(device).eval(), int(meta["step"])
+
+
+# ---- export
+
+
+def loss_curve(log: Path, last_step: int) -> dict[str, list]:
+    """The logged loss terms up to `last_step` from a run's log.txt: {"step": [...], "loss": [...], ...}.
+
+    A step logged twice (a resume from an earlier checkpoint repeats the steps after it) keeps
+    its last value, the one the exported weights descend from.
+    """
+    rows: dict[int, dict[str, float]] = {}
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        match = LOG_LINE.fullmatch(line.strip())
+        if match and int(match.group(1)) <= last_step:
+            pairs = (item.split("=", 1) for item in match.group(2).split())
+            rows[int(match.group(1))] = {k: float(v) for k, v in pairs if k in ("loss", "denoise", "spectral")}
+    steps = sorted(rows)
+    curve: dict[str, list] = {"step": steps}
+    for key in ("loss", "denoise", "spectral"):
+        if steps and all(key in rows[s] for s in steps):
+            curve[key] = [rows[s][key] for s in steps]
+    return curve
+
+
+def recorded_commits(log: Path) -> list[str]:
+    """The commits a run's log.txt records (train writes 'commit <hash>' at each start and resume;
+    'unknown' outside a git checkout is left out)."""
+    found = re.findall(r"^commit (\S+)", log.read_text(), re.M) if log.is_file() else []
+    return [c for c in dict.fromkeys(found) if c != "unknown"]
+
+
+def parse_prepare(text: str) -> dict:
+    """'checkerboard size=16 sides=2,4,8' -> {"corpus": ..., "options": {...}}, checked against the corpus."""
+    from audiodiff.data.corpora import CORPORA, corpus_function
+
+    corpus, *items = text.split()
+    if corpus not in CORPORA:
+        raise ValueError(f"--prepare {text!r}: unknown corpus {corpus!r}; choose one of {list(CORPORA)}")
+    import inspect
+
+    allowed = set(inspect.signature(corpus_function(corpus)).parameters) - {"out"}
+    options = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not value or key not in allowed:
+            raise ValueError(f"--prepare {text!r}: {item!r} is not key=value with a key of {sorted(allowed)}")
+        options[key] = value
+    return {"corpus": corpus, "options": options}
+
+
+def guess_prepare(data_train: str) -> dict | None:
+    """The corpus a data dir came from (the `<corpus>.json` that prepare writes two folders up), options unknown."""
+    root = Path(data_train).parent.parent
+    for summary in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            corpus = json.loads(summary.read_text()).get("corpus")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if corpus == summary.stem:
+            return {"corpus": corpus, "options": {}, "assumed": "prepare options not recorded: its defaults assumed"}
+    return None
+
+
+def _tensors(weights: dict[str, Tensor], net: torch.nn.Module, half: bool) -> dict[str, Tensor]:
+    """What the file stores: every EMA tensor, parameters in float16 when `half` (buffers stay as they are)."""
+    params = {name for name, _ in net.named_parameters()}
+    out = {}
+    for name, value in weights.items():
+        value = value.detach().cpu()
+        if half and name in params and value.dtype == torch.float32:
+            value = value.half()
+        out[name] = value.contiguous().clone()
+    return out
+
+
+def export(
+    source: str | Path,
+    out: str | Path,
+    half: bool = False,
+    metrics: str | Path | None = None,
+    prepare: str | None = None,
+) -> list[Path]:
+    """Write the release of a run (its latest checkpoint) or checkpoint file `source` as `out`.safetensors,
+    `out`.md, `out`.yaml and `out`.loss.json; returns their paths.
+
+    Args:
+        source: a run directory, checkpoint file or `latest` pointer (as `generate --ckpt`).
+        out: DIR/NAME (a trailing .safetensors is dropped); DIR is created.
+        half: store the parameters in float16 (half the size; loading upcasts to float32).
+        metrics: an evaluate metrics.json or a learning_curve curve.json to put on the card.
+        prepare: the corpus and its prepare options ('checkerboard size=16 sides=2,4,8'); default:
+            the corpus named by the data dir's summary, with its defaults (said on the card).
+    """
+    from safetensors.torch import save
+
+    from audiodiff.builders import build_network
+    from audiodiff.card import write_card
+    from audiodiff.checkpoint import atomic_write_bytes, load_checkpoint, load_weights, write_json
+    from audiodiff.config import from_yaml, to_yaml
+    from audiodiff.eval.results import source_commit
+    from audiodiff.runfiles import run_start
+
+    state = load_checkpoint(source)
+    ckpt = Path(state["path"])
+    cfg = from_yaml(state["config"], f"{ckpt}: stored config")
+    if "ema" not in state:
+        raise ValueError(f"{ckpt}: no EMA weights to export")
+    net = build_network(cfg)
+    load_weights(net, state["ema"], ckpt)
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    step = int(state["step"])
+    name = Path(out).name.removesuffix(SUFFIX)
+    folder = Path(out).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    commits = recorded_commits(run / "log.txt")
+    exporting = source_commit() or "unknown"
+    meta = {
+        "format": FORMAT,
+        "name": name,
+        "config": json.dumps(json.loads(json.dumps(_container(cfg))), sort_keys=True),
+        "architecture": architecture(cfg, net),
+        "step": str(step),
+        "dtype": "float16" if half else "float32",
+        "parameters": str(sum(p.numel() for p in net.parameters())),
+        "commit": commits[-1] if commits else exporting,
+        "commit_source": "the run's log.txt" if commits else "the exporting checkout (the run did not record one)",
+        "torch": str(state.get("torch", "unknown")),
+    }
+    start = run_start(run)
+    facts = {
+        "name": name,
+        "meta": meta,
+        "cfg": cfg,
+        "commits": commits,
+        "exporting_commit": exporting,
+        "wall_s": round(ckpt.stat().st_mtime - start, 1) if start is not None else None,
+        "resumes": _resume_lines(run / "log.txt"),
+        "prepare": parse_prepare(prepare) if prepare else guess_prepare(cfg.data.train),
+        "curve": loss_curve(run / "log.txt", step),
+        "metrics": _metrics(metrics, step) if metrics else None,
+    }
+    paths = [folder / f"{name}{ext}" for ext in (SUFFIX, ".yaml", ".loss.json", ".md")]
+    atomic_write_bytes(paths[0], save(_tensors(state["ema"], net, half), metadata=meta))
+    atomic_write_bytes(paths[1], to_yaml(cfg).encode())
+    write_json(paths[2], _loss_record(facts))
+    write_card(paths[3], facts, paths[0].stat().st_size)
+    return paths
+
+
+def _container(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _resume_lines(log: Path) -> list[str]:
+    return [ln.strip() for ln in log.read_text().splitlines() if ": resumed from " in ln] if log.is_file() else []
+
+
+def _loss_record(facts: dict) -> dict:
+    """NAME.loss.json: what audiodiff.reproduce needs to re-train the recipe and compare its curve."""
+    cfg = facts["cfg"]
+    return {
+        "format": FORMAT,
+        "name": facts["name"],
+        "prepare": facts["prepare"],
+        "seed": cfg.train.seed,
+        "log_every": cfg.train.log_every,
+        "fast_cpu": cfg.train.fast_cpu,
+        "commit": facts["meta"]["commit"],
+        **facts["curve"],
+    }
+
+
+def _metrics(path: str | Path, step: int) -> dict:
+    """{"source", "step", "values", "convergence"} from an evaluate metrics.json or a learning_curve
+    curve.json (its row at `step`, else its last row)."""
+    from audiodiff.checkpoint import read_json
+
+    found = read_json(path)
+    if isinstance(found, dict) and isinstance(found.get("metrics"), dict):  # evaluate's metrics.json
+        values = {k: v for k, v in found["metrics"].items() if isinstance(v, (int, float))}
+        return {"source": str(path), "step": None, "values": values, "convergence": []}
+    if isinstance(found, dict) and isinstance(found.get("rows"), list) and found["rows"]:  # curve.json
+        row = next((r for r in found["rows"] if r.get("step") == step), found["rows"][-1])
+        values = {k: v for k, v in row.items() if k not in ("step", "wall_s") and isinstance(v, (int, float))}
+        return {"source": str(path), "step": row.get("step"), "values": values,
+                "convergence": found.get("convergence") or []}  # fmt: skip
+    raise ValueError(f"--metrics {path}: neither an evaluate metrics.json ('metrics') nor a curve.json ('rows')")

@@ -1,0 +1,186 @@
+"""Released models (audiodiff/release.py): export -> generate is bit-exact in float32, --half halves the
+file and loads as float32, tampered metadata is a one-line error naming the file, shipped names resolve,
+and the card and loss curve say what the run did."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from audiodiff import release
+from audiodiff.eval.results import source_commit
+from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
+
+GEN = ("--seeds", "0-2", "--device", "cpu", "--seconds", "0.1")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    config = root / "conf.yaml"
+    config.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
+    return train_cli(config, write_corpus(root), root / "exp", "r", "train.steps=4")
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rel")
+    for name, flags in (("tiny", ()), ("tiny16", ("--half",))):
+        res = run_cli("export", run, "--out", out / name, *flags)
+        assert res.exit_code == 0, res.output
+    return out
+
+
+def clips(folder):
+    return [sf.read(p)[0] for p in sorted(folder.glob("*.wav"))]
+
+
+def test_generating_from_the_export_is_bit_exact(tmp_path, run, exported):
+    assert run_cli("generate", "--ckpt", run, "--out", tmp_path / "a", *GEN).exit_code == 0
+    res = run_cli("generate", "--ckpt", exported / "tiny.safetensors", "--out", tmp_path / "b", *GEN)
+    assert res.exit_code == 0, res.output
+    a, b = clips(tmp_path / "a"), clips(tmp_path / "b")
+    assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    settings = json.loads((tmp_path / "b" / "settings.json").read_text())
+    assert settings["step"] == 4 and settings["weights"] == "ema"
+
+
+def test_half_halves_the_weights_and_loads_them_as_float32(run, exported):
+    from audiodiff.checkpoint import load_checkpoint
+
+    full, half = exported / "tiny.safetensors", exported / "tiny16.safetensors"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    _, net, step = release.load_release(half)
+    ema = load_checkpoint(run)["ema"]
+    for name, value in net.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, ema[name].half().float()), name
+    assert step == 4
+
+
+def _tampered(src, dst, **changes):
+    with safe_open(str(src), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value(meta[key]) if callable(value) else value
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def _config_edit(edit):
+    def change(text):
+        cfg = json.loads(text)
+        edit(cfg)
+        return json.dumps(cfg)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"config": None}, "metadata has no 'config'"),
+        ({"format": "other/9"}, "metadata format='other/9'"),
+        ({"architecture": "unet:UNet"}, "metadata architecture='unet:UNet' but its config builds 'diffwave:DiffWave'"),
+        ({"dtype": "int8"}, "metadata dtype='int8'"),
+        ({"step": "four"}, "metadata step='four'"),
+        ({"config": "[1, 2"}, "metadata 'config': cannot parse YAML"),
+        ({"config": _config_edit(lambda c: c["model"].update(colour="red"))}, "unknown key 'model.colour'"),
+        ({"config": _config_edit(lambda c: c.update(task="poem"))}, "task='poem' is not allowed"),
+        ({"config": _config_edit(lambda c: c["model"]["diffwave"].update(channels=16))}, "weights do not fit"),
+    ],
+)
+def test_tampered_metadata_is_one_line_naming_the_file(tmp_path, exported, changes, message):
+    bad = _tampered(exported / "tiny.safetensors", tmp_path / "bad.safetensors", **changes)
+    out = fail_cli("generate", "--ckpt", bad, "--out", tmp_path / "g", *GEN)
+    assert str(bad) in out and message in out, out
+    assert not (tmp_path / "g").exists()
+
+
+def test_unreadable_and_raw_are_one_line(tmp_path, exported):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file" * 4)
+    assert f"{junk}: not a readable safetensors file" in fail_cli("generate", "--ckpt", junk, "--out", tmp_path / "g")
+    out = fail_cli("generate", "--ckpt", exported / "tiny.safetensors", "--raw", "--out", tmp_path / "g")
+    assert "holds the EMA weights only" in out
+
+
+def test_shipped_names_resolve_and_unknown_ones_list_what_is_shipped(tmp_path, exported, monkeypatch):
+    monkeypatch.setattr(release, "PRETRAINED", tmp_path / "none")
+    out = fail_cli("generate", "--ckpt", "checkerbord16", "--out", tmp_path / "g")
+    assert "--ckpt checkerbord16: no such checkpoint, run directory or shipped model; shipped models: none yet" in out
+    assert "no models shipped yet" in run_cli("pretrained").output
+    monkeypatch.setattr(release, "PRETRAINED", exported)
+    out = fail_cli("generate", "--ckpt", "tiny17", "--out", tmp_path / "g")
+    assert "shipped models: tiny, tiny16" in out
+    assert "checkpoint not found: exp/tiny" in fail_cli("generate", "--ckpt", "exp/tiny", "--out", tmp_path / "g")
+    res = run_cli("generate", "--ckpt", "tiny", "--out", tmp_path / "g", *GEN)
+    assert res.exit_code == 0 and len(clips(tmp_path / "g")) == 3, res.output
+    listing = run_cli("pretrained").output
+    assert "tiny: task waveform, diffwave (6,897 parameters), 4 steps" in listing and "tiny.md" in listing
+
+
+def test_the_card_and_loss_record_say_what_the_run_did(run, exported):
+    card = (exported / "tiny.md").read_text()
+    commit = source_commit()
+    assert f"| commit | {commit} (the run's log.txt) |" in card
+    assert "| training | 4 steps, batch 4" in card and "6,897 parameters" in card
+    assert "audiodiff train tiny.yaml name=tiny exp_dir=exp data.train=" in card
+    logged = [ln for ln in (run / "log.txt").read_text().splitlines() if ln.startswith("step ")]
+    record = json.loads((exported / "tiny.loss.json").read_text())
+    assert record["step"] == [1, 2, 3, 4] and record["seed"] == 0 and record["log_every"] == 1
+    assert record["denoise"] == [float(ln.split("denoise=")[1].split()[0]) for ln in logged]
+    from audiodiff.config import load_config
+
+    assert load_config(exported / "tiny.yaml", ["name=x", "data.train=d"]).model.diffwave.channels == 8
+
+
+def test_a_resumed_step_keeps_its_last_logged_value(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text(
+        "commit abc\nstep 10 denoise=0.5 loss=0.5 lr=1\nstep 20 denoise=0.4 loss=0.4 lr=1\n"
+        "step 10: resumed from ckpt-00000010.pt\ncommit def\nstep 20 denoise=0.3 loss=0.3 lr=1\n"
+        "step 30 denoise=0.2 loss=0.2 lr=1\n"
+    )
+    assert release.loss_curve(log, 20) == {"step": [10, 20], "loss": [0.5, 0.3], "denoise": [0.5, 0.3]}
+    assert release.recorded_commits(log) == ["abc", "def"]
+
+
+def test_export_options_are_checked(tmp_path, run):
+    out = fail_cli("export", run, "--out", tmp_path / "x", "--prepare", "checkers size=16")
+    assert "unknown corpus 'checkers'" in out
+    out = fail_cli("export", run, "--out", tmp_path / "x", "--prepare", "checkerboard colour=red")
+    assert "'colour=red' is not key=value with a key of" in out
+    (tmp_path / "m.json").write_text('{"rows": []}')
+    assert "neither an evaluate metrics.json" in fail_cli("export", run, "--out", tmp_path / "x", "--metrics",
+                                                           tmp_path / "m.json")  # fmt: skip
+    (tmp_path / "m.json").write_text('{"metrics": {"fad_ge2e": 1.25, "table": [1]}}')
+    res = run_cli("export", run, "--out", tmp_path / "x", "--metrics", tmp_path / "m.json", "--prepare", "ar n=300")
+    card = (tmp_path / "x.md").read_text()
+    assert res.exit_code == 0 and "| fad_ge2e | 1.25 |" in card and "audiodiff prepare ar --out" in card
+    assert json.loads((tmp_path / "x.loss.json").read_text())["prepare"] == {"corpus": "ar", "options": {"n": "300"}}
+
+
+def test_the_shipped_models_are_small_and_complete():
+    """The repository stays lean: every shipped release has its card, config and loss curve, a few MB in all."""
+    files = list(release.PRETRAINED.glob("*"))
+    assert sum(p.stat().st_size for p in files) < 8e6
+    for path in release.shipped_models().values():
+        for ext in (".md", ".yaml", ".loss.json"):
+            assert path.with_name(path.stem + ext).is_file(), f"{path} ships without its {ext}"
+        release.read_release(path)  # metadata valid
+
+
+def test_evaluate_context_of_a_released_model_comes_from_its_metadata(tmp_path, exported):
+    from audiodiff.eval.context import run_context
+
+    assert run_cli("generate", "--ckpt", exported / "tiny.safetensors", "--out", tmp_path / "g", *GEN).exit_code == 0
+    context = run_context(tmp_path / "g")
+    assert context["run"] == "tiny" and context["task"] == "waveform" and context["commit"] == source_commit()
+    assert context["step"] == 4 and context["regularizer"] == "none"
