@@ -43,6 +43,7 @@ Normalize = Literal[NORMALIZATIONS]
 OnBadAudio = Literal[ON_BAD_AUDIO]
 LRSchedule = Literal["constant", "cosine"]
 SamplerName = Literal[tuple(SAMPLER_PLANS)]
+CondScale = Literal["raw", "mel_range"]
 
 
 class ConfigError(ValueError):
@@ -100,6 +101,8 @@ class DataConfig:
     segment: int = 16000  # training crop in samples (a multiple of the mel hop when conditioned)
     mel_preset: str = "speech16k"
     mel_range: list[float] = field(default_factory=lambda: [-11.5, 2.5])  # log-mel values mapped to [-1, 1]
+    # vocoders: the condition as computed ("raw", lmnt's convention) or mapped by mel_range ("mel_range")
+    cond_scale: CondScale = "raw"
     image_shape: list[int] = field(default_factory=lambda: [1, 32, 32])  # images: (C, H, W)
     num_workers: int = 0
     on_bad_audio: OnBadAudio = (

@@ -26,6 +26,16 @@ def unit_to_mel(x: Tensor, mel_range) -> Tensor:
     return (x + 1) * ((hi - lo) / 2) + lo
 
 
+def vocoder_condition(features: Tensor, data) -> Tensor:
+    """Log-mels (B, n_mels, frames) -> a vocoder's condition, as `data.cond_scale` says.
+
+    "raw": as computed (lmnt-com/diffwave's convention; its db_unit mels already lie in [0, 1]);
+    "mel_range": mapped by `data.mel_range` to [-1, 1], as the mel task's model space (natural-log
+    mels span about -11.5..2.5 and would otherwise enter the upsampler unscaled).
+    """
+    return mel_to_unit(features, data.mel_range) if data.cond_scale == "mel_range" else features
+
+
 def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles: list[str]) -> None:
     """Save log-mel spectrograms of up to 16 clips as one PNG."""
     import matplotlib
@@ -149,11 +159,14 @@ class VocoderTask(WaveformTask):
             return [f"task=vocoder needs model.kind=diffwave with model.diffwave.hop={hop} (data.mel_preset's hop)"]
         if cfg.data.segment % hop:
             return [f"data.segment={cfg.data.segment} must be a multiple of the mel hop {hop}"]
+        lo_hi = list(cfg.data.mel_range)
+        if cfg.data.cond_scale == "mel_range" and not (len(lo_hi) == 2 and lo_hi[0] < lo_hi[1]):
+            return [f"data.cond_scale=mel_range needs data.mel_range=[lo, hi] with lo < hi, got {lo_hi}"]
         return []
 
     def condition(self, audio: Tensor) -> Tensor:
-        """Log-mels (B, n_mels, T // hop) of audio (B, 1, T) or (B, T)."""
-        return self.logmel(audio)[..., : audio.shape[-1] // self.hop]
+        """The condition (B, n_mels, T // hop) of audio (B, 1, T) or (B, T): log-mels by `vocoder_condition`."""
+        return vocoder_condition(self.logmel(audio)[..., : audio.shape[-1] // self.hop], self.cfg.data)
 
     def to_model(self, batch):
         x0 = batch["x"].to(self.device, non_blocking=True)
@@ -219,7 +232,7 @@ class MelTask(AudioTask):
         from audiodiff.sampling import sample
 
         vcfg, vnet, vform, _ = self.vocoder
-        cut = mels[..., : self.segment // self.mel.hop]
+        cut = vocoder_condition(mels[..., : self.segment // self.mel.hop], vcfg.data)
         return sample(vnet, vform, vcfg, seeds, (1, cut.shape[-1] * self.mel.hop), cut)[:, 0]
 
     def settings(self, source):

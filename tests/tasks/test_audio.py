@@ -89,3 +89,31 @@ def test_mel_model_trains_from_dumped_features(tmp_path, corpus, config):
     meta.write_text(json.dumps(json.loads(meta.read_text()) | {"hop": 256}))
     out = fail_cli("train", config, "--no-progress", *base_args(corpus, tmp_path / "exp", "stale", *unet))
     assert f"{meta}: features were dumped with other mel settings (['hop']); dump them again" in out
+
+
+def test_vocoder_condition_is_mapped_by_mel_range_when_asked(monkeypatch):
+    import pytest
+    import torch
+
+    import audiodiff.sampling
+    from audiodiff.builders import build_task
+    from audiodiff.config import ConfigError, load_config
+    from audiodiff.tasks.audio import mel_to_unit
+
+    voc = ["name=x", "data.train=/d", "task=vocoder", "model.diffwave.n_mels=80", "model.diffwave.hop=128"]
+    raw = build_task(load_config(None, [*voc, "data.segment=1024"]), "cpu")
+    scaled = build_task(load_config(None, [*voc, "data.cond_scale=mel_range", "data.mel_range=[-12,3]"]), "cpu")
+    audio = torch.randn(2, 1, 1024) * 0.1
+    feats = raw.logmel(audio)[..., :8]
+    assert torch.equal(raw.condition(audio), feats)  # the default stays lmnt's raw convention
+    torch.testing.assert_close(scaled.condition(audio), (feats + 12) * (2 / 15) - 1)
+    # a mel model decoded by that vocoder hands it the condition on the vocoder's own scale
+    mel = build_task(load_config(None, ["name=m", "data.train=/d", "task=mel", "model.kind=unet"]), "cpu")
+    mel.vocoder, seen = (scaled.cfg, None, None, 0), []
+    monkeypatch.setattr(audiodiff.sampling, "sample", lambda *a: seen.append(a[5]) or torch.zeros(1, 1, 1))
+    x = torch.rand(1, 1, 80, mel.frames) * 2 - 1
+    mel.decode(x, [0])
+    want = mel_to_unit((x[:, 0] + 1) * 7 - 11.5, [-12, 3])[..., : mel.frames - 1]  # [-1, 1] -> [-11.5, 2.5] -> unit
+    torch.testing.assert_close(seen[0], want)
+    with pytest.raises(ConfigError, match=r"data.cond_scale=mel_range needs data.mel_range=\[lo, hi\] with lo < hi"):
+        load_config(None, [*voc, "data.cond_scale=mel_range", "data.mel_range=[3,-12]"])
