@@ -147,3 +147,62 @@ def _remove_stale(previous: list[Path], paths: list[Path], out: Path, log: Calla
         path.unlink()
     if stale and log:
         log(f"removed {len(stale)} files of the previous set in {out} that this set does not replace")
+
+
+def griffin_lim_set(
+    mels_from: str | Path,
+    out: str | Path,
+    mel_preset: str = "speech16k",
+    iters: int = 64,
+    momentum: float = 0.99,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Vocode the log-mels of every clip of `mels_from` with fast Griffin-Lim: a vocoder's no-training baseline.
+
+    Each clip is read at the preset's rate and cut to whole hops, as `generate --mels-from` does for
+    a vocoder; its log-mels (`mel_preset`; every STFT frame, the vocoder drops the last, centred one)
+    are inverted by `audiodiff.audio.features.griffin_lim` with the initial phase drawn from `seed`.
+    Writes <utt>.wav per clip, spectrograms.png and settings.json ("run": "griffin-lim"), so the set
+    is scored by `evaluate --gen` and shown by `report` like a generated one; `out` is claimed and a
+    previous set replaced as `generate` does.
+
+    Raises:
+        ValueError: `iters` < 1, `momentum` outside [0, 1), an unknown preset, or `out` holding clips
+            that no settings.json lists. FileNotFoundError: `mels_from` is missing.
+    """
+    from audiodiff.audio.features import LogMel, griffin_lim, mel_config
+    from audiodiff.audio.io import load_audio, save_audio
+    from audiodiff.data.datasets import list_audio
+    from audiodiff.tasks.audio import spectrogram_grid
+
+    if iters < 1 or not 0 <= momentum < 1:
+        raise ValueError(f"griffin-lim: need iters >= 1 and 0 <= momentum < 1, got iters={iters}, momentum={momentum}")
+    mel = mel_config(mel_preset)
+    logmel = LogMel(mel)
+    clips = list_audio(mels_from)
+    out = writable_dir(out, "griffin-lim: output folder")
+    previous = claim_output(out, list(clips))
+    paths, outputs = [], []
+    for utt, path in clips.items():
+        wav = load_audio(path, mel.sample_rate)
+        wav = wav[: wav.shape[0] // mel.hop * mel.hop]
+        g = torch.Generator().manual_seed(seed)
+        audio = griffin_lim(logmel, logmel(wav[None]), iters, momentum, length=wav.shape[0], generator=g)[0]
+        save_audio(out / f"{utt}.wav", audio, mel.sample_rate)
+        paths.append(out / f"{utt}.wav")
+        outputs.append(audio)
+    _remove_stale(previous, paths, out, log)
+    spectrogram_grid(outputs, mel.sample_rate, out / "spectrograms.png", [p.stem for p in paths])
+    settings = {
+        "complete": True,
+        "run": "griffin-lim",
+        "sampler": "griffin-lim",
+        "steps": iters,
+        "sampler_settings": {"momentum": momentum, "mel_preset": mel_preset, "seed": seed},
+        "sample_rate": mel.sample_rate,
+        "mels_from": str(mels_from),
+        "files": [p.relative_to(out).as_posix() for p in paths],
+    }
+    write_set_listing(out, settings)
+    return paths

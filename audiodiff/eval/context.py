@@ -80,7 +80,7 @@ def run_context(gen: str | Path) -> dict:
     cfg = _training_config(settings.get("checkpoint"), Path(gen))
     diffusion = cfg.get("diffusion") or {}
     context = {
-        "run": cfg.get("name"),
+        "run": cfg.get("name") or settings.get("run"),  # a set made without a model names itself
         "checkpoint": settings.get("checkpoint"),
         "step": settings.get("step"),
         "task": cfg.get("task"),
