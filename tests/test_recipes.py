@@ -14,7 +14,7 @@ ROOT = Path(__file__).parents[1]
 LABELLED = ["digits", "sc09", "mnist", "checkerboard", "cifar10"]  # stage 2 trains an evaluation classifier
 
 
-def run_recipe(tmp_path, *args, recipe="digits"):
+def run_recipe(tmp_path, *args, recipe="digits", script="run.sh"):
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     calls = tmp_path / "calls.txt"
@@ -25,7 +25,7 @@ def run_recipe(tmp_path, *args, recipe="digits"):
     done = subprocess.run(
         [
             "bash",
-            str(ROOT / f"egs/{recipe}/run.sh"),
+            str(ROOT / f"egs/{recipe}/{script}"),
             "--log_dir",
             str(tmp_path / "log"),
             "--data",
@@ -237,3 +237,44 @@ def test_recipe_yaml_files_are_grids_or_training_configs(tmp_path):
         assert load_config(grid["config"], ["name=x", f"data.train={grid['train_data']}"]).train.steps > 0
     with pytest.raises(SystemExit, match="not an ablation grid"):
         ablate.load_grid(ROOT / "egs/digits/conf/ablation.yaml")
+
+
+def test_asterisk_recipe_runs_griffin_lim_beside_the_vocoder_and_keeps_what_is_made(tmp_path):
+    exp = tmp_path / "e"
+    done, calls = run_recipe(tmp_path, "--exp", str(exp), recipe="asterisk_en")
+    assert done.returncode == 0, done.stderr
+    expected = ["prepare", "griffin-lim", "evaluate", "train", "generate", "evaluate", "report"]
+    assert [c.split()[1] for c in calls] == expected
+    assert calls[0].endswith("archive=") and f"--mels-from {tmp_path}/d/data/test " in calls[1]
+    assert f"--gen {exp}/griffin_lim/generated" in calls[2] and "--metrics mrstft,lsd,pesq,fad,kad" in calls[2]
+    assert "--auto-resume" in calls[3] and "--sampler fast" in calls[4]
+    assert calls[6].split()[2:4] == [f"{exp}/griffin_lim/eval", f"{exp}/baseline/eval"]
+    # prepared data and the Griffin-Lim row are kept; a chosen test set reaches every stage that reads it
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "asterisk_en.json").write_text("{}")
+    for sub in ("generated/settings.json", "eval/metrics.json"):
+        (exp / "griffin_lim" / sub).parent.mkdir(parents=True, exist_ok=True)
+        (exp / "griffin_lim" / sub).write_text("{}")
+    (tmp_path / "calls.txt").unlink()
+    done, calls = run_recipe(tmp_path, "--exp", str(exp), "--test_set", "t3", recipe="asterisk_en")
+    assert done.returncode == 0 and [c.split()[1] for c in calls] == expected[3:]
+    assert done.stderr.count("kept") == 3 and "--mels-from t3 " in calls[1] and "--ref t3 " in calls[2]
+
+
+def test_asterisk_gpu_slice_caps_training_and_passes_its_options_on(tmp_path):
+    gpu = dict(recipe="asterisk_en", script="gpu.sh")
+    done, calls = run_recipe(tmp_path, "--minutes", "3", "--archive", "a.deb", "--exp", str(tmp_path / "e"), **gpu)
+    assert done.returncode == 0, done.stderr
+    assert [c.split()[1] for c in calls] == [
+        "prepare",
+        "griffin-lim",
+        "evaluate",
+        "train",
+        "generate",
+        "evaluate",
+        "report",
+    ]
+    assert calls[0].endswith("archive=a.deb") and "train conf/gpu.yaml --auto-resume" in calls[3]
+    assert calls[3].split()[-1] == "train.max_minutes=3" and "name=gpu_base" in calls[3]
+    done, _ = run_recipe(tmp_path, "--help", **gpu)
+    assert done.returncode == 0 and "  --minutes 8  # training time of this slice" in done.stdout
