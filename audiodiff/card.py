@@ -97,6 +97,7 @@ def card_text(facts: dict, size: int) -> str:
         ("sampling", _sampling(cfg)),
         ("weights", f"EMA, {meta['dtype']} ({size / 1e6:.2f} MB; loaded as float32)"),
         ("wall time", _wall(facts["wall_s"])),
+        ("machine", "; ".join(facts["machines"]) or "not recorded (trained before log.txt recorded it)"),
         ("commit", commit),
         ("torch", meta["torch"]),
         ("exported", f"{datetime.date.today()} at commit {facts['exporting_commit']}"),

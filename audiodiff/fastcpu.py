@@ -11,6 +11,7 @@ float32 there. GPU runs ignore the switch (they use `train.bf16`); the resolved 
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import torch
@@ -29,6 +30,24 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name ("AMD EPYC 7B13"), else what `platform` knows."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> str:
+    """What decides a run's floating-point results besides its config: the processor, the thread
+    count and torch ("AMD EPYC 7B13, 1 thread(s), torch 2.13.0+cpu"); train writes it to log.txt."""
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return f"{where}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
 
 
 def normalize_fast_cpu(value: object) -> str:

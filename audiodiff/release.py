@@ -150,11 +150,11 @@ def loss_curve(log: Path, last_step: int) -> dict[str, list]:
     return curve
 
 
-def recorded_commits(log: Path) -> list[str]:
-    """The commits a run's log.txt records (train writes 'commit <hash>' at each start and resume;
-    'unknown' outside a git checkout is left out)."""
-    found = re.findall(r"^commit (\S+)", log.read_text(), re.M) if log.is_file() else []
-    return [c for c in dict.fromkeys(found) if c != "unknown"]
+def recorded(log: Path, key: str) -> list[str]:
+    """The distinct values of a run's log.txt lines '<key> <value>' in order: train writes 'commit <hash>'
+    and 'machine <cpu, threads, torch>' at each start and resume ('commit unknown ...' outside git: left out)."""
+    found = re.findall(rf"^{key} (.+)$", log.read_text(), re.M) if log.is_file() else []
+    return [v.strip() for v in dict.fromkeys(found) if not v.startswith("unknown")]
 
 
 def parse_prepare(text: str) -> dict:
@@ -240,7 +240,7 @@ def export(
     name = Path(out).name.removesuffix(SUFFIX)
     folder = Path(out).parent
     folder.mkdir(parents=True, exist_ok=True)
-    commits = recorded_commits(run / "log.txt")
+    commits, machines = recorded(run / "log.txt", "commit"), recorded(run / "log.txt", "machine")
     exporting = source_commit() or "unknown"
     meta = {
         "format": FORMAT,
@@ -260,6 +260,7 @@ def export(
         "meta": meta,
         "cfg": cfg,
         "commits": commits,
+        "machines": machines,
         "exporting_commit": exporting,
         "wall_s": round(ckpt.stat().st_mtime - start, 1) if start is not None else None,
         "resumes": _resume_lines(run / "log.txt"),
@@ -295,6 +296,7 @@ def _loss_record(facts: dict) -> dict:
         "seed": cfg.train.seed,
         "log_every": cfg.train.log_every,
         "fast_cpu": cfg.train.fast_cpu,
+        "machine": facts["machines"][-1] if facts["machines"] else None,
         "commit": facts["meta"]["commit"],
         **facts["curve"],
     }

@@ -25,7 +25,7 @@ from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
 from audiodiff.data.datasets import TrainingStream
 from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import SpectralObjective, training_sample
-from audiodiff.fastcpu import resolve_fast_cpu
+from audiodiff.fastcpu import machine, resolve_fast_cpu
 from audiodiff.finetune import init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
 from audiodiff.runfiles import prepare_run_dir, record_resume, resume_changes
@@ -158,6 +158,7 @@ def train(
     progress: bool = True,
     auto_resume: bool = False,
     allow_changes: bool = False,
+    stop_at: int | None = None,
 ) -> Path:
     """Train as `cfg` says; returns the run directory exp_dir/name.
 
@@ -170,6 +171,8 @@ def train(
     is locked for the whole run: a second writer is refused (RunInUseError). With
     train.max_minutes > 0 the loop stops once that much time has passed since it began (model
     building and data loading not counted), saves a checkpoint and returns: a resumable slice.
+    `stop_at` ends the run after that step (with a checkpoint) while the learning-rate schedule
+    stays that of train.steps: the start of a longer run, as audiodiff.reproduce re-trains it.
     """
     rank, world, local_rank = _distributed()
     run = Path(cfg.exp_dir) / cfg.name
@@ -177,7 +180,7 @@ def train(
     examples = task.examples()  # the data is read and audited before anything is created
     lock, resume = prepare_run_dir(run, resume or auto_resume, force, rank, auto_resume)
     with lock:
-        _train(cfg, run, resume, progress, rank, world, task, examples, allow_changes)
+        _train(cfg, run, resume, progress, rank, world, task, examples, allow_changes, stop_at)
     return run
 
 
@@ -191,6 +194,7 @@ def _train(
     task: Task,
     examples: torch.utils.data.Dataset,
     allow_changes: bool = False,
+    stop_at: int | None = None,
 ) -> None:
     """The loop of `train()`, run while the run directory is locked."""
     from torch.utils.tensorboard import SummaryWriter
@@ -277,10 +281,11 @@ def _train(
             record_resume(run, log, latest, step, changes, to_yaml(cfg))
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
-    if log:  # the commit on every start and resume: `audiodiff export` puts it on the model card
+    if log:  # the commit and machine on every start and resume: `audiodiff export` puts them on the card
         from audiodiff.eval.results import source_commit
 
-        log.write(f"commit {source_commit() or 'unknown (not a git checkout)'}\n{fast_note}\n")
+        commit = source_commit() or "unknown (not a git checkout)"
+        log.write(f"commit {commit}\nmachine {machine(device)}\n{fast_note}\n")
     if log and task.bad:
         log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
     if log and (note := _crop_note(cfg, net, task)):
@@ -314,7 +319,8 @@ def _train(
 
     # ---- the loop
     bad_in_a_row, skipped, t_last, started = 0, 0, time.perf_counter(), clock()
-    while step < tc.steps:
+    last = min(tc.steps, stop_at or tc.steps)
+    while step < last:
         for group in opt.param_groups:
             group["lr"] = tc.lr * _lr_factor(step, tc.warmup_steps, tc.steps, tc.schedule)
         sums, grad_norm, ok = train_step(
@@ -366,7 +372,7 @@ def _train(
             _log_samples(
                 cfg, net, ema, formulation, task, len(examples), writer, run / "samples" / f"step_{step:08d}", step
             )
-        if step % tc.ckpt_every == 0 or step == tc.steps:
+        if step % tc.ckpt_every == 0 or step == last:
             checkpoint()
         if step < tc.steps and _out_of_time(started, tc.max_minutes, world, device):
             if step % tc.ckpt_every:

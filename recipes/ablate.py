@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ import yaml
 from audiodiff.checkpoint import read_json as load_json
 from audiodiff.checkpoint import write_json
 from audiodiff.eval.context import finished_evaluation
+from audiodiff.fastcpu import cpu_name as _cpu_name  # recipes/learning_curve.py imports it from here
 from audiodiff.runfiles import set_complete
 
 STAGES = ("train", "generate", "evaluate", "report")
@@ -249,16 +249,6 @@ def _lookup(flat: dict[str, float], key: str, embedder: str | None) -> float | N
         if other in flat:
             return flat[other]
     return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def report(grid: dict, all_cells: list[dict]) -> dict:

@@ -18,7 +18,7 @@ def run_recipe(tmp_path, *args, recipe="digits", script="run.sh"):
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     calls = tmp_path / "calls.txt"
-    for name in ("audiodiff", "torchrun"):
+    for name in ("audiodiff", "torchrun", "python"):  # python: the recipes' helper scripts
         (fake / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {calls}\necho "output of {name} $1"\n')
         (fake / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
@@ -44,6 +44,11 @@ def run_recipe(tmp_path, *args, recipe="digits", script="run.sh"):
     "stages,expected",
     [
         (("1", "5"), ["prepare", "train-classifier", "train", "generate", "evaluate"]),
+        (
+            ("1", "6"),
+            ["prepare", "train-classifier", "train", "generate", "evaluate", "../../recipes/pretrained_demo.py"],
+        ),
+        (("6", "6"), ["../../recipes/pretrained_demo.py"]),
         (("3", "3"), ["train"]),
         (("3", "4"), ["train", "generate"]),
         (("4", "4"), ["generate"]),

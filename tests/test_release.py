@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from audiodiff import release
 from audiodiff.eval.results import source_commit
+from audiodiff.fastcpu import machine
 from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
 
 GEN = ("--seeds", "0-2", "--device", "cpu", "--seconds", "0.1")
@@ -135,6 +136,7 @@ def test_the_card_and_loss_record_say_what_the_run_did(run, exported):
     logged = [ln for ln in (run / "log.txt").read_text().splitlines() if ln.startswith("step ")]
     record = json.loads((exported / "tiny.loss.json").read_text())
     assert record["step"] == [1, 2, 3, 4] and record["seed"] == 0 and record["log_every"] == 1
+    assert record["machine"] == machine(torch.device("cpu")) and f"| machine | {record['machine']} |" in card
     assert record["denoise"] == [float(ln.split("denoise=")[1].split()[0]) for ln in logged]
     from audiodiff.config import load_config
 
@@ -149,7 +151,7 @@ def test_a_resumed_step_keeps_its_last_logged_value(tmp_path):
         "step 30 denoise=0.2 loss=0.2 lr=1\n"
     )
     assert release.loss_curve(log, 20) == {"step": [10, 20], "loss": [0.5, 0.3], "denoise": [0.5, 0.3]}
-    assert release.recorded_commits(log) == ["abc", "def"]
+    assert release.recorded(log, "commit") == ["abc", "def"]
 
 
 def test_export_options_are_checked(tmp_path, run):

@@ -3,14 +3,16 @@
 # waveforms at 16 kHz, trained with or without a spectral regularizer.
 #   ./run.sh                                   # all stages with conf/demo.yaml (a few CPU minutes)
 # Stages: 1 prepare, 2 train the evaluation digit classifier (once per corpus), 3 train,
-# 4 generate, 5 evaluate (FAD/KAD with the offline GE2E embedder; classifier-FID, IS, mIS, AM).
+# 4 generate, 5 evaluate (FAD/KAD with the offline GE2E embedder; classifier-FID, IS, mIS, AM),
+# 6 generate from the models shipped in audiodiff/pretrained/ (`audiodiff pretrained`); those trained
+# on digits are evaluated and put beside this run in $exp/pretrained/report.html (none shipped: skipped).
 #   ./run.sh --conf conf/amp.yaml --tag amp    # a regularized run
 #   ./run.sh --stage 3 --stop_stage 4 --ngpu 4 # train on 4 GPUs (torchrun), then generate
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1  # first stage to run
-stop_stage=5  # last stage to run
+stop_stage=6  # last stage to run
 ngpu=0  # GPUs for training (torchrun when > 1)
 tag=demo  # run name: the experiment is $exp/$tag
 conf=conf/demo.yaml  # training config
@@ -53,6 +55,12 @@ if stage_enabled 5; then
     log "stage 5: evaluate $exp/$tag/generated against the unseen test voices of $data/data/test"
     logged audiodiff evaluate --ref "$data/data/test" --gen "$exp/$tag/generated" --out "$exp/$tag/eval" \
         --classifier "$data/classifier"
+fi
+
+if stage_enabled 6; then
+    log "stage 6: generate from the shipped pretrained models; digits ones evaluated beside $exp/$tag"
+    logged python ../../recipes/pretrained_demo.py --out "$exp/pretrained" --beside "$exp/$tag/eval" \
+        --corpus digits --ref "$data/data/test" --classifier "$data/classifier" --seeds "$seeds"
 fi
 
 log "done: stages $stage..$stop_stage"
