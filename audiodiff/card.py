@@ -47,6 +47,18 @@ def _prepare_lines(prepare: dict | None, cfg) -> list[str]:
     return ([f"# {prepare['assumed']}"] if prepare.get("assumed") else []) + lines
 
 
+def _partial_run(step: int, steps: int) -> list[str]:
+    """A note when the weights are a checkpoint from the middle of the run (its schedule spans train.steps)."""
+    if step >= steps:
+        return []
+    return [
+        f"These weights are the step-{step} checkpoint of a run configured for train.steps={steps}, whose",
+        f"learning-rate schedule spans all {steps} steps: the command trains the whole run, and its",
+        f"`checkpoints/ckpt-{step:08d}.pt` is this model (`train.keep_ckpts: 0` keeps every checkpoint).",
+        "",
+    ]
+
+
 def _wall(seconds: float | None) -> str:
     if seconds is None:
         return "not recorded (no TensorBoard events or config.yaml in the run)"
@@ -102,11 +114,12 @@ def card_text(facts: dict, size: int) -> str:
         ("torch", meta["torch"]),
         ("exported", f"{datetime.date.today()} at commit {facts['exporting_commit']}"),
     ]
+    article = "An" if cfg.task[0] in "aeiou" else "A"
     resumes = [f"- {line}" for line in facts["resumes"]] or ["- none: trained in one go"]
     lines = [
         f"# {name}",
         "",
-        f"A {cfg.task} diffusion model trained with audiodiff. Generate from it:",
+        f"{article} {cfg.task} diffusion model trained with audiodiff. Generate from it:",
         "",
         "```",
         f"audiodiff generate --ckpt {name} --seeds 0-15 --out gen/{name}    # shipped in audiodiff/pretrained/",
@@ -129,9 +142,10 @@ def card_text(facts: dict, size: int) -> str:
         "",
         "```",
         *_prepare_lines(facts["prepare"], cfg),
-        f"audiodiff train {name}.yaml name={name} exp_dir=exp data.train={cfg.data.train} train.steps={meta['step']}",
+        f"audiodiff train {name}.yaml name={name} exp_dir=exp data.train={cfg.data.train}",
         "```",
         "",
+        *_partial_run(int(meta["step"]), cfg.train.steps),
         "Resumes during training (from log.txt):",
         "",
         *resumes,

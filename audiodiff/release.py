@@ -251,7 +251,7 @@ def export(
         "dtype": "float16" if half else "float32",
         "parameters": str(sum(p.numel() for p in net.parameters())),
         "commit": commits[-1] if commits else exporting,
-        "commit_source": "the run's log.txt" if commits else "the exporting checkout (the run did not record one)",
+        "commit_source": "from the run's log.txt" if commits else "the exporting checkout's; the run recorded none",
         "torch": str(state.get("torch", "unknown")),
     }
     start = run_start(run)

@@ -130,9 +130,9 @@ def test_shipped_names_resolve_and_unknown_ones_list_what_is_shipped(tmp_path, e
 def test_the_card_and_loss_record_say_what_the_run_did(run, exported):
     card = (exported / "tiny.md").read_text()
     commit = source_commit()
-    assert f"| commit | {commit} (the run's log.txt) |" in card
+    assert f"| commit | {commit} (from the run's log.txt) |" in card and card.startswith("# tiny\n\nA waveform")
     assert "| training | 4 steps, batch 4" in card and "6,897 parameters" in card
-    assert "audiodiff train tiny.yaml name=tiny exp_dir=exp data.train=" in card
+    assert "audiodiff train tiny.yaml name=tiny exp_dir=exp data.train=" in card and "configured for" not in card
     logged = [ln for ln in (run / "log.txt").read_text().splitlines() if ln.startswith("step ")]
     record = json.loads((exported / "tiny.loss.json").read_text())
     assert record["step"] == [1, 2, 3, 4] and record["seed"] == 0 and record["log_every"] == 1
@@ -167,6 +167,14 @@ def test_export_options_are_checked(tmp_path, run):
     card = (tmp_path / "x.md").read_text()
     assert res.exit_code == 0 and "| fad_ge2e | 1.25 |" in card and "audiodiff prepare ar --out" in card
     assert json.loads((tmp_path / "x.loss.json").read_text())["prepare"] == {"corpus": "ar", "options": {"n": "300"}}
+
+
+def test_a_checkpoint_from_the_middle_of_a_run_says_so(tmp_path, run):
+    res = run_cli("export", run / "checkpoints" / "ckpt-00000002.pt", "--out", tmp_path / "mid")
+    assert res.exit_code == 0, res.output
+    card = (tmp_path / "mid.md").read_text()
+    assert "| training | 2 steps," in card and "step-2 checkpoint of a run configured for train.steps=4" in card
+    assert json.loads((tmp_path / "mid.loss.json").read_text())["step"] == [1, 2]  # the curve up to its step
 
 
 def test_the_shipped_models_are_small_and_complete():
