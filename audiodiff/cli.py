@@ -380,14 +380,17 @@ def validate_data_dir(directory: str, no_audio: bool, min_seconds: float) -> Non
 @main.command()
 @click.argument("ckpt", type=click.Path())
 def inspect(ckpt: str) -> None:
-    """Print a checkpoint's step, parameter count and config.
+    """Print a checkpoint's (or a release's) step, parameter count and config.
 
     \b
     Example:
       audiodiff inspect exp/amp1
     """
     from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.cli_release import describe_release
 
+    if (text := describe_release(ckpt)) is not None:
+        return click.echo(text, nl=False)
     try:
         state = load_checkpoint(ckpt)
     except (FileNotFoundError, ValueError) as err:

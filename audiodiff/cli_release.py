@@ -72,3 +72,20 @@ def pretrained() -> None:
             f"{name}: task {cfg.task}, {cfg.model.kind} ({params:,} parameters), {step} steps, "
             f"{path.stat().st_size / 1e6:.2f} MB; card {card if card.is_file() else '(none)'}"
         )
+
+
+def describe_release(ckpt: str) -> str | None:
+    """`audiodiff inspect`'s text for a release (metadata and config), None when `ckpt` names no release."""
+    from audiodiff.config import to_yaml
+    from audiodiff.release import names_release, read_release, release_config, resolve_release
+
+    if not names_release(ckpt):
+        return None
+    try:
+        path = resolve_release(ckpt)
+        meta, _ = read_release(path, tensors=False)
+        cfg = release_config(meta, path)
+    except (OSError, ValueError) as err:
+        fail(err)
+    keys = ("step", "parameters", "dtype", "architecture", "commit", "torch")
+    return f"release: {path}\n" + "".join(f"{k}: {meta.get(k, '?')}\n" for k in keys) + "config:\n" + to_yaml(cfg)

@@ -177,6 +177,14 @@ def test_a_checkpoint_from_the_middle_of_a_run_says_so(tmp_path, run):
     assert json.loads((tmp_path / "mid.loss.json").read_text())["step"] == [1, 2]  # the curve up to its step
 
 
+def test_inspect_reads_a_release(tmp_path, exported):
+    text = run_cli("inspect", exported / "tiny16.safetensors").output
+    assert text.startswith(f"release: {exported / 'tiny16.safetensors'}\nstep: 4\nparameters: 6897\ndtype: float16")
+    assert "channels: 8" in text.split("config:")[1]
+    bad = _tampered(exported / "tiny.safetensors", tmp_path / "bad.safetensors", step=None)
+    assert "metadata has no 'step'" in fail_cli("inspect", bad)
+
+
 def test_the_shipped_models_are_small_and_complete():
     """The repository stays lean: every shipped release has its card, config and loss curve, a few MB in all."""
     files = list(release.PRETRAINED.glob("*"))
