@@ -89,3 +89,36 @@ def band_psd_error(clips: np.ndarray, spec: dict, bands: int = 8, nperseg: int =
     ]  # fmt: skip
     max99 = float(np.abs(error[in_99]).max())
     return {"max_db_99": max99, "low_db": low, "mid_db": mid, "high_db": high, "bands": rows}
+
+
+def per_bin_variance(spec: dict, length: int) -> np.ndarray:
+    """E|X_k|^2 of the orthonormal rfft of `length` samples of a process with this analytic PSD.
+
+    The one-sided PSD S(f) (power per Hz) is S(f) * fs / 2 per sample and per bin of the
+    orthonormal DFT (circular approximation of a stationary process, good when the process's
+    correlation is much shorter than `length`). (length // 2 + 1,)
+    """
+    if length < 2:
+        raise ValueError(f"per_bin_variance: length={length} must be >= 2 samples")
+    sr = float(spec["sample_rate"])
+    freqs = np.arange(length // 2 + 1) * sr / length
+    return np.interp(freqs, np.asarray(spec["freqs_hz"], float), np.asarray(spec["psd"], float)) * sr / 2
+
+
+def wiener_denoiser(spec: dict, length: int):
+    """The exact denoiser E[x0 | x0 + sigma n] of a stationary Gaussian process with this PSD.
+
+    x (B, 1, length) in the sigma view (x = x0 + sigma * n, as the samplers see it), sigma (B,)
+    -> x0_hat: per orthonormal-DFT bin, P / (P + sigma^2) times x. Any error of a sampler driven by
+    it is the sampler's own (its noise levels, its last level, its steps), not a network's.
+    """
+    import torch
+
+    var = torch.as_tensor(per_bin_variance(spec, length), dtype=torch.float64)
+
+    def denoise(x, sigma, cond=None):
+        spectrum = torch.fft.rfft(x.double(), norm="ortho")
+        s2 = sigma.double().reshape(-1, *([1] * (x.ndim - 1))) ** 2
+        return torch.fft.irfft(spectrum * var / (var + s2), n=x.shape[-1], norm="ortho").to(x.dtype)
+
+    return denoise
