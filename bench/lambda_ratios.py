@@ -59,15 +59,31 @@ def batches(cfg, n: int, seed: int):
         yield task.to_model({"x": torch.stack([clips[int(i)][0] for i in idx])})
 
 
-def measure(cfg, net, n_batches: int, seed: int) -> dict:
+def _entry(cfg, label: str, name: str, kwargs: dict) -> dict:
+    return {"name": name, "label": label, "kwargs": {"sample_rate": cfg.data.sample_rate} if name == "mel" else kwargs}
+
+
+def applicable_cases(cfg) -> tuple[list[tuple], dict[str, str]]:
+    """The LOSS_CASES that run on the config's crops, and why each other one does not (e.g. an STFT
+    longer than a 512-sample crop); pass such a loss with shorter settings as the config's own regularizer."""
+    keep, skipped = [], {}
+    x = torch.zeros(1, 1, cfg.data.segment)
+    for label, name, kwargs in LOSS_CASES:
+        try:
+            build_spectral_loss([_entry(cfg, label, name, kwargs)], NORMALIZATIONS[0])(x, x)
+        except (ValueError, RuntimeError) as err:
+            skipped[label] = str(err).splitlines()[0]
+            continue
+        keep.append((label, name, kwargs))
+    return keep, skipped
+
+
+def measure(cfg, net, n_batches: int, seed: int, cases: list[tuple]) -> dict:
     """Mean denoising loss and mean unweighted value of every loss case, per normalisation."""
     formulation = build_formulation(cfg)
     sums: dict[str, float] = {}
     for normalize in NORMALIZATIONS:
-        entries = [{"name": name, "label": label, "kwargs": kwargs} for label, name, kwargs in LOSS_CASES]
-        for entry in entries:
-            if entry["name"] == "mel":
-                entry["kwargs"] = {"sample_rate": cfg.data.sample_rate}
+        entries = [_entry(cfg, label, name, kwargs) for label, name, kwargs in cases]
         objective = SpectralObjective(formulation, build_spectral_loss(entries, normalize), lam=1.0)
         g = torch.Generator().manual_seed(seed + 1)
         for x0, cond in batches(cfg, n_batches, seed):
@@ -76,7 +92,7 @@ def measure(cfg, net, n_batches: int, seed: int) -> dict:
                 out = objective(net, x0, cond, **sample)
             if normalize == NORMALIZATIONS[0]:  # the same batches, levels and noise in every pass
                 sums["denoise"] = sums.get("denoise", 0.0) + out["denoise"].mean().item() / n_batches
-            for label, _, _ in LOSS_CASES:
+            for label, _, _ in cases:
                 key = f"{label}|{normalize}"
                 sums[key] = sums.get(key, 0.0) + out[f"spec/{label}"].mean().item() / n_batches
     return sums
@@ -114,6 +130,13 @@ def own_regularizer(cfg, net, n_batches: int, seed: int) -> dict | None:
     }
 
 
+def _objective(cfg) -> str:
+    d = cfg.diffusion
+    if d.kind == "edm":
+        return f"EDM (sigma_data {d.sigma_data}), weighted L2 denoising loss"
+    return f"DDPM {d.prediction}-prediction, {d.loss_type} denoising loss"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -129,14 +152,15 @@ def main() -> None:
     if args.ckpt:
         net.load_state_dict(load_checkpoint(args.ckpt)["ema"])
     net.eval()
-    sums = measure(cfg, net, args.batches, args.seed)
+    cases, skipped = applicable_cases(cfg)
+    sums = measure(cfg, net, args.batches, args.seed, cases)
     own = own_regularizer(cfg, net, args.batches, args.seed)
-    rows = {label: {n: sums[f"{label}|{n}"] / sums["denoise"] for n in NORMALIZATIONS} for label, _, _ in LOSS_CASES}
+    rows = {label: {n: sums[f"{label}|{n}"] / sums["denoise"] for n in NORMALIZATIONS} for label, _, _ in cases}
     what = f"checkpoint {args.ckpt} (EMA)" if args.ckpt else "freshly initialised network"
     table = [
         f"{what}; config {args.config} {' '.join(args.overrides)}; clip {cfg.data.segment} samples at "
         f"{cfg.data.sample_rate} Hz; {args.batches} batches of {cfg.train.batch_size}; "
-        f"{cfg.diffusion.kind} {cfg.diffusion.prediction}-prediction, {cfg.diffusion.loss_type} denoising loss; "
+        f"{_objective(cfg)}; "
         f"mean denoising loss {sums['denoise']:.4g}",
         "",
         "| loss | L_spec / L_denoise, paper | lambda for 10 %, paper | L_spec / L_denoise, scale_free "
@@ -146,9 +170,18 @@ def main() -> None:
     for label, r in rows.items():
         cells = [f"{r[n]:.3g} | {0.1 / r[n]:.2g}" for n in NORMALIZATIONS]
         table.append(f"| {label} | {' | '.join(cells)} |")
+    for label, why in skipped.items():
+        table.append(f"| {label} | n/a: {why} | | | |")
     if own is not None:
         table += ["", f"The config's regularizer: lambda_eff * L_spec / L_denoise = {own['ratio']:.3g} ({own})."]
-    payload = {"machine": machine("cpu"), "network": what, "denoise": sums["denoise"], "ratios": rows, "own": own}
+    payload = {
+        "machine": machine("cpu"),
+        "network": what,
+        "denoise": sums["denoise"],
+        "ratios": rows,
+        "skipped": skipped,
+        "own": own,
+    }
     md = write(args.name, payload, table)
     print("\n".join(table))
     print(f"wrote {md}")

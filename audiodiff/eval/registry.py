@@ -208,12 +208,16 @@ def _mean_spectrum(ctx: Context) -> Scores:
 @register("band_psd", "analytic_psd")
 def _band_psd(ctx: Context) -> Scores:
     """Per-band dB error of the generated clips' Welch PSD against the reference's analytic PSD
-    (`audiodiff.eval.psd`): the max over the bands with 99% of the energy, and per third (low/mid/high)."""
+    (`audiodiff.eval.psd`): the max over the bands with 99% of the energy, per third (low/mid/high), the
+    RMS over all bands, and each band's signed error (psd_band<i>_err_db, band 0 lowest)."""
     from audiodiff.eval.psd import band_psd_error
 
     a = ctx.need("analytic_psd")
     result = band_psd_error(a.gen, a.ref)
     values = {f"psd_band_{k}": result[k] for k in ("max_db_99", "low_db", "mid_db", "high_db")}
+    errors = [b["error_db"] for b in result["bands"]]
+    values["psd_band_rms_db"] = float(np.sqrt(np.mean(np.square(errors))))  # over all bands, 99% or not
+    values.update({f"psd_band{i}_err_db": e for i, e in enumerate(errors)})  # signed: + excess, - deficit
     settings = {"sample_rate": a.sample_rate, "bands": 8, "welch": "hann, nperseg 512, 50% overlap", "energy": 0.99}
     return Scores(values, settings, {"psd_bands": result["bands"]})
 

@@ -69,6 +69,9 @@ def test_evaluate_band_psd_end_to_end(tmp_path):
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert report["metrics"]["psd_band_max_db_99"] < 0.5
     assert len(report["psd_bands"]) == 8
+    errors = [report["metrics"][f"psd_band{i}_err_db"] for i in range(8)]
+    assert errors == [b["error_db"] for b in report["psd_bands"]]
+    assert report["metrics"]["psd_band_rms_db"] == pytest.approx(np.sqrt(np.mean(np.square(errors))))
 
 
 def test_per_bin_variance_sums_to_the_process_variance():
