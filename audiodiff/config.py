@@ -9,6 +9,7 @@ required value is a `ConfigError` with one line naming the key and what is allow
 from __future__ import annotations
 
 import inspect
+import io
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -391,10 +392,12 @@ def from_yaml(text: str, source: str = "stored config") -> ExperimentConfig:
     Stored values are kept as they are (a checkpoint saying embed_interp "exact" samples as it
     always did); only "auto" is resolved.
     """
-    try:
-        node = OmegaConf.create(text) if isinstance(text, str) else None
+    try:  # load, not create: create() asserts on a scalar document ("12"), load() raises OSError
+        node = OmegaConf.load(io.StringIO(text)) if isinstance(text, str) else None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: cannot parse YAML: {str(err).splitlines()[0]}") from None
+    except OSError:  # "Invalid loaded object type": a number or boolean, not a mapping
+        node = None
     if not isinstance(node, DictConfig) or not node:
         raise ConfigError(f"{source}: not a YAML mapping of config keys (got {text!r:.40})")
     try:

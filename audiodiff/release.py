@@ -84,7 +84,7 @@ def check_metadata(meta: dict[str, str], path: str | Path) -> None:
         raise ValueError(f"{path}: metadata format={meta['format']!r}, this audiodiff reads {FORMAT!r}")
     if meta["dtype"] not in DTYPES:
         raise ValueError(f"{path}: metadata dtype={meta['dtype']!r}; allowed: {list(DTYPES)}")
-    if not meta["step"].isdigit():
+    if not re.fullmatch(r"[0-9]+", meta["step"]):  # not isdigit(): "²" is a digit that int() refuses
         raise ValueError(f"{path}: metadata step={meta['step']!r} is not a whole number")
 
 

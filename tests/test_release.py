@@ -91,7 +91,9 @@ def _config_edit(edit):
         ({"architecture": "unet:UNet"}, "metadata architecture='unet:UNet' but its config builds 'diffwave:DiffWave'"),
         ({"dtype": "int8"}, "metadata dtype='int8'"),
         ({"step": "four"}, "metadata step='four'"),
+        ({"step": "\u00b2"}, "metadata step='\u00b2' is not a whole number"),  # isdigit() but not int()
         ({"config": "[1, 2"}, "metadata 'config': cannot parse YAML"),
+        ({"config": "12"}, "metadata 'config': not a YAML mapping of config keys"),  # OmegaConf.create asserted
         ({"config": _config_edit(lambda c: c["model"].update(colour="red"))}, "unknown key 'model.colour'"),
         ({"config": _config_edit(lambda c: c.update(task="poem"))}, "task='poem' is not allowed"),
         ({"config": _config_edit(lambda c: c["model"]["diffwave"].update(channels=16))}, "weights do not fit"),
