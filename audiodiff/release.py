@@ -215,7 +215,8 @@ def export(
         source: a run directory, checkpoint file or `latest` pointer (as `generate --ckpt`).
         out: DIR/NAME (a trailing .safetensors is dropped); DIR is created.
         half: store the parameters in float16 (half the size; loading upcasts to float32).
-        metrics: an evaluate metrics.json or a learning_curve curve.json to put on the card.
+        metrics: an evaluate metrics.json or a learning_curve curve.json to put on the card (its numbers
+            for the exported step; another step's are refused).
         prepare: the corpus and its prepare options ('checkerboard size=16 sides=2,4,8'); default:
             the corpus named by the data dir's summary, with its defaults (said on the card).
     """
@@ -304,16 +305,22 @@ def _loss_record(facts: dict) -> dict:
 
 def _metrics(path: str | Path, step: int) -> dict:
     """{"source", "step", "values", "convergence"} from an evaluate metrics.json or a learning_curve
-    curve.json (its row at `step`, else its last row)."""
+    curve.json (its row at `step`); numbers measured at another step than the exported one are refused."""
     from audiodiff.checkpoint import read_json
 
     found = read_json(path)
     if isinstance(found, dict) and isinstance(found.get("metrics"), dict):  # evaluate's metrics.json
+        run = found.get("run") if isinstance(found.get("run"), dict) else {}
+        measured = run.get("step")  # the generated set's checkpoint step, when it came from one
+        if measured is not None and measured != step:
+            raise ValueError(f"--metrics {path}: measured on samples of step {measured}, the export is step {step}")
         values = {k: v for k, v in found["metrics"].items() if isinstance(v, (int, float))}
-        return {"source": str(path), "step": None, "values": values, "convergence": []}
+        return {"source": str(path), "step": measured, "values": values, "convergence": []}
     if isinstance(found, dict) and isinstance(found.get("rows"), list) and found["rows"]:  # curve.json
-        row = next((r for r in found["rows"] if r.get("step") == step), found["rows"][-1])
+        row = next((r for r in found["rows"] if isinstance(r, dict) and r.get("step") == step), None)
+        if row is None:
+            steps = [r.get("step") for r in found["rows"] if isinstance(r, dict)]
+            raise ValueError(f"--metrics {path}: no row at step {step}, the exported one (rows at steps {steps})")
         values = {k: v for k, v in row.items() if k not in ("step", "wall_s") and isinstance(v, (int, float))}
-        return {"source": str(path), "step": row.get("step"), "values": values,
-                "convergence": found.get("convergence") or []}  # fmt: skip
+        return {"source": str(path), "step": step, "values": values, "convergence": found.get("convergence") or []}
     raise ValueError(f"--metrics {path}: neither an evaluate metrics.json ('metrics') nor a curve.json ('rows')")

@@ -204,3 +204,22 @@ def test_evaluate_context_of_a_released_model_comes_from_its_metadata(tmp_path, 
     context = run_context(tmp_path / "g")
     assert context["run"] == "tiny" and context["task"] == "waveform" and context["commit"] == source_commit()
     assert context["step"] == 4 and context["regularizer"] == "none"
+
+
+def test_metrics_measured_at_another_step_stay_off_the_card(tmp_path, run):
+    """A curve.json without the exported step's row, or an evaluate metrics.json of another step's samples,
+    is refused: the card showed the last row's numbers (another model's) beside the exported weights."""
+    mid, curve, metrics = run / "checkpoints" / "ckpt-00000002.pt", tmp_path / "curve.json", tmp_path / "metrics.json"
+    curve.write_text(json.dumps({"rows": [{"step": 2, "is": 1.5}, {"step": 4, "is": 2.5}]}))
+    assert run_cli("export", mid, "--out", tmp_path / "a", "--metrics", curve).exit_code == 0
+    card = (tmp_path / "a.md").read_text()
+    assert "at step 2:" in card and "| is | 1.5 |" in card and "2.5" not in card
+    curve.write_text(json.dumps({"rows": [{"step": 4, "is": 2.5}]}))
+    out = fail_cli("export", mid, "--out", tmp_path / "b", "--metrics", curve)
+    assert f"--metrics {curve}: no row at step 2, the exported one (rows at steps [4])" in out
+    metrics.write_text(json.dumps({"metrics": {"fad": 1.0}, "run": {"step": 4}}))
+    out = fail_cli("export", mid, "--out", tmp_path / "b", "--metrics", metrics)
+    assert "measured on samples of step 4, the export is step 2" in out and not (tmp_path / "b.md").exists()
+    metrics.write_text(json.dumps({"metrics": {"fad": 1.0}, "run": {"step": 2}}))
+    assert run_cli("export", mid, "--out", tmp_path / "b", "--metrics", metrics).exit_code == 0
+    assert "at step 2:" in (tmp_path / "b.md").read_text()
