@@ -168,25 +168,24 @@ def griffin_lim_set(
     previous set replaced as `generate` does.
 
     Raises:
-        ValueError: `iters` < 1, `momentum` outside [0, 1), an unknown preset, or `out` holding clips
-            that no settings.json lists. FileNotFoundError: `mels_from` is missing.
+        ValueError: `iters` < 1, `momentum` outside [0, 1), an unknown preset, a clip shorter than one
+            STFT frame, or `out` holding clips that no settings.json lists. FileNotFoundError:
+            `mels_from` is missing.
     """
     from audiodiff.audio.features import LogMel, griffin_lim, mel_config
-    from audiodiff.audio.io import load_audio, save_audio
+    from audiodiff.audio.io import save_audio
     from audiodiff.data.datasets import list_audio
-    from audiodiff.tasks.audio import spectrogram_grid
+    from audiodiff.tasks.audio import spectrogram_grid, vocoder_input
 
     if iters < 1 or not 0 <= momentum < 1:
         raise ValueError(f"griffin-lim: need iters >= 1 and 0 <= momentum < 1, got iters={iters}, momentum={momentum}")
     mel = mel_config(mel_preset)
     logmel = LogMel(mel)
-    clips = list_audio(mels_from)
+    clips = {utt: vocoder_input(path, mel) for utt, path in list_audio(mels_from).items()}  # all checked first
     out = writable_dir(out, "griffin-lim: output folder")
     previous = claim_output(out, list(clips))
     paths, outputs = [], []
-    for utt, path in clips.items():
-        wav = load_audio(path, mel.sample_rate)
-        wav = wav[: wav.shape[0] // mel.hop * mel.hop]
+    for utt, wav in clips.items():
         g = torch.Generator().manual_seed(seed)
         audio = griffin_lim(logmel, logmel(wav[None]), iters, momentum, length=wav.shape[0], generator=g)[0]
         save_audio(out / f"{utt}.wav", audio, mel.sample_rate)

@@ -42,6 +42,16 @@ def write_corpus(root, n=6, seconds=0.25, sample_rate=16000):
     return data_dir
 
 
+def write_short_clip(folder):
+    """folder/tiny.wav: 300 samples at 16 kHz, 2 speech16k hops once cut, shorter than one STFT frame."""
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir()
+    sf.write(folder / "tiny.wav", 0.1 * np.sin(np.arange(300) / 5), 16000)
+    return folder / "tiny.wav"
+
+
 TINY = [
     "model.diffwave.layers=2",
     "model.diffwave.channels=8",

@@ -167,3 +167,9 @@ def test_griffin_lim_vocodes_the_mels_of_real_audio_as_an_evaluable_set(tmp_path
     assert "unknown mel preset 'x'" in fail_cli(
         "griffin-lim", "--mels-from", corpus, "--out", tmp_path / "o3", "--mel-preset", "x"
     )
+    from tests.conftest import write_short_clip
+
+    short = write_short_clip(tmp_path / "short")
+    out = fail_cli("griffin-lim", "--mels-from", short.parent, "--out", tmp_path / "o4")
+    assert f"{short}: 256 samples in whole hops of 128, shorter than one STFT frame" in out
+    assert not (tmp_path / "o4").exists()  # every clip is checked before anything is written

@@ -26,6 +26,23 @@ def unit_to_mel(x: Tensor, mel_range) -> Tensor:
     return (x + 1) * ((hi - lo) / 2) + lo
 
 
+def vocoder_input(path: Path, mel) -> Tensor:
+    """A clip (T,) read at the mel preset's rate and cut to whole hops, as a vocoder's mels are taken.
+
+    Raises:
+        ValueError: the cut clip is shorter than one STFT frame (mel.n_fft samples), too short for
+            log-mels (training audits such clips out the same way).
+    """
+    wav = load_audio(path, mel.sample_rate)
+    wav = wav[: wav.shape[0] // mel.hop * mel.hop]
+    if wav.shape[0] < mel.n_fft:
+        raise ValueError(
+            f"{path}: {wav.shape[0]} samples in whole hops of {mel.hop}, shorter than one STFT frame "
+            f"({mel.n_fft} samples at {mel.sample_rate} Hz): too short to take its mels"
+        )
+    return wav
+
+
 def vocoder_condition(features: Tensor, data) -> Tensor:
     """Log-mels (B, n_mels, frames) -> a vocoder's condition, as `data.cond_scale` says.
 
@@ -184,8 +201,7 @@ class VocoderTask(WaveformTask):
             raise ValueError("generate: this model is a vocoder (task=vocoder); pass --mels-from DIR")
         jobs = []
         for i, (utt, path) in enumerate(list_audio(source).items()):
-            wav = load_audio(path, self.sample_rate)
-            wav = wav[: (wav.shape[0] // self.hop) * self.hop].to(self.device)
+            wav = vocoder_input(path, self.mel).to(self.device)
             jobs.append(Job(utt, seeds[i % len(seeds)], self.condition(wav[None])[0]))
         return jobs
 

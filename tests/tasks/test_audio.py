@@ -4,7 +4,7 @@ with Griffin-Lim or a vocoder, and mel models trained from dumped features."""
 import json
 
 from audiodiff.checkpoint import load_checkpoint
-from tests.conftest import base_args, fail_cli, run_cli, train_cli
+from tests.conftest import base_args, fail_cli, run_cli, train_cli, write_short_clip
 
 
 def test_vocoder_training_and_vocoding(tmp_path, corpus, config):
@@ -17,6 +17,9 @@ def test_vocoder_training_and_vocoding(tmp_path, corpus, config):
     assert sorted(p.stem for p in out.glob("*.wav")) == [f"utt{i}" for i in range(6)]
     res = run_cli("generate", "--ckpt", run, "--out", out, "--device", "cpu")
     assert res.exit_code != 0 and "pass --mels-from" in res.output
+    short = write_short_clip(tmp_path / "short")  # 2 hops: no STFT frame fits (a traceback from the padding before)
+    out = fail_cli("generate", "--ckpt", run, "--mels-from", short.parent, "--out", tmp_path / "s", "--device", "cpu")
+    assert f"{short}: 256 samples in whole hops of 128, shorter than one STFT frame (512" in out
 
 
 def test_mel_spectrogram_diffusion_with_griffin_lim_and_vocoder(tmp_path, corpus, config):
