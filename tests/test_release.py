@@ -204,6 +204,12 @@ def test_evaluate_context_of_a_released_model_comes_from_its_metadata(tmp_path, 
     context = run_context(tmp_path / "g")
     assert context["run"] == "tiny" and context["task"] == "waveform" and context["commit"] == source_commit()
     assert context["step"] == 4 and context["regularizer"] == "none"
+    copy = tmp_path / "copy.safetensors"  # its metadata edited after generating: the context goes without it
+    _tampered(exported / "tiny.safetensors", copy, config="[1, 2]")
+    listing = tmp_path / "g" / "settings.json"
+    listing.write_text(json.dumps(json.loads(listing.read_text()) | {"checkpoint": str(copy)}))
+    context = run_context(tmp_path / "g")
+    assert "run" not in context and "task" not in context and context["step"] == 4
 
 
 def test_metrics_measured_at_another_step_stay_off_the_card(tmp_path, run):

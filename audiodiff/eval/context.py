@@ -50,6 +50,8 @@ def _release_config(checkpoint: str) -> dict | None:
         config = json.loads(meta["config"])
     except (FileNotFoundError, ValueError):  # not found from here (a relative path): the context goes without
         return None
+    if not isinstance(config, dict):  # metadata edited since generate read it: no context rather than a crash
+        return None
     return config | {"name": meta.get("name"), "commit": meta.get("commit")}
 
 
