@@ -6,6 +6,7 @@ whether a lower or a higher value of each metric is better.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,13 +15,24 @@ import yaml
 from audiodiff.checkpoint import read_json
 from audiodiff.eval.registry import current_names
 
-# Metrics (report keys, prefix before any "_<embedder>") where higher is better; all others: lower.
+# Metrics (report keys, prefix before any "_<embedder>") where higher is better; signed errors, best at 0
+# (band_psd's per-band dB error: + excess, - deficit); all others: lower.
 HIGHER_IS_BETTER = ("inception_score", "modified_inception_score", "inception_score_ref", "pesq_wb")
+SIGNED = re.compile(r"psd_band\d+_err_db")
+BETTER = {"higher": "higher is better", "lower": "lower is better", "zero": "closest to 0 is better"}
 
 
 def direction(metric: str) -> str:
-    """ "higher" or "lower": which way `metric` (a report key such as fad_ge2e) improves."""
-    return "higher" if metric in HIGHER_IS_BETTER else "lower"
+    """ "higher", "lower" or "zero" (a signed error): which way `metric` (a report key such as fad_ge2e) improves."""
+    if metric in HIGHER_IS_BETTER:
+        return "higher"
+    return "zero" if SIGNED.fullmatch(metric) else "lower"
+
+
+def best_of(metric: str, values: list[float]) -> float:
+    """The best of `values` of `metric`: the largest, the smallest or the one closest to 0 (`direction`)."""
+    rank = {"higher": lambda v: -v, "lower": lambda v: v, "zero": abs}[direction(metric)]
+    return min(values, key=rank)
 
 
 def _training_config(checkpoint: str | None, gen: Path) -> dict:

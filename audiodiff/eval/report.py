@@ -24,7 +24,7 @@ import soundfile as sf
 
 from audiodiff.audio.io import load_audio, native_rate
 from audiodiff.checkpoint import read_json, write_json
-from audiodiff.eval.context import direction
+from audiodiff.eval.context import BETTER, best_of, direction
 
 
 @dataclass
@@ -161,9 +161,9 @@ def _metrics(runs: list[RunView], floor: dict | None) -> str:
     for k in keys:
         values = [t.get(k) for t in tables]
         present = [v for v in values if v is not None]
-        best = (max if direction(k) == "higher" else min)(present) if len(present) > 1 else None
+        best = best_of(k, present) if len(present) > 1 else None
         cells = "".join("<td>-</td>" if v is None else f"<td{' class=best' * (v == best)}>{v:.4g}</td>" for v in values)
-        arrow = "&uarr; higher" if direction(k) == "higher" else "&darr; lower"
+        arrow = {"higher": "&uarr; higher", "lower": "&darr; lower", "zero": "&rarr; 0 closest"}[direction(k)]
         low = f"{floor[k]:.4g}" if floor and k in floor else "-"
         rows.append(f"<tr><th>{html.escape(k)}</th><td class=dir>{arrow}</td>{cells}<td>{low}</td></tr>")
     head = "".join(f"<th>{html.escape(r.name)}</th>" for r in runs)
@@ -296,7 +296,7 @@ def write_metrics(out: Path, report: dict, header: str) -> None:
     floor = report.get("floor", {}).get("metrics")
     rows = []
     for k, v in report["metrics"].items():
-        cells = [k, f"{v:.4g}", f"{direction(k)} is better"]
+        cells = [k, f"{v:.4g}", BETTER[direction(k)]]
         if floor is not None:
             cells.append(f"{floor[k]:.4g}" if k in floor else "-")
         rows.append("| " + " | ".join(cells) + " |\n")

@@ -12,7 +12,7 @@ from PIL import Image
 from audiodiff.audio.io import load_audio
 from audiodiff.cli import main
 from audiodiff.data.corpora import prepare
-from audiodiff.eval.context import direction
+from audiodiff.eval.context import BETTER, direction
 from audiodiff.eval.embeddings import ABOUT
 from audiodiff.eval.evaluate import evaluate
 from audiodiff.eval.images import load_images
@@ -188,7 +188,7 @@ PINNED_IMAGES = {
 
 
 def _table(metrics):
-    rows = "".join(f"| {k} | {v:.4g} | {direction(k)} is better |\n" for k, v in metrics.items())
+    rows = "".join(f"| {k} | {v:.4g} | {BETTER[direction(k)]} |\n" for k, v in metrics.items())
     return "\n\n| metric | value | better |\n|---|---:|---|\n" + rows
 
 

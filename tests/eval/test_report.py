@@ -258,3 +258,20 @@ def test_finished_evaluation_treats_a_truncated_or_foreign_metrics_json_as_missi
     assert finished_evaluation(tmp_path, said.append) is None and "no 'metrics' table" in said[1]
     (tmp_path / "metrics.json").write_text('{"metrics": {"fad": 1.5}}')
     assert finished_evaluation(tmp_path, said.append) == {"metrics": {"fad": 1.5}}
+
+
+def test_a_signed_band_error_is_best_closest_to_zero(tmp_path):
+    """band_psd's psd_band<i>_err_db is signed (+ excess, - deficit): 0 is best, not the most negative."""
+    from audiodiff.eval.report import RunView, _metrics, write_metrics
+
+    values = {"a": (-6.0, 3.0), "b": (0.5, 1.0), "c": (2.0, 2.0)}
+    runs = [RunView(n, {"metrics": {"psd_band7_err_db": e, "psd_band_rms_db": r}}, tmp_path, {}) for n, (e, r) in
+            values.items()]  # fmt: skip
+    table = _metrics(runs, None)
+    signed = re.search(r"<th>psd_band7_err_db</th>.*?</tr>", table).group(0)
+    assert "&rarr; 0 closest" in signed and re.findall(r"<td class=best>([^<]+)</td>", signed) == ["0.5"]
+    rms = re.search(r"<th>psd_band_rms_db</th>.*?</tr>", table).group(0)
+    assert "&darr; lower" in rms and re.findall(r"<td class=best>([^<]+)</td>", rms) == ["1"]
+    write_metrics(tmp_path, runs[0].report, "# a")
+    text = (tmp_path / "metrics.md").read_text()
+    assert "| psd_band7_err_db | -6 | closest to 0 is better |" in text and "| psd_band_rms_db | 3 | lower" in text
