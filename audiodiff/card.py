@@ -59,6 +59,17 @@ def _partial_run(step: int, steps: int) -> list[str]:
     ]
 
 
+def _slices(minutes: float) -> list[str]:
+    """A note when the run was trained in train.max_minutes slices, which the config here leaves out."""
+    if not minutes:
+        return []
+    return [
+        f"The run was trained in slices of `train.max_minutes={minutes:g}` (resumed each time, the same weights",
+        "as one run); the config here has `train.max_minutes: 0`, so the command trains in one go.",
+        "",
+    ]
+
+
 def _wall(seconds: float | None) -> str:
     if seconds is None:
         return "not recorded (no TensorBoard events or config.yaml in the run)"
@@ -146,6 +157,7 @@ def card_text(facts: dict, size: int) -> str:
         "```",
         "",
         *_partial_run(int(meta["step"]), cfg.train.steps),
+        *_slices(facts.get("sliced", 0.0)),
         "Resumes during training (from log.txt):",
         "",
         *resumes,

@@ -234,6 +234,8 @@ def export(
     cfg = from_yaml(state["config"], f"{ckpt}: stored config")
     if "ema" not in state:
         raise ValueError(f"{ckpt}: no EMA weights to export")
+    # a run trained in wall-clock slices: the recipe is the whole run (the slices give the same weights)
+    sliced, cfg.train.max_minutes = cfg.train.max_minutes, 0.0
     net = build_network(cfg)
     load_weights(net, state["ema"], ckpt)
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -265,6 +267,7 @@ def export(
         "exporting_commit": exporting,
         "wall_s": round(ckpt.stat().st_mtime - start, 1) if start is not None else None,
         "resumes": _resume_lines(run / "log.txt"),
+        "sliced": sliced,
         "prepare": parse_prepare(prepare) if prepare else guess_prepare(cfg.data.train),
         "curve": loss_curve(run / "log.txt", step),
         "metrics": _metrics(metrics, step) if metrics else None,

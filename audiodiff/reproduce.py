@@ -109,5 +109,6 @@ def retrain_curve(model: str | Path, work: str | Path, steps: int) -> dict:
     cfg.data.train = str(data / "data" / "train")
     cfg.data.valid = str(data / "data" / "valid") if cfg.data.valid else ""
     cfg.train.sample_every = 0  # train.steps stays: a cosine schedule decays over the whole run
+    cfg.train.max_minutes = 0.0  # a wall-clock slice would end the re-run early (exports before this kept it)
     run = train(cfg, force=True, progress=False, stop_at=steps)
     return loss_curve(run / "log.txt", steps)

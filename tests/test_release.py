@@ -229,3 +229,18 @@ def test_metrics_measured_at_another_step_stay_off_the_card(tmp_path, run):
     metrics.write_text(json.dumps({"metrics": {"fad": 1.0}, "run": {"step": 2}}))
     assert run_cli("export", mid, "--out", tmp_path / "b", "--metrics", metrics).exit_code == 0
     assert "at step 2:" in (tmp_path / "b.md").read_text()
+
+
+def test_a_run_trained_in_time_slices_is_released_as_one_run(tmp_path):
+    """train.max_minutes (gpu.sh's slices) is not part of the recipe: the card's train command would stop
+    after one slice; the release's config has it off and the card says how the run was trained."""
+    config = tmp_path / "conf.yaml"
+    config.write_text("sample:\n  sampler: fast\n")
+    run = train_cli(config, write_corpus(tmp_path), tmp_path / "exp", "s", "train.steps=2", "train.max_minutes=30")
+    assert run_cli("export", run, "--out", tmp_path / "rel" / "s").exit_code == 0
+    from audiodiff.config import load_config
+
+    assert load_config(tmp_path / "rel" / "s.yaml", ["name=x", "data.train=d"]).train.max_minutes == 0
+    meta, _ = release.read_release(tmp_path / "rel" / "s.safetensors", tensors=False)
+    assert json.loads(meta["config"])["train"]["max_minutes"] == 0
+    assert "trained in slices of `train.max_minutes=30`" in (tmp_path / "rel" / "s.md").read_text()

@@ -67,6 +67,27 @@ def test_a_release_retrains_bit_for_bit_on_the_same_machine(tmp_path, ar_release
     assert (tmp_path / "data" / "ar.json").is_file()
 
 
+def test_a_release_whose_config_keeps_a_time_slice_retrains_all_the_steps(tmp_path, ar_release, monkeypatch):
+    """A release exported with train.max_minutes in its config (before export cleared it) re-trains the
+    asked steps instead of stopping after the first slice."""
+    import itertools
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    import audiodiff.train
+
+    with safe_open(str(ar_release), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    cfg = json.loads(meta["config"])
+    cfg["train"]["max_minutes"] = 0.5
+    save_file(tensors, str(tmp_path / "sliced.safetensors"), metadata=meta | {"config": json.dumps(cfg)})
+    (tmp_path / "sliced.loss.json").write_bytes(ar_release.with_name("tiny.loss.json").read_bytes())
+    minutes = itertools.count()  # each look at the clock is a minute later: a slice would end at step 1
+    monkeypatch.setattr(audiodiff.train, "clock", lambda: 60.0 * next(minutes))
+    assert retrain_curve(tmp_path / "sliced.safetensors", tmp_path / "w", 4)["step"] == [1, 2, 3, 4]
+
+
 def test_retraining_needs_the_prepare_record(tmp_path, ar_release):
     record = ar_release.with_name("tiny.loss.json")
     copy = tmp_path / "copy.safetensors"
