@@ -87,7 +87,10 @@ def load_grid(path: Path) -> dict:
 
 
 def cells(grid: dict) -> list[dict]:
-    """One dict per run: variant, lambda, seed, run directory, composed config text."""
+    """One dict per run: variant, lambda, seed, run directory, composed config text.
+
+    Seed-major: every (variant, lambda) at the first seed, then all at the second, ...; the grid runs
+    in this order, so one stopped part way (a session's end) already compares every variant."""
     out = []
     for v in grid["variants"]:
         regularized = bool(v.get("loss") or v.get("regularizer"))
@@ -113,7 +116,7 @@ def cells(grid: dict) -> list[dict]:
                         "overrides": list(v.get("overrides", [])),
                     }
                 )
-    return out
+    return sorted(out, key=lambda c: grid["seeds"].index(c["seed"]))  # stable: variant order within a seed
 
 
 def packing(workers: int | None, threads: int, cores: int) -> tuple[int, int]:

@@ -36,8 +36,13 @@ def test_cells_compose_base_loss_lambda_and_seed(tmp_path):
     grid = _grid(tmp_path)
     cells = ablate.cells(grid)
     assert [(c["group"], c["seed"]) for c in cells] == [
-        ("baseline", 0), ("baseline", 1), ("amp_lam0.1", 0), ("amp_lam0.1", 1), ("amp_lam0.01", 0), ("amp_lam0.01", 1),
-    ]  # fmt: skip
+        ("baseline", 0),
+        ("amp_lam0.1", 0),
+        ("amp_lam0.01", 0),
+        ("baseline", 1),
+        ("amp_lam0.1", 1),
+        ("amp_lam0.01", 1),
+    ]  # fmt: skip  (seed-major)
     cell = cells[5]
     cell["run"].mkdir(parents=True)
     (cell["run"] / "run.yaml").write_text(cell["config"])
@@ -49,7 +54,7 @@ def test_cells_compose_base_loss_lambda_and_seed(tmp_path):
 def test_report_gives_mean_and_spread_over_seeds(tmp_path):
     grid = _grid(tmp_path)
     cells = ablate.cells(grid)
-    for c, fad in zip(cells, [1.0, 3.0, 2.0, 2.0, 5.0, None]):
+    for c, fad in zip(cells, [1.0, 2.0, 5.0, 3.0, 2.0, None]):  # seed 0 of each group, then seed 1
         if fad is None:
             continue  # an unfinished run is left out, not counted as zero
         (c["run"] / "eval").mkdir(parents=True)
@@ -90,7 +95,7 @@ def test_inline_regularizer_variant_composes(tmp_path):
 def test_report_reads_embedding_metrics_under_old_and_new_names(tmp_path):
     """Grids name metrics.fad_ge2e since issue 17; old grids say metrics.fad, old metrics.json store "fad"."""
     grid = _grid(tmp_path)
-    cells = ablate.cells(grid)[:2]  # baseline, seeds 0 and 1
+    cells = [c for c in ablate.cells(grid) if c["group"] == "baseline"]  # seeds 0 and 1
     old = {"metrics": {"fad": 1.0}, "embedder": {"name": "ge2e"}}
     new = {"metrics": {"fad_ge2e": 3.0}, "embedder": {"name": "ge2e"}}
     for c, metrics in zip(cells, [old, new]):
@@ -196,3 +201,13 @@ def test_truncated_bookkeeping_files_are_redone_not_a_traceback(tmp_path, monkey
     ablate.record_time(grid["out"], 5.0, 6, 1, 1, ["train"])
     assert [t["wall_s"] for t in json.loads((grid["out"] / "grid_time.json").read_text())] == [5.0]
     assert capsys.readouterr().err.count("not JSON (an interrupted write?); treated as missing") == 2
+
+
+def test_cells_run_seed_major_so_a_cut_grid_has_every_variant(tmp_path):
+    grid = _grid(tmp_path)
+    order = [(c["seed"], c["group"]) for c in ablate.cells(grid)]
+    seeds = [seed for seed, _ in order]
+    assert seeds == sorted(seeds, key=grid["seeds"].index)  # all of seed 0 first, then seed 1, ...
+    groups = [g for _, g in order]
+    per_seed = len(set(groups))
+    assert per_seed > 1 and groups[:per_seed] == groups[per_seed : 2 * per_seed]  # same variant order each time
