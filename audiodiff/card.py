@@ -86,9 +86,16 @@ def _metric_lines(metrics: dict | None) -> list[str]:
     at = f" at step {metrics['step']}" if metrics["step"] is not None else ""
     lines = [f"From `{metrics['source']}`{at}:", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in metrics["values"].items()]
-    for rule in metrics["convergence"]:
-        if isinstance(rule, dict) and "metric" in rule:
-            lines.append(f"\nConvergence rule, {rule['metric']}: " + ", ".join(f"{k} {v}" for k, v in rule.items()))
+    rules = [r for r in metrics["convergence"] if isinstance(r, dict) and {"metric", "converged"} <= r.keys()]
+    if rules:
+        lines += ["", "Convergence (issue 16's rule: the last doubling of steps improves the metric by < 5%):", ""]
+        lines += ["| metric | steps | before | after | improvement | converged |", "|---|---|---:|---:|---:|---|"]
+        lines += [
+            f"| {r['metric']} | {r.get('from_step')} -> {r.get('to_step')} | {r.get('before', float('nan')):.4g} "
+            f"| {r.get('after', float('nan')):.4g} | {100 * r.get('improvement', float('nan')):+.1f}% "
+            f"| {'yes' if r['converged'] else 'no'} |"
+            for r in rules
+        ]
     return lines
 
 

@@ -244,3 +244,14 @@ def test_a_run_trained_in_time_slices_is_released_as_one_run(tmp_path):
     meta, _ = release.read_release(tmp_path / "rel" / "s.safetensors", tensors=False)
     assert json.loads(meta["config"])["train"]["max_minutes"] == 0
     assert "trained in slices of `train.max_minutes=30`" in (tmp_path / "rel" / "s.md").read_text()
+
+
+def test_the_card_tabulates_the_convergence_rule_per_metric():
+    from audiodiff.card import _metric_lines
+
+    rule = {"metric": "psd_band_rms_db", "higher_is_better": False, "threshold": 0.05, "from_step": 1500,
+            "to_step": 3000, "before": 1.0711, "after": 0.7738, "improvement": 0.2776, "converged": False}  # fmt: skip
+    metrics = {"source": "curve.json", "step": 3000, "values": {"psd_band_rms_db": 0.7738}, "convergence": [rule]}
+    text = "\n".join(_metric_lines(metrics))
+    assert "| psd_band_rms_db | 1500 -> 3000 | 1.071 | 0.7738 | +27.8% | no |" in text
+    assert "higher_is_better" not in text  # one readable row per metric, not the raw record
