@@ -2,15 +2,16 @@
 # ar: DiffWave on Gaussian AR(3) noise whose power spectrum is known exactly (issue 16, problem 4).
 # Stages: 1 prepare (offline), 2 train, 3 generate 2048-sample clips, 4 evaluate the per-band
 # power-spectrum error against the analytic PSD, 5 learning curve (every checkpoint, same seeds).
-#   ./run.sh --stage 2 --conf conf/baseline.yaml --tag baseline
+#   ./run.sh                                           # EDM (conf/edm.yaml): band errors are the model's
+#   ./run.sh --stage 2 --conf conf/baseline.yaml --tag ddpm   # DDPM: read against bench/sampler_bias.py
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1  # first stage to run
 stop_stage=5  # last stage to run
 ngpu=0  # GPUs for training (torchrun when > 1)
-tag=baseline  # run name: the experiment is $exp/$tag
-conf=conf/baseline.yaml  # training config
+tag=edm  # run name: the experiment is $exp/$tag
+conf=conf/edm.yaml  # training config
 data=data/ar  # corpus folder
 exp=exp  # experiments folder
 seeds=0-63  # generate: one clip per seed
@@ -44,7 +45,7 @@ fi
 if stage_enabled 5; then
     log "stage 5: learning curve of $exp/$tag into $exp/$tag/curve"
     logged python ../../recipes/learning_curve.py "$exp/$tag" --ref "$data/data/test" --seeds "$seeds" \
-        --metrics psd_band_max_db_99,psd_band_low_db,psd_band_mid_db,psd_band_high_db --higher "" \
+        --metrics psd_band_max_db_99,psd_band_rms_db,psd_band_low_db,psd_band_mid_db,psd_band_high_db --higher "" \
         --generate "--seconds $seconds" --evaluate "--metrics band_psd"
 fi
 
