@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -60,7 +61,7 @@ def load_state(path: Path) -> dict:
     return state.get("model", state) if isinstance(state, dict) else state
 
 
-class Published:
+class Published(ABC):
     """Base of the embedders whose network is defined here and loads a published weights file:
     `FILE` from `URL`, checked against the sha256 prefix `SHA256` when cached or downloaded (see
     `find_weights`; a file the caller names is taken as it is). Subclasses give `network()` and,
@@ -75,8 +76,9 @@ class Published:
         self.net.to(device).eval()
         self.device = device
 
+    @abstractmethod
     def network(self) -> nn.Module:
-        raise NotImplementedError
+        """The embedder's network, freshly built (the weights are loaded into it)."""
 
     def state(self, full: dict, path: Path) -> dict:
         """The network's state dict from the file's."""

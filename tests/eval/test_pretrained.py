@@ -162,3 +162,13 @@ def test_cli_evaluate_with_missing_weights_is_one_line(tmp_path, monkeypatch, co
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "vggish-10086976.pth" in lines[0]
+
+
+def test_a_published_embedder_without_a_network_fails_when_built():
+    from audiodiff.eval.weights import Published
+
+    class NoNetwork(Published):
+        name = "none"
+
+    with pytest.raises(TypeError, match="network"):
+        NoNetwork(weights="unused.pt")  # refused at construction, before any file is looked for
