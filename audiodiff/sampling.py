@@ -77,11 +77,9 @@ def sample(
     callback=None,
 ) -> Tensor:
     """Generate len(seeds) samples of `shape` (without the batch axis); sample k depends only on seeds[k]."""
-    fn, sigmas, extra = sampling_plan(cfg, formulation, sampler or cfg.sample.sampler, steps or cfg.sample.steps)
-    warn_fractional_steps(net, formulation, sigmas)
+    plan = sampling_plan(cfg, formulation, sampler or cfg.sample.sampler, steps or cfg.sample.steps)
+    warn_fractional_steps(net, formulation, plan[1])
     device = next(net.parameters()).device
-    noise = SeededNoise(seeds)
-    x = noise(torch.zeros(len(seeds), *shape, device=device)) * formulation.prior_std(float(sigmas[0]))
     if isinstance(net, DiffWave):
         if device.type == "cpu":
             net = DiffWaveInference(net)  # the same function, about 2x faster on CPUs
@@ -94,4 +92,27 @@ def sample(
         x0_hat = formulation.denoise(net, x, s, c)
         return x0_hat.clamp(-1, 1) if clip else x0_hat
 
+    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device=device)
+
+
+@torch.no_grad()
+def run_plan(
+    plan: tuple,
+    denoiser,
+    formulation: Formulation,
+    seeds: list[int],
+    shape: tuple[int, ...],
+    cond: Tensor | None = None,
+    callback=None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Run a sampling plan (from `sampling_plan`) with any denoiser(x, sigma, cond) -> x0_hat.
+
+    The starting noise is drawn per seed and scaled by the formulation's prior std, as `sample`
+    does for a network; `bench/sampler_bias.py` passes an exact denoiser instead of one.
+    """
+    fn, sigmas, extra = plan
+    noise = SeededNoise(seeds)
+    x = noise(torch.zeros(len(seeds), *shape, device=device, dtype=dtype)) * formulation.prior_std(float(sigmas[0]))
     return fn(denoiser, x, sigmas, cond=cond, noise=noise, callback=callback, **extra)

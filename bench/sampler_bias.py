@@ -28,9 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from audiodiff.builders import build_formulation  # noqa: E402
 from audiodiff.config import load_config  # noqa: E402
-from audiodiff.diffusion.samplers import SeededNoise  # noqa: E402
 from audiodiff.eval.psd import band_psd_error, load_analytic_psd, wiener_denoiser  # noqa: E402
-from audiodiff.sampling import sampling_plan  # noqa: E402
+from audiodiff.sampling import run_plan, sampling_plan  # noqa: E402
 from bench.common import machine, write  # noqa: E402
 
 AR = "egs/ar/conf"
@@ -59,10 +58,10 @@ def run_case(text: str, spec: dict, clips: int, length: int) -> dict:
     cfg = load_config(path, ["name=sampler_bias", "data.train=unused", *overrides])
     formulation = build_formulation(cfg)
     sampler = sampler or cfg.sample.sampler
-    fn, sigmas, extra = sampling_plan(cfg, formulation, sampler, steps or cfg.sample.steps)
-    noise = SeededNoise(list(range(clips)))
-    x = noise(torch.zeros(clips, 1, length, dtype=torch.float64)) * formulation.prior_std(float(sigmas[0]))
-    out = fn(wiener_denoiser(spec, length), x, sigmas, noise=noise, **extra)
+    plan = sampling_plan(cfg, formulation, sampler, steps or cfg.sample.steps)
+    seeds, denoiser = list(range(clips)), wiener_denoiser(spec, length)
+    out = run_plan(plan, denoiser, formulation, seeds, (1, length), dtype=torch.float64)
+    sigmas = plan[1]
     result = band_psd_error(out[:, 0].numpy(), spec)
     label = f"{path.name} {cfg.diffusion.kind} {sampler} {len(sigmas) - 1} levels"
     label += f" (sigma {float(sigmas[-2]):.3g}..{float(sigmas[0]):.3g})" + (
