@@ -12,6 +12,8 @@ Presets:
 - "hifigan": HiFi-GAN/most TTS vocoders at 22.05 kHz: 80 Slaney mel bands 0..8000 Hz, natural
   log of max(m, 1e-5).
 - "speech16k": 16 kHz speech: n_fft 512, hop 128, win 512, 80 Slaney bands 20..7600 Hz, natural log.
+- "speech8k": telephone-band speech small enough for CPU mel diffusion: 8 kHz, n_fft 512, hop 256,
+  win 512, 32 Slaney bands 20..4000 Hz, natural log (a 1 s clip is 32 x 32).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ MEL_PRESETS = {
     "diffwave": MelConfig(22050, 1024, 256, 1024, 80, 20.0, 11025.0, 1.0, True, None, True, 1e-5, "db_unit"),
     "hifigan": MelConfig(22050, 1024, 256, 1024, 80, 0.0, 8000.0, 1.0, False, "slaney", False, 1e-5, "ln"),
     "speech16k": MelConfig(16000, 512, 128, 512, 80, 20.0, 7600.0, 1.0, False, "slaney", False, 1e-5, "ln"),
+    "speech8k": MelConfig(8000, 512, 256, 512, 32, 20.0, 4000.0, 1.0, False, "slaney", False, 1e-5, "ln"),
 }
 
 

@@ -14,7 +14,7 @@ def voice(n=16000, sr=16000):
     return 0.2 * x
 
 
-@pytest.mark.parametrize("preset", ["speech16k", "hifigan"])
+@pytest.mark.parametrize("preset", ["speech16k", "hifigan", "speech8k"])
 def test_log_mel_matches_librosa(preset):
     cfg = mel_config(preset)
     x = voice(cfg.sample_rate, cfg.sample_rate).double()
@@ -78,6 +78,16 @@ def test_griffin_lim_reduces_spectral_distance_over_iterations():
         assert audio.shape == (1, 16000)
         dist.append((lm(audio) - feats).abs().mean().item())
     assert dist[0] > dist[1] > dist[2] and dist[2] < 0.6 * dist[0]
+
+
+def test_speech8k_turns_one_second_into_a_32_by_32_picture_below_nyquist():
+    """The small mel preset of egs/digits/conf/mel_small.yaml: 1 s at 8 kHz -> 32 bands x 32 frames, every
+    band inside 0..4 kHz and carrying energy (no empty filter from a top edge past Nyquist)."""
+    cfg = mel_config("speech8k")
+    assert (cfg.sample_rate, cfg.fmax) == (8000, 4000.0)
+    lm = LogMel(cfg)
+    assert lm(voice(8000, 8000)[None]).shape == (1, 32, 32)
+    assert (lm.fb.sum(1) > 0).all()
 
 
 def test_config_errors():
