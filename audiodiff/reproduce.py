@@ -80,7 +80,9 @@ def retrain_curve(model: str | Path, work: str | Path, steps: int) -> dict:
     """Re-train a release's recipe for `steps` steps under `work` and return its loss curve.
 
     The corpus is prepared into `work`/data as NAME.loss.json records (its corpus and options),
-    unless it is there already; the run goes to `work`/exp/retrain.
+    unless it is there already, and a `mel_features` recipe's log-mels are dumped from its training
+    split as `audiodiff dump-features` would (the data.mel_preset and data.sample_rate of the release);
+    the run goes to `work`/exp/retrain.
 
     Raises:
         FileNotFoundError: no NAME.loss.json beside the model.
@@ -88,6 +90,7 @@ def retrain_curve(model: str | Path, work: str | Path, steps: int) -> dict:
     """
     from audiodiff.checkpoint import read_json
     from audiodiff.data.corpora import prepare
+    from audiodiff.data.features import dump_features
     from audiodiff.release import loss_curve, read_release, release_config, resolve_release
     from audiodiff.train import train
 
@@ -107,6 +110,8 @@ def retrain_curve(model: str | Path, work: str | Path, steps: int) -> dict:
         prepare(record["prepare"]["corpus"], str(data), record["prepare"]["options"])
     cfg.name, cfg.exp_dir = "retrain", str(Path(work) / "exp")
     cfg.data.train = str(data / "data" / "train")
+    if cfg.task == "mel_features" and not (data / "data" / "train" / "feats.scp").is_file():
+        dump_features(cfg.data.train, cfg.data.mel_preset, cfg.data.sample_rate)
     cfg.data.valid = str(data / "data" / "valid") if cfg.data.valid else ""
     cfg.train.sample_every = 0  # train.steps stays: a cosine schedule decays over the whole run
     cfg.train.max_minutes = 0.0  # a wall-clock slice would end the re-run early (exports before this kept it)

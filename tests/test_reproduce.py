@@ -67,6 +67,26 @@ def test_a_release_retrains_bit_for_bit_on_the_same_machine(tmp_path, ar_release
     assert (tmp_path / "data" / "ar.json").is_file()
 
 
+def test_a_mel_features_release_dumps_its_log_mels_and_retrains_bit_for_bit(tmp_path):
+    """A recipe trained on dumped log-mels (task mel_features, like digits_mel_*): the re-run dumps them
+    from the corpus it prepares anew (it stopped at 'no dumped features' before) and tracks exactly."""
+    prepare("ar", str(tmp_path / "ar"), {"n": "40"})
+    train_dir = tmp_path / "ar" / "data" / "train"
+    assert run_cli("dump-features", train_dir, "--preset", "speech8k", "--sample-rate", "8000").exit_code == 0
+    config = tmp_path / "conf.yaml"
+    config.write_text(
+        "task: mel_features\ndiffusion: {kind: edm}\nsample: {sampler: heun}\n"
+        "model: {kind: unet, unet: {channels: 8, channel_mult: [1, 2], attn_levels: [], num_res_blocks: 1, "
+        "embedding: fourier}}\ndata: {sample_rate: 8000, mel_preset: speech8k}\n"
+    )
+    run = train_cli(config, train_dir, tmp_path / "exp", "m", "train.steps=4", "data.segment=2048")
+    assert run_cli("export", run, "--out", tmp_path / "rel" / "mel", "--prepare", "ar n=40").exit_code == 0
+    recorded = read_json(tmp_path / "rel" / "mel.loss.json")
+    rerun = retrain_curve(tmp_path / "rel" / "mel.safetensors", tmp_path / "w", 4)
+    assert (tmp_path / "w" / "data" / "data" / "train" / "feats.scp").is_file()
+    assert rerun["step"] == [1, 2, 3, 4] and rerun["denoise"] == recorded["denoise"]
+
+
 def test_a_release_whose_config_keeps_a_time_slice_retrains_all_the_steps(tmp_path, ar_release, monkeypatch):
     """A release exported with train.max_minutes in its config (before export cleared it) re-trains the
     asked steps instead of stopping after the first slice."""
