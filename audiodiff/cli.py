@@ -319,7 +319,9 @@ def train_classifier(train_dir, valid, test, out, epochs, batch_size, lr, seed, 
 
 @main.command("dump-features")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--preset", default="speech16k", show_default=True, help="Mel preset (speech16k, hifigan, diffwave).")
+@click.option(
+    "--preset", default="speech16k", show_default=True, help="Mel preset (speech16k, speech8k, hifigan, diffwave)."
+)
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
 @click.option(
     "--on-bad-audio",
