@@ -44,6 +44,9 @@ def _prepare_lines(prepare: dict | None, cfg) -> list[str]:
     root = Path(cfg.data.train).parent.parent
     options = "".join(f" {k}={v}" for k, v in prepare["options"].items())
     lines = [f"audiodiff prepare {prepare['corpus']} --out {root}{options}"]
+    if cfg.task == "mel_features":  # trained on dumped log-mels: dump them as training read them
+        d = cfg.data
+        lines.append(f"audiodiff dump-features {d.train} --preset {d.mel_preset} --sample-rate {d.sample_rate}")
     return ([f"# {prepare['assumed']}"] if prepare.get("assumed") else []) + lines
 
 

@@ -3,6 +3,7 @@ file and loads as float32, tampered metadata is a one-line error naming the file
 and the card and loss curve say what the run did."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from audiodiff import release
 from audiodiff.eval.results import source_commit
 from audiodiff.fastcpu import machine
 from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
+
+ROOT = Path(__file__).parents[1]
 
 GEN = ("--seeds", "0-2", "--device", "cpu", "--seconds", "0.1")
 
@@ -255,3 +258,19 @@ def test_the_card_tabulates_the_convergence_rule_per_metric():
     text = "\n".join(_metric_lines(metrics))
     assert "| psd_band_rms_db | 1500 -> 3000 | 1.071 | 0.7738 | +27.8% | no |" in text
     assert "higher_is_better" not in text  # one readable row per metric, not the raw record
+
+
+def test_the_card_of_a_mel_features_model_dumps_its_log_mels_before_training():
+    """A model trained on dumped log-mels (task mel_features) cannot be re-trained from the prepared
+    corpus alone: the card's reproduce commands dump them with the run's preset and rate."""
+    from audiodiff.card import _prepare_lines
+    from audiodiff.config import load_config
+
+    cfg = load_config(ROOT / "egs/digits/conf/mel_small.yaml", ["name=x", "data.train=data/digits8/data/train"])
+    lines = _prepare_lines({"corpus": "digits", "options": {"sample_rate": "8000"}}, cfg)
+    assert lines == [
+        "audiodiff prepare digits --out data/digits8 sample_rate=8000",
+        "audiodiff dump-features data/digits8/data/train --preset speech8k --sample-rate 8000",
+    ]
+    cfg.task = "mel"  # log-mels computed from the audio while training: nothing to dump
+    assert len(_prepare_lines({"corpus": "digits", "options": {}}, cfg)) == 1
