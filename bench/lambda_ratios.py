@@ -1,7 +1,7 @@
 """How big is each spectral loss next to the denoising loss? The numbers behind picking lambda.
 
-For a training config (its data, clip length, formulation and network), draws training batches
-exactly as training does (random crops, uniform DDPM steps or EDM's log-normal sigmas), runs the
+For a training config (its data, clip length or image size, formulation and network), draws training
+batches as training does (random crops or random images, uniform DDPM steps or EDM's log-normal sigmas), runs the
 network once per batch, and reports for every loss in LOSS_CASES and both normalisations
 
     ratio = mean(L_spec(x0_hat, x0)) / mean(L_denoise)          (lambda = 1, "unweighted")
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audiodiff.builders import TASKS, build_formulation, build_network, build_task  # noqa: E402
@@ -47,12 +48,17 @@ LOSS_CASES = [
 
 
 def batches(cfg, n: int, seed: int):
-    """`n` training batches (x0 (B, 1, T), mel condition or None) of the config's waveform data."""
-    if not TASKS[cfg.task].waveform:
-        raise ValueError(f"lambda_ratios measures waveform tasks (waveform, vocoder); got task={cfg.task}")
-    clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
+    """`n` training batches (x0, condition or None) of the config's data, in model space: waveform
+    tasks (x0 (B, 1, T) random crops, mel condition or None) and images (x0 (B, C, H, W), label or None)."""
     g = torch.Generator().manual_seed(seed)
     task = build_task(cfg)
+    if not TASKS[cfg.task].waveform:
+        images = task.examples()  # image datasets are keyed by (index, seed); the seed only draws noise
+        for _ in range(n):
+            idx = torch.randint(0, len(images), (cfg.train.batch_size,), generator=g)
+            yield task.to_model(default_collate([images[int(i), seed] for i in idx]))
+        return
+    clips = AudioClips(cfg.data.train, cfg.data.sample_rate, cfg.data.segment)
     torch.manual_seed(seed)  # the random crops
     for _ in range(n):
         idx = torch.randint(0, len(clips), (cfg.train.batch_size,), generator=g)
@@ -67,7 +73,7 @@ def applicable_cases(cfg) -> tuple[list[tuple], dict[str, str]]:
     """The LOSS_CASES that run on the config's crops, and why each other one does not (e.g. an STFT
     longer than a 512-sample crop); pass such a loss with shorter settings as the config's own regularizer."""
     keep, skipped = [], {}
-    x = torch.zeros(1, 1, cfg.data.segment)
+    x = torch.zeros(1, *build_task(cfg).shape())  # (1, 1, T) for waveforms, (1, C, H, W) for images
     for label, name, kwargs in LOSS_CASES:
         try:
             build_spectral_loss([_entry(cfg, label, name, kwargs)], NORMALIZATIONS[0])(x, x)
@@ -130,6 +136,12 @@ def own_regularizer(cfg, net, n_batches: int, seed: int) -> dict | None:
     }
 
 
+def _data(cfg) -> str:
+    if TASKS[cfg.task].waveform:
+        return f"clip {cfg.data.segment} samples at {cfg.data.sample_rate} Hz"
+    return f"images {' x '.join(map(str, cfg.data.image_shape))}"
+
+
 def _objective(cfg) -> str:
     d = cfg.diffusion
     if d.kind == "edm":
@@ -158,8 +170,8 @@ def main() -> None:
     rows = {label: {n: sums[f"{label}|{n}"] / sums["denoise"] for n in NORMALIZATIONS} for label, _, _ in cases}
     what = f"checkpoint {args.ckpt} (EMA)" if args.ckpt else "freshly initialised network"
     table = [
-        f"{what}; config {args.config} {' '.join(args.overrides)}; clip {cfg.data.segment} samples at "
-        f"{cfg.data.sample_rate} Hz; {args.batches} batches of {cfg.train.batch_size}; "
+        f"{what}; config {args.config} {' '.join(args.overrides)}; {_data(cfg)}; "
+        f"{args.batches} batches of {cfg.train.batch_size}; "
         f"{_objective(cfg)}; "
         f"mean denoising loss {sums['denoise']:.4g}",
         "",
