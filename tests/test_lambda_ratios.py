@@ -46,3 +46,19 @@ def test_image_losses_apply_audio_ones_are_skipped_with_the_reason(image_cfg):
     torch.manual_seed(0)
     sums = measure(cfg, build_network(cfg).eval(), 2, 0, cases[:1])
     assert sums["denoise"] > 0 and all(np.isfinite(v) and v > 0 for v in sums.values())
+
+
+def test_a_mel_features_config_is_measured_on_its_mel_pictures(tmp_path):
+    """egs/digits/conf/mel_small.yaml: batches are the dumped log-mels normalized by data.mel_range, (B, 1, 32, 32)."""
+    from tests.conftest import run_cli, write_corpus
+
+    corpus = write_corpus(tmp_path, n=6, seconds=1.0, sample_rate=8000)
+    assert run_cli("dump-features", corpus, "--preset", "speech8k", "--sample-rate", "8000").exit_code == 0
+    cfg = load_config(ROOT / "egs/digits/conf/mel_small.yaml", ["name=x", f"data.train={corpus}", "train.batch_size=3"])
+    first, second = list(batches(cfg, 2, seed=0))
+    assert first[0].shape == (3, 1, 32, 32) and first[1] is None
+    assert first[0].abs().max() < 1.01  # normalized by mel_range (the log floor sits just below -1)
+    assert torch.equal(next(batches(cfg, 2, seed=0))[0], first[0])  # the same seed, the same batch
+    cases, skipped = applicable_cases(cfg)
+    assert {"amp", "amp_phase", "haar", "bior13"} <= {label for label, _, _ in cases}
+    assert set(skipped) == {"stft", "mrstft", "mel"}
