@@ -1,7 +1,8 @@
-"""Audio I/O: soundfile for reading/writing, soxr for resampling."""
+"""Audio I/O: soundfile for reading/writing (plus a byte-stable float WAV writer), soxr for resampling."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,22 @@ def save_audio(path: str | Path, audio: Tensor, sample_rate: int) -> None:
     data = audio.detach().float().cpu().reshape(-1).clamp(-1, 1).numpy()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), data, sample_rate, subtype="PCM_16")
+
+
+def save_float_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write mono (T,) audio as a 32-bit float WAV, unclipped, the same bytes for the same samples.
+
+    libsndfile (soundfile) adds a PEAK chunk to float WAVs that holds the time of writing, so
+    a corpus written twice from one seed differed byte for byte whenever the two writes fell in
+    different seconds. This writes the plain RIFF/WAVE layout for IEEE float (format 3, with
+    the `fact` chunk non-PCM WAVs carry) and nothing else.
+    """
+    data = np.ascontiguousarray(np.asarray(audio, dtype="<f4").reshape(-1))
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: audio has NaN or inf samples; a float WAV would store them as they are")
+    fmt = struct.pack("<HHIIHH", 3, 1, sample_rate, 4 * sample_rate, 4, 32)
+    fact = struct.pack("<I", data.size)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", len(fact)) + fact
+    body += b"data" + struct.pack("<I", data.nbytes) + data.tobytes()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)

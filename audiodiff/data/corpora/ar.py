@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from audiodiff.audio.io import save_float_wav
 from audiodiff.data.corpora.common import finish_audio_corpus
 
 PSD_FILE = "analytic_psd.json"
@@ -105,7 +105,7 @@ def prepare_ar(
     (out / "wav").mkdir(parents=True, exist_ok=True)
     for i, clip in enumerate(clips):
         path = out / "wav" / f"ar_{i:05d}.wav"
-        sf.write(str(path), clip.astype(np.float32), sample_rate, subtype="FLOAT")
+        save_float_wav(path, clip, sample_rate)
         split = "train" if i < cut[0] else "valid" if i < cut[1] else "test"
         items.append({"utt": path.stem, "spk": "ar", "path": str(path.resolve()), "split": split})
     summary = finish_audio_corpus(out, "ar", items)
