@@ -52,3 +52,24 @@ def test_deterministic_from_the_seed(corpus, tmp_path):
     other = tmp_path / "other"
     prepare_digits(other, speakers=10, reps=1, seed=4)
     assert digest(other) != digest(out)
+
+
+def test_center_placement_centres_every_word_with_the_random_placements_gains():
+    import numpy as np
+
+    from audiodiff.data.corpora.digits import _place
+
+    word = np.concatenate([np.zeros(50), np.hanning(400), np.zeros(70)]).astype(np.float32)  # trimmed to 400
+    rand = [_place(word, 2000, np.random.default_rng(s)) for s in range(5)]
+    cent = [_place(word, 2000, np.random.default_rng(s), "center") for s in range(5)]
+    starts = [int(np.flatnonzero(c)[0]) for c in rand]
+    assert len(set(starts)) > 1  # random offsets differ
+    for r, c in zip(rand, cent):
+        active = np.flatnonzero(c)
+        assert abs(active[0] - (1999 - active[-1])) <= 2  # centred: equal silence either side
+        assert np.abs(c).max() == pytest.approx(np.abs(r).max())  # the same gain
+
+
+def test_an_unknown_placement_is_refused_naming_the_allowed_ones(tmp_path):
+    with pytest.raises(ValueError, match="placement='middle'; allowed: random, center"):
+        prepare_digits(tmp_path, speakers=10, placement="middle")

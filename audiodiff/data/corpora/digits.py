@@ -24,11 +24,13 @@ from audiodiff.data.corpora.common import progress, write_data_dir
 from audiodiff.data.corpora.espeak import list_variants, synthesize_fresh
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+PLACEMENTS = ("random", "center")
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 
 
-def _place(word: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Trim silence, then put the word at a random offset of a `length` clip with a random gain."""
+def _place(word: np.ndarray, length: int, rng: np.random.Generator, placement: str = "random") -> np.ndarray:
+    """Trim silence, then put the word in a `length` clip with a random gain: at a random offset, or
+    centred (placement "center"; the offset is drawn all the same, so both give the same gains)."""
     active = np.flatnonzero(np.abs(word) > 0.02 * np.abs(word).max()) if word.size else np.zeros(0, int)
     if active.size:
         word = word[active[0] : active[-1] + 1]
@@ -37,6 +39,8 @@ def _place(word: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarra
         word[-160:] *= np.linspace(1, 0, 160)
     clip = np.zeros(length, np.float32)
     start = int(rng.integers(0, length - word.shape[0] + 1))
+    if placement == "center":
+        start = (length - word.shape[0]) // 2
     peak = np.abs(word).max() or 1.0
     clip[start : start + word.shape[0]] = word / peak * rng.uniform(0.3, 0.9)
     return clip
@@ -49,6 +53,7 @@ def prepare_digits(
     seed: int = 0,
     sample_rate: int = 16000,
     split: tuple[float, float] = (0.8, 0.1),
+    placement: str = "random",
 ) -> dict:
     """Synthesize the corpus; returns a summary (also written to <out>/digits.json).
 
@@ -59,8 +64,12 @@ def prepare_digits(
         seed: everything (speakers, splits, offsets, gains) follows from it.
         sample_rate: output rate (espeak-ng renders at 22.05 kHz; resampled with soxr).
         split: fractions of voice variants for train and valid (the rest is test).
+        placement: "random" (each word at a random offset in its clip) or "center" (every word
+            centred: a smaller problem, with the same voices, words and gains).
     """
     out = Path(out)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"digits: placement={placement!r}; allowed: {', '.join(PLACEMENTS)}")
     if speakers < 3:
         raise ValueError(f"digits: speakers={speakers}; need at least 3 (one each for train, valid and test)")
     rng = np.random.default_rng(seed)
@@ -78,7 +87,7 @@ def prepare_digits(
     sets: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
     for item, raw in progress(len(plan), "resample and write", "clip", iterable=zip(plan, raws)):
         audio = soxr.resample(raw.astype(np.float32) / 32768.0, tts_rate, sample_rate)
-        clip = _place(audio.astype(np.float32), sample_rate, rng)
+        clip = _place(audio.astype(np.float32), sample_rate, rng, placement)
         path = out / "wav" / f"{item['utt']}.wav"
         save_audio(path, torch.from_numpy(clip), sample_rate)
         sets[item.pop("part")].append(item | {"path": str(path.resolve())})
@@ -90,6 +99,7 @@ def prepare_digits(
         "sample_rate": sample_rate,
         "speakers": speakers,
         "reps": reps,
+        "placement": placement,
         "utterances": {k: len(v) for k, v in sets.items()},
         "voices": {k: sorted({u["voice"] for u in v}) for k, v in sets.items()},
     }
