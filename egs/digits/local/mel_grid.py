@@ -16,18 +16,11 @@ import torch
 
 from audiodiff.audio.features import LogMel, mel_config
 from audiodiff.audio.io import load_audio
-from audiodiff.data.kaldi import read_scp
+from audiodiff.data.datasets import list_audio
 from audiodiff.eval.classifier import fit_samples, load_classifier
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def clips(folder: Path, n: int) -> list[Path]:
-    """The first n clips of a data dir (wav.scp) or a folder of .wav files."""
-    if (folder / "wav.scp").is_file():
-        return [Path(p) for p in list(read_scp(folder / "wav.scp").values())[:n]]
-    return sorted(folder.glob("*.wav"))[:n]
 
 
 def main() -> None:
@@ -44,14 +37,14 @@ def main() -> None:
     model = load_classifier(args.classifier)[0] if args.classifier else None
     fig, axes = plt.subplots(2, args.n, figsize=(1.3 * args.n, 3.0), squeeze=False)
     for row, folder in enumerate((args.real, args.gen)):
-        for ax, path in zip(axes[row], clips(folder, args.n)):
+        for ax, path in zip(axes[row], list(list_audio(folder).values())[: args.n]):
             wav = load_audio(path, cfg.sample_rate)
             ax.imshow(logmel(wav[None])[0].numpy(), origin="lower", aspect="auto", vmin=-11.5, vmax=1.0)
             ax.set_xticks([]), ax.set_yticks([])
             if model is not None:
                 x = fit_samples(load_audio(path, model.config.sample_rate), model.config.samples)[None]
                 with torch.no_grad():
-                    probs = model.logits_from_features(model.features(x)).softmax(1)[0]
+                    probs = model(x).softmax(1)[0]
                 ax.set_title(f"{int(probs.argmax())} ({probs.max():.2f})", fontsize=7)
         axes[row][0].set_ylabel(["real", "generated"][row], fontsize=8)
     fig.tight_layout()
