@@ -36,19 +36,13 @@ def load_labelled(source: str | Path, config: ClassifierConfig | None = None) ->
         return images, labels, [str(i) for i in range(int(labels.max()) + 1)]
     from audiodiff.audio.io import load_audio
     from audiodiff.data.datasets import list_audio
-    from audiodiff.data.kaldi import read_table
+    from audiodiff.data.kaldi import label_names, read_labels
 
     if not (source / "wav.scp").is_file():
         raise FileNotFoundError(f"{source}: want a data dir with wav.scp + utt2label (or text), or images.npy")
     wavs = list_audio(source)
-    label_file = source / "utt2label" if (source / "utt2label").is_file() else source / "text"
-    if not label_file.is_file():
-        raise FileNotFoundError(f"{source}: no utt2label or text file to take class labels from")
-    raw = read_table(label_file)
-    missing = sorted(set(wavs) - set(raw))
-    if missing:
-        raise ValueError(f"{label_file}: no label for {len(missing)} utterance(s), e.g. {missing[0]}")
-    names = sorted(set(raw.values()), key=lambda s: (len(s), s))
+    raw, label_file = read_labels(source, wavs)
+    names = label_names(raw.values())
     cfg = config or ClassifierConfig()
     clips = torch.stack([fit_samples(load_audio(wavs[u], cfg.sample_rate), cfg.samples) for u in wavs])
     index = {n: i for i, n in enumerate(cfg.labels or names)}

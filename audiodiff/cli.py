@@ -180,6 +180,13 @@ def train(
     default=None,
     help="Clamp x0_hat to [-1, 1] at every step (default: the config's sample.clip_denoised).",
 )
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="Classifier-free guidance w of a class-conditional model trained with label dropout "
+    "(1: plain conditional, 0: unconditional; default: the config's sample.guidance).",
+)
 @click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available).")
 def generate(
@@ -196,6 +203,7 @@ def generate(
     vocoder,
     seconds,
     clip_denoised,
+    guidance,
     raw,
     device,
 ) -> None:
@@ -233,6 +241,7 @@ def generate(
             churn=churn,
             rho=rho,
             log=lambda line: click.echo(line, err=True),
+            guidance=guidance,
         )
     except (OSError, ValueError) as err:
         _fail(err)

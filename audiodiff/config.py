@@ -105,6 +105,9 @@ class DataConfig:
     # vocoders: the condition as computed ("raw", lmnt's convention) or mapped by mel_range ("mel_range")
     cond_scale: CondScale = "raw"
     image_shape: list[int] = field(default_factory=lambda: [1, 32, 32])  # images: (C, H, W)
+    # class names of a class-conditional mel model (index = class id), from data.train's utt2label
+    # (or text) at training, sorted; recorded so that generation knows them
+    labels: list[str] = field(default_factory=list)
     num_workers: int = 0
     on_bad_audio: OnBadAudio = (
         "error"  # unusable training files (unreadable, NaN/inf, silent, too short): error or skip
@@ -149,6 +152,9 @@ class SampleConfig:
     fast_betas: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
     rho: float = 7.0
     clip_denoised: bool = False  # clamp x0_hat to the data range [-1, 1] at every step (DDPM images)
+    # classifier-free guidance w: D = D_null + w (D_label - D_null); 1 = plain conditional (one call per
+    # step), 0 = unconditional; other than 1 needs model.unet.num_classes > 0 and label_dropout > 0
+    guidance: float = 1.0
 
 
 @dataclass
@@ -351,6 +357,8 @@ def _check_values(cfg: DictConfig, source: str) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)} must be >= 0")
+    if problem := guidance_problem(cfg):
+        raise ConfigError(f"{source}: {problem}")
     waveform = TASKS[cfg.task].waveform
     for i, entry in enumerate(cfg.regularizer.losses):
         rate = entry.kwargs.get("sample_rate", MEL_LOSS_RATE)
@@ -359,6 +367,27 @@ def _check_values(cfg: DictConfig, source: str) -> None:
                 f"{source}: regularizer.losses[{i}] (mel) has sample_rate={rate} but data.sample_rate="
                 f"{cfg.data.sample_rate}; set its kwargs.sample_rate to the data's rate"
             )
+
+
+def guidance_problem(cfg: ExperimentConfig) -> str | None:
+    """Why cfg.sample.guidance cannot be used with cfg's model (one line), or None if it can."""
+    w = cfg.sample.guidance
+    if w == 1:
+        return None
+    if w < 0:
+        return f"sample.guidance={w} must be >= 0 (1: plain conditional, 0: unconditional)"
+    unet = cfg.model.unet
+    if cfg.model.kind != "unet" or not unet.num_classes or not unet.label_dropout:
+        have = (
+            f"num_classes={unet.num_classes}, label_dropout={unet.label_dropout}"
+            if cfg.model.kind == "unet"
+            else f"model.kind={cfg.model.kind}"
+        )
+        return (
+            f"sample.guidance={w} needs a class-conditional UNet trained with a null label "
+            f"(model.unet.num_classes > 0 and model.unet.label_dropout > 0); this model has {have}"
+        )
+    return None
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

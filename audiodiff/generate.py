@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from audiodiff.builders import build_task, load_for_generation
-from audiodiff.config import ExperimentConfig
+from audiodiff.config import ExperimentConfig, guidance_problem
 from audiodiff.runfiles import claim_output, writable_dir, write_set_listing
 from audiodiff.sampling import sample, sampler_settings
 
@@ -47,6 +47,7 @@ def _settings(cfg: ExperimentConfig, ckpt: str, step: int, use_ema: bool, sample
         "steps": steps,
         "sampler_settings": reads,
         "clip_denoised": cfg.sample.clip_denoised,
+        "guidance": cfg.sample.guidance,
         "seeds": seeds,
     }
 
@@ -69,6 +70,7 @@ def generate(
     churn: float | None = None,
     rho: float | None = None,
     log: Callable[[str], None] | None = None,
+    guidance: float | None = None,
 ) -> list[Path]:
     """Write <seed>.wav/.png per seed (or <utt>.wav per input when vocoding), a grid PNG and settings.json.
 
@@ -85,6 +87,9 @@ def generate(
     1000-step schedule is its eps error times sigma_max ~ 157, and unclamped it can push samples
     off the data range for good).
 
+    `guidance` overrides the config's sample.guidance (classifier-free guidance of a class-conditional
+    model trained with label dropout; 1 = plain conditional). A model that cannot take it is a ValueError.
+
     `seconds` sets the clip length of unconditional waveform models (default: the training crop,
     data.segment); the network is fully convolutional, so a model trained on short crops can
     generate longer clips.
@@ -98,6 +103,10 @@ def generate(
     cfg, net, formulation, step = load_for_generation(ckpt, device, use_ema)
     if clip_denoised is not None:
         cfg.sample.clip_denoised = clip_denoised
+    if guidance is not None:
+        cfg.sample.guidance = guidance
+    if problem := guidance_problem(cfg):
+        raise ValueError(f"generate: {problem}")
     sampler = sampler or cfg.sample.sampler
     reads = sampler_settings(cfg, formulation, sampler, {"steps": steps, "eta": eta, "churn": churn, "rho": rho})
     options = {"seconds": seconds} if seconds is not None else {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from audiodiff.builders import SAMPLER_PLANS, SAMPLER_SETTINGS
+from audiodiff.config import guidance_problem
 from audiodiff.diffusion import Formulation
 from audiodiff.diffusion.samplers import SeededNoise
 from audiodiff.models import DiffWave
@@ -64,6 +66,30 @@ def warn_fractional_steps(net: nn.Module, formulation: Formulation, sigmas: Tens
         )
 
 
+def guided(denoiser, guidance: float, null: int | None):
+    """Classifier-free guidance around denoiser(x, sigma, labels) -> x0_hat, for every sampler.
+
+    D = D(null) + w (D(labels) - D(null)), the two evaluated as one batch of 2B. w = 1 returns
+    `denoiser` itself (the plain conditional model, one call per step); w = 0 calls it once with
+    the null label (the unconditional model). `null` is the null label's index (None: the model
+    has none, and only w = 1 is allowed).
+    """
+    if guidance == 1:
+        return denoiser
+    if null is None or guidance < 0:
+        raise ValueError(f"sample.guidance={guidance} needs a model with a null label and guidance >= 0")
+
+    def fn(x: Tensor, sigma: Tensor, labels: Tensor) -> Tensor:
+        empty = torch.full_like(labels, null)
+        if guidance == 0:
+            return denoiser(x, sigma, empty)
+        both = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([labels, empty]))
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    return fn
+
+
 @torch.no_grad()
 def sample(
     net: nn.Module,
@@ -76,7 +102,13 @@ def sample(
     steps: int | None = None,
     callback=None,
 ) -> Tensor:
-    """Generate len(seeds) samples of `shape` (without the batch axis); sample k depends only on seeds[k]."""
+    """Generate len(seeds) samples of `shape` (without the batch axis); sample k depends only on seeds[k].
+
+    A class-conditional model is guided by cfg.sample.guidance (`guided`); a guidance the model
+    cannot take is a ValueError naming the keys.
+    """
+    if problem := guidance_problem(cfg):
+        raise ValueError(problem)
     plan = sampling_plan(cfg, formulation, sampler or cfg.sample.sampler, steps or cfg.sample.steps)
     warn_fractional_steps(net, formulation, plan[1])
     device = next(net.parameters()).device
@@ -88,8 +120,10 @@ def sample(
 
     clip = cfg.sample.clip_denoised
 
+    guide = guided(partial(formulation.denoise, net), cfg.sample.guidance, getattr(net, "null_label", None))
+
     def denoiser(x, s, c):
-        x0_hat = formulation.denoise(net, x, s, c)
+        x0_hat = guide(x, s, c)
         return x0_hat.clamp(-1, 1) if clip else x0_hat
 
     return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device=device)

@@ -134,12 +134,16 @@ class DiffusionExamples(Dataset):
     """Training examples with their own random draws, from `(index, seed)` keys.
 
     Returns an Example with x = a crop (1, segment) drawn from the seed, and noise shaped like the
-    model's input ((1, segment) for waveforms, (1, n_mels, frames) for mel models).
+    model's input ((1, segment) for waveforms, (1, n_mels, frames) for mel models), and with
+    `labels` (class ids (N,)) the example's label.
     """
 
-    def __init__(self, clips: AudioClips, noise_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, clips: AudioClips, noise_shape: tuple[int, ...] | None = None, labels: Tensor | None = None
+    ) -> None:
         self.clips = clips
         self.noise_shape = tuple(noise_shape) if noise_shape else (1, clips.segment)
+        self.labels = labels  # class ids (N,) of a class-conditional task, else None
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -148,7 +152,12 @@ class DiffusionExamples(Dataset):
         index, seed = key
         g = torch.Generator().manual_seed(seed)
         clip = crop_or_pad(self.clips.audio(index), self.clips.segment, generator=g)
-        return make_example(clip[None], g, index, self.noise_shape)
+        return make_example(clip[None], g, index, self.noise_shape, **with_label(self.labels, index))
+
+
+def with_label(labels: Tensor | None, index: int) -> dict:
+    """{"label": labels[index]} for a labelled dataset, {} for an unlabelled one (labels None)."""
+    return {} if labels is None else {"label": labels[index]}
 
 
 class ImageArrays(Dataset):

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from audiodiff.audio.features import LogMel, mel_config
 from audiodiff.audio.io import load_audio
-from audiodiff.data.datasets import crop_or_pad, list_audio
+from audiodiff.data.datasets import crop_or_pad, list_audio, with_label
 from audiodiff.data.examples import Example, make_example
 from audiodiff.data.kaldi import read_scp
 from audiodiff.data.validate import usable_audio
@@ -52,7 +52,7 @@ class MelFeatureExamples(Dataset):
     """Random `frames`-long crops of dumped log-mels (padded with the log floor), with their own draws.
 
     Items are Examples keyed by (index, seed) as DiffusionExamples: x = the (n_mels, frames) log-mel
-    crop, noise (1, n_mels, frames).
+    crop, noise (1, n_mels, frames); with `labels` set (class ids (N,), in `ids` order) its label.
     """
 
     def __init__(self, data_dir: str | Path, preset: str, sample_rate: int, frames: int) -> None:
@@ -66,8 +66,11 @@ class MelFeatureExamples(Dataset):
             diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ValueError(f"{meta}: features were dumped with other mel settings ({diff}); dump them again")
         self.floor = float(np.log(wanted["log_floor"]))
-        self.feats = [torch.from_numpy(np.load(path)) for path in read_scp(scp).values()]
+        table = read_scp(scp)
+        self.ids = list(table)
+        self.feats = [torch.from_numpy(np.load(path)) for path in table.values()]
         self.frames = frames
+        self.labels: torch.Tensor | None = None  # class ids (N,) of a class-conditional task
 
     def __len__(self) -> int:
         return len(self.feats)
@@ -76,4 +79,4 @@ class MelFeatureExamples(Dataset):
         index, seed = key
         g = torch.Generator().manual_seed(seed)
         crop = crop_or_pad(self.feats[index], self.frames, generator=g, value=self.floor)
-        return make_example(crop, g, index, (1, *crop.shape))
+        return make_example(crop, g, index, (1, *crop.shape), **with_label(self.labels, index))

@@ -102,3 +102,26 @@ def read_scp(path: str | Path, problems: list[str] | None = None) -> dict[str, s
             continue
         entries[utt] = str(file)
     return entries
+
+
+def read_labels(data_dir: str | Path, utts) -> tuple[dict[str, str], Path]:
+    """Class labels of a data dir: ({id: label} of its utt2label (or text), the file read).
+
+    Raises:
+        FileNotFoundError: the dir has neither utt2label nor text.
+        ValueError: an utterance of `utts` has no label (naming the file and one such id).
+    """
+    data_dir = Path(data_dir)
+    label_file = data_dir / "utt2label" if (data_dir / "utt2label").is_file() else data_dir / "text"
+    if not label_file.is_file():
+        raise FileNotFoundError(f"{data_dir}: no utt2label or text file to take class labels from")
+    raw = read_table(label_file)
+    missing = sorted(set(utts) - set(raw))
+    if missing:
+        raise ValueError(f"{label_file}: no label for {len(missing)} utterance(s), e.g. {missing[0]}")
+    return raw, label_file
+
+
+def label_names(labels) -> list[str]:
+    """The distinct class names of `labels` in class-id order: by length, then text (0..9, 10, ...)."""
+    return sorted(set(labels), key=lambda s: (len(s), s))

@@ -35,6 +35,10 @@ class UNetConfig:
         embedding: "positional" (for DDPM step indices) or "fourier" (for EDM's c_noise).
         fourier_scale: std of the random Fourier frequencies.
         num_classes: > 0 adds a class-label embedding (cond = labels (B,) long).
+        label_dropout: training-time probability of replacing a label by the null label
+            (index num_classes, an extra embedding row when > 0), so that the model also learns
+            the unconditional denoiser that classifier-free guidance needs. Drawn from the global
+            RNG in train mode, as nn.Dropout draws (the run's seed; restored on resume).
         groups: group-norm groups (capped by the channel count).
     """
 
@@ -49,6 +53,7 @@ class UNetConfig:
     embedding: str = "positional"
     fourier_scale: float = 16.0
     num_classes: int = 0
+    label_dropout: float = 0.0
     groups: int = 32
 
 
@@ -128,7 +133,13 @@ class UNet(nn.Module):
         out_ch = cfg.out_channels or cfg.in_channels
         emb_dim = 4 * cfg.channels
         self.embed = NoiseEmbedding(cfg.channels, emb_dim, cfg.embedding, cfg.fourier_scale)
-        self.label = nn.Embedding(cfg.num_classes, emb_dim) if cfg.num_classes else None
+        if not 0 <= cfg.label_dropout < 1 or (cfg.label_dropout and not cfg.num_classes):
+            raise ValueError(
+                f"UNet: label_dropout={cfg.label_dropout} must be in [0, 1) and needs num_classes > 0 "
+                f"(num_classes={cfg.num_classes})"
+            )
+        rows = cfg.num_classes + (1 if cfg.label_dropout else 0)
+        self.label = nn.Embedding(rows, emb_dim) if cfg.num_classes else None
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.channels, 3, padding=1)
         widths = [cfg.channels * m for m in cfg.channel_mult]
         self.down = nn.ModuleList()
@@ -170,6 +181,11 @@ class UNet(nn.Module):
         return _BlockWithAttention(res, None)
 
     @property
+    def null_label(self) -> int | None:
+        """The label index of the unconditional (null) class, or None if the model has none."""
+        return self.config.num_classes if self.config.num_classes and self.config.label_dropout else None
+
+    @property
     def multiple(self) -> int:
         """Spatial sides are padded up to a multiple of this."""
         return 2 ** (len(self.config.channel_mult) - 1)
@@ -187,6 +203,9 @@ class UNet(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h))
         emb = self.embed(noise_cond)
         if self.label is not None:
+            if self.training and self.config.label_dropout:
+                drop = torch.rand(cond.shape, device=cond.device) < self.config.label_dropout
+                cond = torch.where(drop, torch.full_like(cond, self.config.num_classes), cond)
             emb = emb + self.label(cond)
         h = self.conv_in(x)
         skips = [h]

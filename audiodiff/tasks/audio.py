@@ -11,6 +11,7 @@ from torch import Tensor
 from audiodiff.audio.features import LogMel, display_logmel, griffin_lim, mel_config
 from audiodiff.audio.io import load_audio, save_audio
 from audiodiff.data.datasets import AudioClips, DiffusionExamples, list_audio
+from audiodiff.data.kaldi import label_names, read_labels
 from audiodiff.tasks.base import Job, Task
 
 
@@ -209,8 +210,10 @@ class VocoderTask(WaveformTask):
 class MelTask(AudioTask):
     """Log-mel spectrograms (B, 1, n_mels, frames) normalized to [-1, 1] by data.mel_range.
 
-    Audio comes from Griffin-Lim, or from `vocoder` (a mel-conditioned DiffWave checkpoint with
-    the same mel preset) at generation.
+    With model.unet.num_classes the model is class-conditional: labels from data.train's utt2label
+    (or text), names in data.labels; generated file k gets class seed_k mod classes (settings.json
+    "labels" lists each file's). Audio comes from Griffin-Lim, or from `vocoder` (a mel-conditioned
+    DiffWave checkpoint with the same mel preset) at generation.
     """
 
     networks = ("unet",)
@@ -231,9 +234,50 @@ class MelTask(AudioTask):
                     f"--vocoder {vocoder}: needs a mel-conditioned DiffWave with mel_preset {cfg.data.mel_preset}"
                 )
 
+    def examples(self):
+        examples = super().examples()
+        examples.labels = self.class_ids(self.clips.ids)
+        return examples
+
+    def class_ids(self, ids: list[str]) -> Tensor | None:
+        """Class ids (len(ids),) of data.train's utterances `ids` for a class-conditional model, else None.
+
+        The names come from data.train's utt2label (or text); data.labels, when empty, is set to
+        them sorted (recorded in the run's config and checkpoints).
+
+        Raises:
+            FileNotFoundError / ValueError: no label file, an utterance without a label, a label
+                outside data.labels, or model.unet.num_classes unlike the number of classes.
+        """
+        if not self.classes:
+            return None
+        raw, label_file = read_labels(self.cfg.data.train, ids)
+        found = label_names(raw[u] for u in ids)
+        if not self.cfg.data.labels:
+            self.cfg.data.labels = found
+        known = list(self.cfg.data.labels)
+        unknown = sorted(set(found) - set(known))
+        if unknown:
+            raise ValueError(f"{label_file}: labels {unknown} are not among data.labels {known}")
+        if len(known) != self.classes:
+            raise ValueError(
+                f"model.unet.num_classes={self.classes} but {label_file} gives {len(known)} classes {known}; "
+                f"set model.unet.num_classes={len(known)}"
+            )
+        index = {name: i for i, name in enumerate(known)}
+        return torch.tensor([index[raw[u]] for u in ids])
+
     def to_model(self, batch):
         x0 = batch["x"].to(self.device, non_blocking=True)
-        return mel_to_unit(self.logmel(x0), self.cfg.data.mel_range)[:, None], None
+        return mel_to_unit(self.logmel(x0), self.cfg.data.mel_range)[:, None], self.batch_labels(batch)
+
+    def batch_labels(self, batch) -> Tensor | None:
+        """The batch's class labels (B,) on the task's device for a class-conditional model, else None."""
+        return batch["label"].to(self.device) if self.classes else None
+
+    def summarize(self, out, paths, outputs, source):
+        settings = super().summarize(out, paths, outputs, source)
+        return settings | {"labels": self.label_names([int(p.stem) for p in paths])}
 
     def shape(self, cond=None):
         return (1, self.mel.n_mels, self.frames)
@@ -261,10 +305,12 @@ class MelFeaturesTask(MelTask):
     def examples(self):
         from audiodiff.data.features import MelFeatureExamples
 
-        super().examples()  # the audio is audited as for every audio task
+        AudioTask.examples(self)  # the audio is audited as for every audio task
         d = self.cfg.data
-        return MelFeatureExamples(d.train, d.mel_preset, d.sample_rate, self.frames)
+        examples = MelFeatureExamples(d.train, d.mel_preset, d.sample_rate, self.frames)
+        examples.labels = self.class_ids(examples.ids)
+        return examples
 
     def to_model(self, batch):
         x0 = batch["x"].to(self.device, non_blocking=True)
-        return mel_to_unit(x0, self.cfg.data.mel_range)[:, None], None
+        return mel_to_unit(x0, self.cfg.data.mel_range)[:, None], self.batch_labels(batch)

@@ -82,7 +82,26 @@ class Task(ABC):
 
     def preview_condition(self, seeds: list[int]) -> Tensor | None:
         """The condition of the samples logged during training (one per seed), or None."""
-        return None
+        return self.labels(seeds)
+
+    # ---- class labels (a UNet with model.unet.num_classes > 0)
+    @property
+    def classes(self) -> int:
+        """The number of classes of a class-conditional model, else 0."""
+        return self.cfg.model.unet.num_classes if self.cfg.model.kind == "unet" else 0
+
+    def labels(self, seeds: list[int]) -> Tensor | None:
+        """Class labels (len(seeds),) of a class-conditional model (seed k gets class seed_k mod classes), else None."""
+        classes = self.classes
+        return torch.tensor([s % classes for s in seeds], device=self.device) if classes else None
+
+    def label_names(self, seeds: list[int]) -> list[str] | None:
+        """The class names `labels(seeds)` stand for (data.labels, else the class ids as text), or None."""
+        labels = self.labels(seeds)
+        if labels is None:
+            return None
+        names = list(self.cfg.data.labels) or [str(i) for i in range(self.classes)]
+        return [names[i] for i in labels.tolist()]
 
     # ---- generation
     @abstractmethod
@@ -90,9 +109,12 @@ class Task(ABC):
         """Model-space shape of one sample (without the batch axis), for a batch condition `cond`."""
 
     def jobs(self, seeds: list[int], source: str | None = None) -> list[Job]:
-        """What to generate: one job per seed (a conditional task may read `source`)."""
+        """What to generate: one job per seed, with its class label if the model has classes
+        (a conditional task may read `source`)."""
         self.no_source(source)
-        return [Job(name, s, None) for name, s in zip(seed_names(seeds), seeds)]
+        labels = self.labels(seeds)
+        names = seed_names(seeds)
+        return [Job(names[i], s, None if labels is None else labels[i]) for i, s in enumerate(seeds)]
 
     def no_source(self, source: str | None) -> None:
         """Raise if generate was given audio to vocode (`--mels-from`) that this task would ignore."""

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from audiodiff.data.datasets import ImageArrays
-from audiodiff.tasks.base import Job, Task, seed_names
+from audiodiff.tasks.base import Task
 
 
 def to_uint8(images: Tensor):
@@ -50,26 +50,12 @@ class ImageTask(Task):
             )
         return images
 
-    def labels(self, seeds: list[int]) -> Tensor | None:
-        """Class labels (len(seeds),) of a class-conditional model, else None."""
-        classes = self.cfg.model.unet.num_classes
-        return torch.tensor([s % classes for s in seeds], device=self.device) if classes else None
-
     def to_model(self, batch):
         x0 = batch["x"].to(self.device, non_blocking=True)
         return x0, batch["label"].to(self.device) if self.cfg.model.unet.num_classes else None
 
-    def preview_condition(self, seeds):
-        return self.labels(seeds)
-
     def shape(self, cond=None):
         return tuple(self.cfg.data.image_shape)
-
-    def jobs(self, seeds, source=None):
-        self.no_source(source)
-        labels = self.labels(seeds)
-        names = seed_names(seeds)
-        return [Job(names[i], s, None if labels is None else labels[i]) for i, s in enumerate(seeds)]
 
     def decode(self, x, seeds):
         return x.clamp(-1, 1)
