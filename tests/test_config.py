@@ -33,6 +33,22 @@ def test_defaults_compose_and_overrides_win(tmp_path):
         (["train.log_every=0"], r"train.log_every=0 must be >= 1"),
         (["data.segment=0"], r"data.segment=0 must be >= 1"),
         (["regularizer.lam=-1e-4"], r"regularizer.lam=-0.0001 must be >= 0"),
+        (["sample.guidance=2"], r"sample.guidance=2.0 needs a class-conditional UNet .*model.kind=diffwave"),
+        (
+            ["model.kind=unet", "task=mel", "model.unet.num_classes=10", "sample.guidance=1.5"],
+            r"sample.guidance=1.5 needs .*\(model.unet.num_classes > 0 and model.unet.label_dropout > 0\); "
+            r"this model has num_classes=10, label_dropout=0.0",
+        ),
+        (
+            [
+                "model.kind=unet",
+                "task=mel",
+                "model.unet.num_classes=10",
+                "model.unet.label_dropout=0.1",
+                "sample.guidance=-1",
+            ],
+            r"sample.guidance=-1.0 must be >= 0",
+        ),  # fmt: skip
         (
             ["regularizer.losses=[{name: amp}, {name: mel}]", "data.sample_rate=16000"],
             r"regularizer.losses\[1\] \(mel\) has sample_rate=22050 but data.sample_rate=16000",
@@ -110,6 +126,12 @@ def test_stored_configs_are_validated_like_loaded_ones(text, match):
     with pytest.raises(ConfigError, match=match) as info:
         from_yaml(text)
     assert "\n" not in str(info.value)
+
+
+def test_guidance_is_accepted_with_a_null_label():
+    cfg = load_config(None, ["name=x", "data.train=/d", "model.kind=unet", "task=mel", "model.unet.num_classes=10",
+                             "model.unet.label_dropout=0.1", "sample.guidance=2"])  # fmt: skip
+    assert cfg.sample.guidance == 2.0 and cfg.model.unet.label_dropout == 0.1
 
 
 def test_mel_loss_at_the_data_rate_is_accepted():

@@ -57,3 +57,32 @@ def test_traces_without_graph_breaks():
     explanation = torch._dynamo.explain(net)(torch.randn(2, 1, 20, 30), torch.tensor([1.0, 2.0]), torch.tensor([1, 2]))
     torch._dynamo.reset()
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_label_dropout_adds_a_null_row_and_drops_labels_at_its_rate_reproducibly():
+    net = small(num_classes=10, label_dropout=0.25)
+    assert net.label.num_embeddings == 11 and net.null_label == 10
+    plain = small(num_classes=10)
+    assert plain.label.num_embeddings == 10 and plain.null_label is None and small().null_label is None
+    seen = []
+    net.label.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    x, noise, labels = torch.randn(800, 1, 4, 4), torch.zeros(800), torch.arange(800) % 10
+    for _ in range(2):  # train mode: dropped from the global RNG, so a seed repeats the draw
+        torch.manual_seed(3)
+        net(x, noise, labels)
+    torch.manual_seed(4)
+    net(x, noise, labels)
+    net.eval()
+    net(x, noise, labels)
+    first, again, other, evaluated = seen
+    dropped = first == 10
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert 0.20 < dropped.float().mean() < 0.30  # 800 draws at p = 0.25: std 0.015
+    assert torch.equal(first[~dropped], labels[~dropped]) and torch.equal(evaluated, labels)
+
+
+def test_label_dropout_needs_classes_and_a_rate_below_one():
+    with pytest.raises(ValueError, match=r"label_dropout=0.1 must be in \[0, 1\) and needs num_classes > 0"):
+        small(label_dropout=0.1)
+    with pytest.raises(ValueError, match=r"label_dropout=1.0 must be in \[0, 1\)"):
+        small(num_classes=3, label_dropout=1.0)

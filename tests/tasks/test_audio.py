@@ -3,6 +3,8 @@ with Griffin-Lim or a vocoder, and mel models trained from dumped features."""
 
 import json
 
+import yaml
+
 from audiodiff.checkpoint import load_checkpoint
 from tests.conftest import base_args, fail_cli, run_cli, train_cli, write_short_clip
 
@@ -120,3 +122,40 @@ def test_vocoder_condition_is_mapped_by_mel_range_when_asked(monkeypatch):
     torch.testing.assert_close(seen[0], want)
     with pytest.raises(ConfigError, match=r"data.cond_scale=mel_range needs data.mel_range=\[lo, hi\] with lo < hi"):
         load_config(None, [*voc, "data.cond_scale=mel_range", "data.mel_range=[3,-12]"])
+
+
+def test_class_conditional_mel_features_carry_utt2label_and_generate_guided(tmp_path, corpus, config):
+    from torch.utils.data import default_collate
+
+    from audiodiff.builders import build_task
+    from audiodiff.config import load_config
+
+    (corpus / "utt2label").write_text("".join(f"utt{i} {'abab'[i] if i < 4 else 'c'}\n" for i in range(6)))
+    assert run_cli("dump-features", corpus, "--preset", "speech16k", "--sample-rate", "16000").exit_code == 0
+    unet = ["model.kind=unet", "model.unet.channels=8", "model.unet.channel_mult=[1,2]", "model.unet.attn_levels=[]",
+            "model.unet.num_res_blocks=1", "diffusion.kind=edm", "task=mel_features", "sample.sampler=heun",
+            "sample.steps=2", "model.unet.num_classes=3", "model.unet.label_dropout=0.5"]  # fmt: skip
+    run = train_cli(config, corpus, tmp_path / "exp", "cond", "train.steps=2", *unet)
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["labels"] == ["a", "b", "c"]
+    # the training batches carry each utterance's label (feats.scp order), to_model hands them to the network
+    task = build_task(load_config(config, base_args(corpus, tmp_path / "exp", "x", *unet)))
+    examples = task.examples()
+    batch = default_collate([examples[(i, 7)] for i in range(6)])
+    assert examples.ids == [f"utt{i}" for i in range(6)] and batch["label"].tolist() == [0, 1, 0, 1, 2, 2]
+    assert task.to_model(batch)[1].tolist() == [0, 1, 0, 1, 2, 2]
+    out = tmp_path / "gen"
+    res = run_cli("generate", "--ckpt", run, "--seeds", "0-3", "--out", out, "--guidance", "2", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["labels"] == ["a", "b", "c", "a"] and settings["guidance"] == 2.0
+    assert settings["files"] == ["0.wav", "1.wav", "2.wav", "3.wav"]
+    # a model without the null label cannot be guided; the labels must fit num_classes
+    plain = train_cli(config, corpus, tmp_path / "exp", "plain", "train.steps=2", *unet[:-2])
+    err = fail_cli("generate", "--ckpt", plain, "--seeds", "0", "--out", tmp_path / "g2", "--guidance", "2")
+    assert "sample.guidance=2.0 needs a class-conditional UNet trained with a null label" in err
+    err = fail_cli("train", config, "--no-progress", *base_args(corpus, tmp_path / "exp", "n2", *unet,
+                                                                "model.unet.num_classes=2"))  # fmt: skip
+    assert f"model.unet.num_classes=2 but {corpus / 'utt2label'} gives 3 classes ['a', 'b', 'c']" in err
+    (corpus / "utt2label").unlink()
+    err = fail_cli("train", config, "--no-progress", *base_args(corpus, tmp_path / "exp", "n3", *unet))
+    assert f"{corpus}: no utt2label or text file to take class labels from" in err
