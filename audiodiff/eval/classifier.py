@@ -214,18 +214,38 @@ def image_features(model: Classifier, images: np.ndarray, batch_size: int = 256)
     return np.concatenate(chunks)
 
 
+@torch.no_grad()
+def class_probs(model: Classifier, feats: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, classes) from penultimate features (N, feature_dim)."""
+    dev = next(model.parameters()).device
+    logits = model.logits_from_features(torch.from_numpy(np.asarray(feats, np.float32)).to(dev))
+    return logits.softmax(1).double().cpu().numpy()
+
+
+def conditional_accuracy(model: Classifier, feats_gen: np.ndarray, requested: list[str]) -> tuple[float, dict]:
+    """How often the classifier names the class each generated item was asked for (a class-conditional set).
+
+    Returns (accuracy over all items, {class name: accuracy over the items asked for it}).
+
+    Raises:
+        ValueError: a requested label that is not among the classifier's labels.
+    """
+    names = list(model.config.labels)
+    unknown = sorted(set(requested) - set(names))
+    if unknown:
+        raise ValueError(f"requested labels {unknown} (settings.json) are not among the classifier's labels {names}")
+    predicted = [names[i] for i in class_probs(model, feats_gen).argmax(1)]
+    hits = np.array([p == r for p, r in zip(predicted, requested)])
+    wanted = np.array(requested)
+    per_class = {n: float(hits[wanted == n].mean()) for n in names if (wanted == n).any()}
+    return float(hits.mean()), per_class
+
+
 def classifier_scores(model: Classifier, feats_ref: np.ndarray, feats_gen: np.ndarray) -> dict:
     """classifier-FID, IS, mIS and AM of a generated set against a reference set (features given)."""
     from audiodiff.eval.fad import fad
 
-    dev = next(model.parameters()).device
-
-    @torch.no_grad()
-    def to_probs(feats: np.ndarray) -> np.ndarray:
-        logits = model.logits_from_features(torch.from_numpy(np.asarray(feats, np.float32)).to(dev))
-        return logits.softmax(1).double().cpu().numpy()
-
-    p_ref, p_gen = to_probs(feats_ref), to_probs(feats_gen)
+    p_ref, p_gen = class_probs(model, feats_ref), class_probs(model, feats_gen)
     return {
         "classifier_fid": fad(feats_ref, feats_gen),
         "inception_score": inception_score(p_gen),

@@ -17,7 +17,13 @@ from audiodiff.eval.registry import current_names
 
 # Metrics (report keys, prefix before any "_<embedder>") where higher is better; signed errors, best at 0
 # (band_psd's per-band dB error: + excess, - deficit); all others: lower.
-HIGHER_IS_BETTER = ("inception_score", "modified_inception_score", "inception_score_ref", "pesq_wb")
+HIGHER_IS_BETTER = (
+    "inception_score",
+    "modified_inception_score",
+    "inception_score_ref",
+    "pesq_wb",
+    "conditional_accuracy",
+)
 SIGNED = re.compile(r"psd_band\d+_err_db")
 BETTER = {"higher": "higher is better", "lower": "lower is better", "zero": "closest to 0 is better"}
 

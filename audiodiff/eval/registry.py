@@ -149,13 +149,19 @@ def _inception_fid(ctx: Context) -> Scores:
 
 @register("classifier", "classifier")
 def _classifier(ctx: Context) -> Scores:
-    """classifier-FID, IS, mIS, AM of the trained classifier (audio or images) and the predicted-class histogram."""
-    from audiodiff.eval.classifier import classifier_scores
+    """classifier-FID, IS, mIS, AM of the trained classifier (audio or images) and the predicted-class histogram;
+    for a class-conditional generated set (settings.json "labels") also the classifier's accuracy on the
+    requested labels ("conditional_accuracy", overall and per class)."""
+    from audiodiff.eval.classifier import classifier_scores, conditional_accuracy
 
     f = ctx.need("classifier")
     values = classifier_scores(f.model, f.ref, f.gen)
-    histogram = values.pop("gen_class_histogram")
-    return Scores(values, f.settings, {"gen_class_histogram": histogram, "classifier": f.info})
+    extra = {"gen_class_histogram": values.pop("gen_class_histogram"), "classifier": f.info}
+    if ctx.sets.gen_labels is not None:
+        values["conditional_accuracy"], extra["conditional_accuracy_per_class"] = conditional_accuracy(
+            f.model, f.gen, ctx.sets.gen_labels
+        )
+    return Scores(values, f.settings, extra)
 
 
 @register("mrstft", "paired_audio")

@@ -25,6 +25,8 @@ class Sets:
 
     `ref_items`/`gen_items`: audio file paths (lists of str) or uint8 images (N, C, H, W).
     `skipped`: audio files left out by `on_bad_audio="skip"`, {"ref": {...}, "gen": {...}}.
+    `gen_labels`: the class each generated item was asked for (settings.json "labels" of a
+    class-conditional set), aligned with `gen_items`; None otherwise.
     """
 
     kind: str
@@ -33,6 +35,7 @@ class Sets:
     ref_items: list[str] | np.ndarray
     gen_items: list[str] | np.ndarray
     skipped: dict | None = None
+    gen_labels: list[str] | None = None
 
 
 def generated_set(gen: str | Path) -> dict[str, str] | None:
@@ -59,6 +62,21 @@ def generated_set(gen: str | Path) -> dict[str, str] | None:
     return dict(sorted(entries.items()))
 
 
+def requested(gen: str | Path, paths: list[str]) -> list[str] | None:
+    """The labels a class-conditional generated set asked for, for its files `paths` (as `generated_set`
+    names them), as text; None for a set without labels (unconditional, or no settings.json)."""
+    from audiodiff.runfiles import read_set_listing
+
+    settings = read_set_listing(Path(gen))
+    labels = (settings or {}).get("labels")
+    if not labels or not paths:
+        return None
+    if len(labels) != len(settings["files"]):
+        raise ValueError(f"--gen {gen}: settings.json lists {len(settings['files'])} files but {len(labels)} labels")
+    by_path = {str(Path(gen) / name): str(label) for name, label in zip(settings["files"], labels)}
+    return [by_path[p] for p in paths]
+
+
 def read_audio(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -> Sets:
     """Audio files of two data dirs or folders, each audited (missing, unreadable, empty, NaN/inf, too short).
 
@@ -76,7 +94,8 @@ def read_audio(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") ->
         for entries, s in ((list_audio(ref), ref), (listed or list_audio(gen), gen))
     )
     skipped = {"ref": ref_bad, "gen": gen_bad} if ref_bad or gen_bad else None
-    return Sets("audio", str(ref), str(gen), list(ref_ok.values()), list(gen_ok.values()), skipped)
+    gen_paths = list(gen_ok.values())
+    return Sets("audio", str(ref), str(gen), list(ref_ok.values()), gen_paths, skipped, requested(gen, gen_paths))
 
 
 def read_images(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -> Sets:
@@ -90,7 +109,7 @@ def read_images(ref: str | Path, gen: str | Path, on_bad_audio: str = "error") -
     real, fake = load_images(ref), load_images(gen, listed)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"image shapes differ: reference {real.shape[1:]} vs generated {fake.shape[1:]}")
-    return Sets("images", str(ref), str(gen), real, fake)
+    return Sets("images", str(ref), str(gen), real, fake, gen_labels=requested(gen, list((listed or {}).values())))
 
 
 def _sources(sets: Sets) -> dict:

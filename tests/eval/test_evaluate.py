@@ -275,3 +275,37 @@ def test_evaluate_cli_device_errors_blame_the_option(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, [*args, "--device", "gpu"])
     assert res.exit_code == 1 and "--device gpu: not a device name" in res.output
     assert not (tmp_path / "e").exists()
+
+
+def test_conditional_accuracy_scores_the_requested_labels_of_a_class_conditional_set(tmp_path):
+    ref, gen = fixed_audio_sets(tmp_path)  # the random classifier calls all five generated clips "c"
+    clf = random_classifier(tmp_path / "clf", **AUDIO_CLASSIFIER)
+    files = [f"u{i}.wav" for i in range(5)]
+    (gen / "settings.json").write_text(json.dumps({"files": files, "labels": ["c", "c", "a", "c", "b"]}))
+    rep = evaluate(ref, gen, tmp_path / "e", metrics=[], classifier=clf, cache_dir=tmp_path / "cache")
+    assert rep["gen_class_histogram"] == [0, 0, 5]
+    assert rep["metrics"]["conditional_accuracy"] == pytest.approx(0.6)
+    assert rep["conditional_accuracy_per_class"] == {"a": 0.0, "b": 0.0, "c": 1.0}
+    assert direction("conditional_accuracy") == "higher"
+    (gen / "settings.json").write_text(json.dumps({"files": files, "labels": ["c", "c", "a", "c", "z"]}))
+    with pytest.raises(ValueError, match=r"requested labels \['z'\] \(settings.json\) are not among the classifier's"):
+        evaluate(ref, gen, tmp_path / "e2", metrics=[], classifier=clf, cache_dir=tmp_path / "cache")
+    (gen / "settings.json").write_text(json.dumps({"files": files, "labels": ["c"]}))
+    with pytest.raises(ValueError, match="settings.json lists 5 files but 1 labels"):
+        evaluate(ref, gen, tmp_path / "e3", metrics=[], classifier=clf, cache_dir=tmp_path / "cache")
+
+
+def test_conditional_accuracy_of_a_class_conditional_image_set(tmp_path):
+    from audiodiff.eval.classifier import Classifier, ClassifierConfig, save_classifier
+
+    ref, gen = fixed_image_sets(tmp_path)
+    torch.manual_seed(0)  # the weights of random_classifier's image classifier, its classes named 0, 1, 2
+    config = ClassifierConfig(labels=["0", "1", "2"], channels=[8, 16], feature_dim=16, kind="images",
+                              image_shape=[1, 16, 16])  # fmt: skip
+    clf = save_classifier(Classifier(config).eval(), tmp_path / "clf", {"test_accuracy": 0.5})
+    files = [f"{i}.png" for i in range(12)]
+    (gen / "settings.json").write_text(json.dumps({"files": files, "labels": [1] * 12}))  # as the image task writes
+    rep = evaluate(ref, gen, tmp_path / "e", classifier=clf)
+    assert rep["gen_class_histogram"] == [0, 9, 3]
+    assert rep["metrics"]["conditional_accuracy"] == pytest.approx(0.75)
+    assert rep["conditional_accuracy_per_class"] == {"1": 0.75}
