@@ -35,7 +35,13 @@ def _regularizer(cfg) -> str:
 def _sampling(cfg) -> str:
     sc = cfg.sample
     steps = f"{len(sc.fast_betas)} steps" if sc.sampler == "fast" else f"{sc.steps} steps"
-    return f"{sc.sampler}, {steps}" + (", x0_hat clamped" if sc.clip_denoised else "")
+    text = f"{sc.sampler}, {steps}" + (", x0_hat clamped" if sc.clip_denoised else "")
+    classes = cfg.model.unet.num_classes if cfg.model.kind == "unet" else 0
+    if classes:  # class-conditional: what a file asks for, and how hard
+        text += (
+            f"; class-conditional (file k: class seed_k mod {classes}), classifier-free guidance w = {sc.guidance:g}"
+        )
+    return text
 
 
 def _prepare_lines(prepare: dict | None, cfg) -> list[str]:

@@ -27,7 +27,13 @@ from audiodiff.cli_eval import fail
     help="The corpus and its prepare options, e.g. 'checkerboard size=16 sides=2,4,8' "
     "(default: the corpus the data dir's summary names, with its defaults).",
 )
-def export(source, out, half, metrics, prepare) -> None:
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="The release's default classifier-free guidance w (sample.guidance) of a class-conditional model.",
+)
+def export(source, out, half, metrics, prepare, guidance) -> None:
     """Release SOURCE (a run directory or checkpoint file): EMA weights and the resolved config in
     OUT.safetensors, the model card OUT.md, the config OUT.yaml and the loss curve OUT.loss.json.
 
@@ -42,7 +48,7 @@ def export(source, out, half, metrics, prepare) -> None:
     from audiodiff.release import export as run_export
 
     try:
-        paths = run_export(source, out, half, metrics, prepare)
+        paths = run_export(source, out, half, metrics, prepare, guidance)
     except (OSError, ValueError) as err:
         fail(err)
     click.echo(f"wrote {', '.join(str(p) for p in paths)} ({paths[0].stat().st_size / 1e6:.2f} MB of weights)")

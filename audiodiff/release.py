@@ -207,6 +207,7 @@ def export(
     half: bool = False,
     metrics: str | Path | None = None,
     prepare: str | None = None,
+    guidance: float | None = None,
 ) -> list[Path]:
     """Write the release of a run (its latest checkpoint) or checkpoint file `source` as `out`.safetensors,
     `out`.md, `out`.yaml and `out`.loss.json; returns their paths.
@@ -219,13 +220,15 @@ def export(
             for the exported step; another step's are refused).
         prepare: the corpus and its prepare options ('checkerboard size=16 sides=2,4,8'); default:
             the corpus named by the data dir's summary, with its defaults (said on the card).
+        guidance: the release's sample.guidance (classifier-free guidance of a class-conditional
+            model with a null label; default: the run's), what `generate --ckpt NAME` uses unless told.
     """
     from safetensors.torch import save
 
     from audiodiff.builders import build_network
     from audiodiff.card import write_card
     from audiodiff.checkpoint import atomic_write_bytes, load_checkpoint, load_weights, write_json
-    from audiodiff.config import from_yaml, to_yaml
+    from audiodiff.config import from_yaml, guidance_problem, to_yaml
     from audiodiff.eval.results import source_commit
     from audiodiff.runfiles import run_start
 
@@ -236,6 +239,10 @@ def export(
         raise ValueError(f"{ckpt}: no EMA weights to export")
     # a run trained in wall-clock slices: the recipe is the whole run (the slices give the same weights)
     sliced, cfg.train.max_minutes = cfg.train.max_minutes, 0.0
+    if guidance is not None:
+        cfg.sample.guidance = guidance
+        if problem := guidance_problem(cfg):
+            raise ValueError(f"export --guidance: {problem}")
     net = build_network(cfg)
     load_weights(net, state["ema"], ckpt)
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent

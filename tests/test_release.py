@@ -53,6 +53,12 @@ def test_generating_from_the_export_is_bit_exact(tmp_path, run, exported):
     assert settings["step"] == 4 and settings["weights"] == "ema"
 
 
+def test_guidance_needs_a_class_conditional_model_with_a_null_label(run, tmp_path):
+    out = fail_cli("export", run, "--out", tmp_path / "g", "--guidance", "2")
+    assert "export --guidance: sample.guidance=2.0 needs a class-conditional UNet" in out
+    assert "this model has model.kind=diffwave" in out and not (tmp_path / "g.safetensors").exists()
+
+
 def test_half_halves_the_weights_and_loads_them_as_float32(run, exported):
     from audiodiff.checkpoint import load_checkpoint
 

@@ -25,6 +25,7 @@ def test_image_path_class_conditional_edm_with_weighted_amp(tmp_path, config):
         "model.unet.attn_levels=[1]",
         "model.unet.num_res_blocks=1",
         "model.unet.num_classes=5",
+        "model.unet.label_dropout=0.2",
         "model.unet.embedding=fourier",
         "diffusion.kind=edm",
         "sample.sampler=heun",
@@ -48,6 +49,16 @@ def test_image_path_class_conditional_edm_with_weighted_amp(tmp_path, config):
     from PIL import Image
 
     assert Image.open(out / "3.png").size == (16, 16)
+    # a release carries the guidance chosen at export as its default, and says so on its card
+    rel = tmp_path / "rel" / "img"
+    assert run_cli("export", exp / "img", "--out", rel, "--guidance", "2").exit_code == 0
+    assert (
+        "class-conditional (file k: class seed_k mod 5), classifier-free guidance w = 2"
+        in rel.with_suffix(".md").read_text()
+    )
+    res = run_cli("generate", "--ckpt", rel.with_suffix(".safetensors"), "--seeds", "0-1", "--out", tmp_path / "g2")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "g2" / "settings.json").read_text())["guidance"] == 2.0
     bad = [a for a in args if not str(a).startswith("data.image_shape")] + ["data.image_shape=[1,32,32]"]
     res = run_cli(*[a if not str(a).startswith("name=") else "name=bad" for a in bad])
     assert res.exit_code != 0 and "data.image_shape=[1, 16, 16]" in res.output
