@@ -119,6 +119,13 @@ def _curve_lines(curve: dict, name: str) -> list[str]:
                     for i in picks]  # fmt: skip
 
 
+def _resampled(changes: dict) -> str:
+    """What `export --sample` changed from the run's sampling settings (empty when nothing)."""
+    if not changes:
+        return ""
+    return " (set at export; the run's config: " + ", ".join(f"{k}={old}" for k, (old, _) in changes.items()) + ")"
+
+
 def card_text(facts: dict, size: int) -> str:
     """The card's Markdown from the facts `audiodiff.release.export` gathered; `size` is the file's bytes."""
     name, meta, cfg = facts["name"], facts["meta"], facts["cfg"]
@@ -133,7 +140,7 @@ def card_text(facts: dict, size: int) -> str:
         ("diffusion", f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"),
         ("regularizer", _regularizer(cfg)),
         ("training", f"{meta['step']} steps, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}, {ema}"),
-        ("sampling", _sampling(cfg)),
+        ("sampling", _sampling(cfg) + _resampled(facts.get("resampled") or {})),
         ("weights", f"EMA, {meta['dtype']} ({size / 1e6:.2f} MB; loaded as float32)"),
         ("wall time", _wall(facts["wall_s"])),
         ("machine", "; ".join(facts["machines"]) or "not recorded (trained before log.txt recorded it)"),

@@ -33,7 +33,15 @@ from audiodiff.cli_eval import fail
     default=None,
     help="The release's default classifier-free guidance w (sample.guidance) of a class-conditional model.",
 )
-def export(source, out, half, metrics, prepare, guidance) -> None:
+@click.option(
+    "--sample",
+    "sample",
+    multiple=True,
+    metavar="sample.KEY=VALUE",
+    help="Sample the release with this setting instead of the run's, e.g. sample.sampler=ddim (repeatable; "
+    "sampling settings only: the weights and the training recipe stay the run's).",
+)
+def export(source, out, half, metrics, prepare, guidance, sample) -> None:
     """Release SOURCE (a run directory or checkpoint file): EMA weights and the resolved config in
     OUT.safetensors, the model card OUT.md, the config OUT.yaml and the loss curve OUT.loss.json.
 
@@ -48,7 +56,7 @@ def export(source, out, half, metrics, prepare, guidance) -> None:
     from audiodiff.release import export as run_export
 
     try:
-        paths = run_export(source, out, half, metrics, prepare, guidance)
+        paths = run_export(source, out, half, metrics, prepare, guidance, sample)
     except (OSError, ValueError) as err:
         fail(err)
     click.echo(f"wrote {', '.join(str(p) for p in paths)} ({paths[0].stat().st_size / 1e6:.2f} MB of weights)")

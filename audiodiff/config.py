@@ -256,15 +256,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """
     source = str(path) if path else "config"
     try:
-        node = _load_yaml(Path(path)) if path else OmegaConf.create()
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like key.path=value")
-            node = OmegaConf.merge(node, OmegaConf.from_dotlist([item]))
+        node = _merged(_load_yaml(Path(path)) if path else OmegaConf.create(), overrides)
         cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), _upgrade(node, source))
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
     return _validated(cfg, source)
+
+
+def _merged(node: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """`node` with the `key.path=value` overrides merged in, one by one."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        node = OmegaConf.merge(node, OmegaConf.from_dotlist([item]))
+    return node
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: list[str] | tuple[str, ...], source: str) -> ExperimentConfig:
+    """A copy of a loaded config with `key.path=value` overrides, validated (`source` names it in errors)."""
+    try:
+        merged = _merged(OmegaConf.merge(cfg, {}), overrides)
+    except OmegaConfBaseException as err:
+        raise _explain(err, source) from None
+    return _validated(merged, source)
 
 
 # The flags that made the task decision before the `task` key, with their allowed values.

@@ -208,6 +208,7 @@ def export(
     metrics: str | Path | None = None,
     prepare: str | None = None,
     guidance: float | None = None,
+    sample: tuple[str, ...] | list[str] = (),
 ) -> list[Path]:
     """Write the release of a run (its latest checkpoint) or checkpoint file `source` as `out`.safetensors,
     `out`.md, `out`.yaml and `out`.loss.json; returns their paths.
@@ -222,6 +223,9 @@ def export(
             the corpus named by the data dir's summary, with its defaults (said on the card).
         guidance: the release's sample.guidance (classifier-free guidance of a class-conditional
             model with a null label; default: the run's), what `generate --ckpt NAME` uses unless told.
+        sample: `sample.KEY=VALUE` settings the release generates with instead of the run's
+            (e.g. sample.sampler=ddim): sampling does not touch training, so the weights and the
+            card's recipe stay the run's; the card names what changed. Other keys are refused.
     """
     from safetensors.torch import save
 
@@ -239,6 +243,7 @@ def export(
         raise ValueError(f"{ckpt}: no EMA weights to export")
     # a run trained in wall-clock slices: the recipe is the whole run (the slices give the same weights)
     sliced, cfg.train.max_minutes = cfg.train.max_minutes, 0.0
+    cfg, resampled = _set_sampling(cfg, sample, f"{ckpt}: export --sample")
     if guidance is not None:
         cfg.sample.guidance = guidance
         if problem := guidance_problem(cfg):
@@ -278,6 +283,7 @@ def export(
         "prepare": parse_prepare(prepare) if prepare else guess_prepare(cfg.data.train),
         "curve": loss_curve(run / "log.txt", step),
         "metrics": _metrics(metrics, step) if metrics else None,
+        "resampled": resampled,
     }
     paths = [folder / f"{name}{ext}" for ext in (SUFFIX, ".yaml", ".loss.json", ".md")]
     atomic_write_bytes(paths[0], save(_tensors(state["ema"], net, half), metadata=meta))
@@ -285,6 +291,17 @@ def export(
     write_json(paths[2], _loss_record(facts))
     write_card(paths[3], facts, paths[0].stat().st_size)
     return paths
+
+
+def _set_sampling(cfg, items, source: str):
+    """(cfg with the `sample.*` overrides, {key: (run's value, release's value)} of what changed)."""
+    from audiodiff.config import config_changes, with_overrides
+
+    for item in items:
+        if not item.startswith("sample.") or "=" not in item:
+            raise ValueError(f"{source}: {item!r} is not sample.KEY=VALUE (only sampling settings change at export)")
+    new = with_overrides(cfg, list(items), source) if items else cfg
+    return new, config_changes(cfg, new)
 
 
 def _container(cfg) -> dict:

@@ -280,3 +280,28 @@ def test_the_card_of_a_mel_features_model_dumps_its_log_mels_before_training():
     ]
     cfg.task = "mel"  # log-mels computed from the audio while training: nothing to dump
     assert len(_prepare_lines({"corpus": "digits", "options": {}}, cfg)) == 1
+
+
+def test_export_sample_sets_the_release_sampler_and_the_card_says_so(tmp_path, run):
+    """`export --sample sample.KEY=VALUE`: the release samples with it (weights unchanged), other keys refused."""
+    res = run_cli(
+        "export", run, "--out", tmp_path / "s", "--sample", "sample.sampler=ddim", "--sample", "sample.steps=3"
+    )
+    assert res.exit_code == 0, res.output
+    cfg, net, _ = release.load_release(tmp_path / "s.safetensors")
+    assert (cfg.sample.sampler, cfg.sample.steps) == ("ddim", 3)
+    card = (tmp_path / "s.md").read_text()
+    assert "| sampling | ddim, 3 steps (set at export; the run's config: sample.sampler=fast, sample.steps=4) |" in card
+    assert "sampler: ddim" in (tmp_path / "s.yaml").read_text()
+    _, plain, _ = release.load_release(_plain(run, tmp_path))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), plain.state_dict().values()))
+    res = run_cli("generate", "--ckpt", tmp_path / "s.safetensors", "--out", tmp_path / "g", *GEN)
+    assert res.exit_code == 0 and json.loads((tmp_path / "g" / "settings.json").read_text())["sampler"] == "ddim"
+    out = fail_cli("export", run, "--out", tmp_path / "x", "--sample", "train.lr=1")
+    assert "'train.lr=1' is not sample.KEY=VALUE" in out
+    assert "sampler" in fail_cli("export", run, "--out", tmp_path / "x", "--sample", "sample.sampler=bogus")
+
+
+def _plain(run, tmp_path):
+    assert run_cli("export", run, "--out", tmp_path / "plain").exit_code == 0
+    return tmp_path / "plain.safetensors"
