@@ -2,8 +2,11 @@
 corpus are evaluated and put beside the short run in one report; nothing shipped writes nothing."""
 
 import importlib.util
+import json
 import re
 from pathlib import Path
+
+import pytest
 
 from audiodiff import release
 from tests.conftest import run_cli, train_cli, write_corpus
@@ -44,3 +47,28 @@ def test_shipped_models_are_sampled_and_the_demo_corpus_ones_reported(tmp_path, 
     columns = re.findall(r"<th[^>]*>([^<]*)</th>", page)
     assert columns[:3] == ["", "r", "dig"], columns[:5]  # the short run first, then the shipped digits model
     assert "other/generated" not in page
+
+
+def test_each_model_is_scored_by_the_classifier_at_its_sample_rate(tmp_path, capsys):
+    """digits_mel_* generates at 8 kHz: the demo scores it with the 8 kHz classifier, not the 16 kHz one."""
+    config = tmp_path / "conf.yaml"
+    config.write_text("diffusion:\n  schedule: diffwave\nsample:\n  sampler: fast\n")
+    corpus = write_corpus(tmp_path)
+    models = {}
+    for rate in (8000, 16000, 22050):
+        run = train_cli(config, corpus, tmp_path / "exp", f"r{rate}", "train.steps=1", f"data.sample_rate={rate}")
+        assert run_cli("export", run, "--out", tmp_path / "rel" / f"m{rate}").exit_code == 0
+        models[rate] = tmp_path / "rel" / f"m{rate}.safetensors"
+    folders = []
+    for rate in (16000, 8000):
+        folder = tmp_path / f"clf{rate}"
+        folder.mkdir()
+        (folder / "classifier.json").write_text(json.dumps({"config": {"sample_rate": rate}}))
+        folders.append(str(folder))
+    assert demo.classifier_for(models[8000], folders) == folders[1]
+    assert demo.classifier_for(models[16000], folders) == folders[0]
+    assert demo.classifier_for(models[22050], folders) == folders[0]  # none at its rate: the first
+    assert demo.classifier_for(models[8000], []) is None
+    with pytest.raises(SystemExit):
+        demo.main(["--out", str(tmp_path / "o"), "--ref", str(corpus), "--classifier", str(tmp_path / "nope")])
+    assert f"--classifier {tmp_path / 'nope'}: no classifier.json" in capsys.readouterr().err

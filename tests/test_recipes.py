@@ -43,10 +43,11 @@ def run_recipe(tmp_path, *args, recipe="digits", script="run.sh"):
 @pytest.mark.parametrize(
     "stages,expected",
     [
-        (("1", "5"), ["prepare", "train-classifier", "train", "generate", "evaluate"]),
+        (("1", "5"), ["prepare", "train-classifier", "train-classifier", "train", "generate", "evaluate"]),
         (
             ("1", "6"),
-            ["prepare", "train-classifier", "train", "generate", "evaluate", "../../recipes/pretrained_demo.py"],
+            ["prepare", "train-classifier", "train-classifier", "train", "generate", "evaluate"]
+            + ["../../recipes/pretrained_demo.py"],
         ),
         (("6", "6"), ["../../recipes/pretrained_demo.py"]),
         (("3", "3"), ["train"]),
@@ -202,11 +203,16 @@ def test_other_recipes_gate_their_stages(tmp_path, recipe, expected):
 
 @pytest.mark.parametrize("recipe", LABELLED)
 def test_classifier_stage_keeps_an_existing_classifier(tmp_path, recipe):
+    """Stage 2 trains the classifier once; digits also trains one at 8 kHz (its shipped mel model's rate)."""
+    folders = ["classifier", "classifier8k"] if recipe == "digits" else ["classifier"]
     done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2", recipe=recipe)
-    assert done.returncode == 0 and [c.split()[1] for c in calls] == ["train-classifier"]
-    assert "--epochs 20" in calls[0] and f"--out {tmp_path / 'd'}/classifier" in calls[0]
-    (tmp_path / "d" / "classifier").mkdir(parents=True)
-    (tmp_path / "d" / "classifier" / "classifier.json").write_text("{}")
+    assert done.returncode == 0 and [c.split()[1] for c in calls] == ["train-classifier"] * len(folders)
+    for call, folder in zip(calls, folders):
+        assert "--epochs 20" in call and f"--out {tmp_path / 'd'}/{folder} " in f"{call} "
+    assert [("--sample-rate 8000" in c) for c in calls] == [f == "classifier8k" for f in folders]
+    for folder in folders:
+        (tmp_path / "d" / folder).mkdir(parents=True)
+        (tmp_path / "d" / folder / "classifier.json").write_text("{}")
     (tmp_path / "calls.txt").unlink()
     done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "2", recipe=recipe)
     assert done.returncode == 0 and calls == [] and "exists, kept" in done.stderr

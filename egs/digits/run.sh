@@ -2,10 +2,11 @@
 # Offline spoken digits (SC09-like, synthesized with espeak-ng): unconditional DiffWave on 1 s
 # waveforms at 16 kHz, trained with or without a spectral regularizer.
 #   ./run.sh                                   # all stages with conf/demo.yaml (a few CPU minutes)
-# Stages: 1 prepare, 2 train the evaluation digit classifier (once per corpus), 3 train,
+# Stages: 1 prepare, 2 train the evaluation digit classifiers at 16 and 8 kHz (once per corpus), 3 train,
 # 4 generate, 5 evaluate (FAD/KAD with the offline GE2E embedder; classifier-FID, IS, mIS, AM),
 # 6 generate from the models shipped in audiodiff/pretrained/ (`audiodiff pretrained`); those trained
-# on digits are evaluated and put beside this run in $exp/pretrained/report.html (none shipped: skipped).
+# on digits (digits_mel_small: 8 kHz mels, Griffin-Lim) are evaluated with the classifier at their rate
+# and put beside this run in $exp/pretrained/report.html.
 #   ./run.sh --conf conf/amp.yaml --tag amp    # a regularized run
 #   ./run.sh --stage 3 --stop_stage 4 --ngpu 4 # train on 4 GPUs (torchrun), then generate
 set -euo pipefail
@@ -38,6 +39,13 @@ if stage_enabled 2; then
         logged audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
             --test "$data/data/test" --out "$data/classifier" --epochs "$clf_epochs"
     fi
+    if [ -f "$data/classifier8k/classifier.json" ]; then
+        log "stage 2: $data/classifier8k exists, kept"
+    else
+        log "stage 2: train the 8 kHz digit classifier (scores the shipped 8 kHz mel model) into $data/classifier8k"
+        logged audiodiff train-classifier --train "$data/data/train" --valid "$data/data/valid" \
+            --test "$data/data/test" --out "$data/classifier8k" --epochs "$clf_epochs" --sample-rate 8000
+    fi
 fi
 
 if stage_enabled 3; then
@@ -60,7 +68,8 @@ fi
 if stage_enabled 6; then
     log "stage 6: generate from the shipped pretrained models; digits ones evaluated beside $exp/$tag"
     logged python ../../recipes/pretrained_demo.py --out "$exp/pretrained" --beside "$exp/$tag/eval" \
-        --corpus digits --ref "$data/data/test" --classifier "$data/classifier" --seeds "$seeds"
+        --corpus digits --ref "$data/data/test" --classifier "$data/classifier" --classifier "$data/classifier8k" \
+        --seeds "$seeds"
 fi
 
 log "done: stages $stage..$stop_stage"
