@@ -5,7 +5,7 @@
 # Stages: 1 prepare, 2 train the evaluation digit classifiers at 16 and 8 kHz (once per corpus), 3 train,
 # 4 generate, 5 evaluate (FAD/KAD with the offline GE2E embedder; classifier-FID, IS, mIS, AM),
 # 6 generate from the models shipped in audiodiff/pretrained/ (`audiodiff pretrained`); those trained
-# on digits (digits_mel_small: 8 kHz mels, Griffin-Lim) are evaluated with the classifier at their rate
+# on digits (digits_mel_cond: 8 kHz mels, Griffin-Lim) are evaluated with the classifier at their rate
 # and put beside this run in $exp/pretrained/report.html.
 #   ./run.sh --conf conf/amp.yaml --tag amp    # a regularized run
 #   ./run.sh --stage 3 --stop_stage 4 --ngpu 4 # train on 4 GPUs (torchrun), then generate
