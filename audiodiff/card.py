@@ -126,6 +126,16 @@ def _resampled(changes: dict) -> str:
     return " (set at export; the run's config: " + ", ".join(f"{k}={old}" for k, (old, _) in changes.items()) + ")"
 
 
+def _diffusion(d) -> str:
+    """The card's diffusion row: EDM's own parameters (it has no prediction target or beta schedule)."""
+    if d.kind == "edm":
+        return (
+            f"edm (Karras preconditioning, weighted L2 on x0), sigma_data {d.sigma_data:g}, "
+            f"ln sigma ~ N({d.p_mean:g}, {d.p_std:g}^2) in training, sigma in [{d.sigma_min:g}, {d.sigma_max:g}]"
+        )
+    return f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"
+
+
 def card_text(facts: dict, size: int) -> str:
     """The card's Markdown from the facts `audiodiff.release.export` gathered; `size` is the file's bytes."""
     name, meta, cfg = facts["name"], facts["meta"], facts["cfg"]
@@ -137,7 +147,7 @@ def card_text(facts: dict, size: int) -> str:
     rows = [
         ("task", f"{cfg.task}: {_shape(cfg)}"),
         ("network", f"{_network(cfg)}; {int(meta['parameters']):,} parameters"),
-        ("diffusion", f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"),
+        ("diffusion", _diffusion(d)),
         ("regularizer", _regularizer(cfg)),
         ("training", f"{meta['step']} steps, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}, {ema}"),
         ("sampling", _sampling(cfg) + _resampled(facts.get("resampled") or {})),

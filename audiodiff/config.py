@@ -371,7 +371,7 @@ def _check_values(cfg: DictConfig, source: str) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)} must be >= 0")
-    if problem := guidance_problem(cfg):
+    if problem := guidance_problem(cfg) or label_dropout_problem(cfg):
         raise ConfigError(f"{source}: {problem}")
     waveform = TASKS[cfg.task].waveform
     for i, entry in enumerate(cfg.regularizer.losses):
@@ -388,7 +388,7 @@ def guidance_problem(cfg: ExperimentConfig) -> str | None:
     w = cfg.sample.guidance
     if w == 1:
         return None
-    if w < 0:
+    if not w >= 0:  # also NaN
         return f"sample.guidance={w} must be >= 0 (1: plain conditional, 0: unconditional)"
     unet = cfg.model.unet
     if cfg.model.kind != "unet" or not unet.num_classes or not unet.label_dropout:
@@ -401,6 +401,16 @@ def guidance_problem(cfg: ExperimentConfig) -> str | None:
             f"sample.guidance={w} needs a class-conditional UNet trained with a null label "
             f"(model.unet.num_classes > 0 and model.unet.label_dropout > 0); this model has {have}"
         )
+    return None
+
+
+def label_dropout_problem(cfg: ExperimentConfig) -> str | None:
+    """Why model.unet.label_dropout is out of range or has no classes to drop (one line), or None."""
+    unet = cfg.model.unet
+    if not 0 <= unet.label_dropout < 1:
+        return f"model.unet.label_dropout={unet.label_dropout} must be in [0, 1)"
+    if unet.label_dropout and not unet.num_classes:
+        return f"model.unet.label_dropout={unet.label_dropout} needs model.unet.num_classes > 0 (class labels to drop)"
     return None
 
 

@@ -121,6 +121,8 @@ def generate(
     _remove_stale(previous, paths, out, log)
     settings = _settings(cfg, str(ckpt), step, use_ema, sampler, reads, seeds)
     settings.update(task.summarize(out, paths, outputs, mels_from))
+    if cfg.sample.guidance == 0 and settings.get("labels"):  # w = 0 samples the null label only: no class asked
+        settings["labels"] = None
     settings["files"] = [p.relative_to(out).as_posix() for p in paths]
     write_set_listing(out, settings)
     return paths

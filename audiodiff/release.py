@@ -14,6 +14,7 @@ safetensors holds tensors and string metadata only.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -243,11 +244,13 @@ def export(
         raise ValueError(f"{ckpt}: no EMA weights to export")
     # a run trained in wall-clock slices: the recipe is the whole run (the slices give the same weights)
     sliced, cfg.train.max_minutes = cfg.train.max_minutes, 0.0
-    cfg, resampled = _set_sampling(cfg, sample, f"{ckpt}: export --sample")
-    if guidance is not None:
-        cfg.sample.guidance = guidance
-        if problem := guidance_problem(cfg):
+    if guidance is not None:  # a shorthand of --sample sample.guidance=W (the card names the run's w)
+        trial = copy.deepcopy(cfg)
+        trial.sample.guidance = guidance
+        if problem := guidance_problem(trial):
             raise ValueError(f"export --guidance: {problem}")
+        sample = [*sample, f"sample.guidance={guidance}"]
+    cfg, resampled = _set_sampling(cfg, sample, f"{ckpt}: export --sample")
     net = build_network(cfg)
     load_weights(net, state["ema"], ckpt)
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent

@@ -49,6 +49,15 @@ def test_defaults_compose_and_overrides_win(tmp_path):
             ],
             r"sample.guidance=-1.0 must be >= 0",
         ),  # fmt: skip
+        (["sample.guidance=nan"], r"sample.guidance=nan must be >= 0"),
+        (
+            ["model.kind=unet", "task=mel", "model.unet.label_dropout=1.5"],
+            r"model.unet.label_dropout=1.5 must be in \[0, 1\)",
+        ),
+        (
+            ["model.kind=unet", "task=mel", "model.unet.label_dropout=0.3"],
+            r"model.unet.label_dropout=0.3 needs model.unet.num_classes > 0",
+        ),
         (
             ["regularizer.losses=[{name: amp}, {name: mel}]", "data.sample_rate=16000"],
             r"regularizer.losses\[1\] \(mel\) has sample_rate=22050 but data.sample_rate=16000",

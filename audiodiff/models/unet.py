@@ -204,6 +204,9 @@ class UNet(nn.Module):
         emb = self.embed(noise_cond)
         if self.label is not None:
             if self.training and self.config.label_dropout:
+                # Drawn from the global RNG (seeded by train.seed): every DDP rank draws the same mask, so
+                # unlike the per-example draws a run's drops depend on its process count. Moving the draw
+                # into the Example changes the stream that digits_mel_cond's replay test pins (retrain then).
                 drop = torch.rand(cond.shape, device=cond.device) < self.config.label_dropout
                 cond = torch.where(drop, torch.full_like(cond, self.config.num_classes), cond)
             emb = emb + self.label(cond)

@@ -130,7 +130,9 @@ def test_class_conditional_mel_features_carry_utt2label_and_generate_guided(tmp_
     from audiodiff.builders import build_task
     from audiodiff.config import load_config
 
-    (corpus / "utt2label").write_text("".join(f"utt{i} {'abab'[i] if i < 4 else 'c'}\n" for i in range(6)))
+    # utt2label in another order than feats.scp: labels must follow the features' ids, not the file's lines
+    lines = [f"utt{i} {'abab'[i] if i < 4 else 'c'}\n" for i in range(6)]
+    (corpus / "utt2label").write_text("".join(reversed(lines)))
     assert run_cli("dump-features", corpus, "--preset", "speech16k", "--sample-rate", "16000").exit_code == 0
     unet = ["model.kind=unet", "model.unet.channels=8", "model.unet.channel_mult=[1,2]", "model.unet.attn_levels=[]",
             "model.unet.num_res_blocks=1", "diffusion.kind=edm", "task=mel_features", "sample.sampler=heun",
@@ -149,6 +151,20 @@ def test_class_conditional_mel_features_carry_utt2label_and_generate_guided(tmp_
     settings = json.loads((out / "settings.json").read_text())
     assert settings["labels"] == ["a", "b", "c", "a"] and settings["guidance"] == 2.0
     assert settings["files"] == ["0.wav", "1.wav", "2.wav", "3.wav"]
+    # w = 0 samples the null label only: the files ask for no class (evaluate reports no conditional accuracy)
+    res = run_cli(
+        "generate", "--ckpt", run, "--seeds", "0-1", "--out", out / "w0", "--guidance", "0", "--device", "cpu"
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "w0" / "settings.json").read_text())["labels"] is None
+    # export --guidance is sample.guidance: the card names the run's w beside the release's
+    assert run_cli("export", run, "--out", tmp_path / "rel" / "c", "--guidance", "2").exit_code == 0
+    card = (tmp_path / "rel" / "c.md").read_text()
+    assert "guidance w = 2 (set at export; the run's config: sample.guidance=1.0) |" in card
+    assert (
+        "| diffusion | edm (Karras preconditioning, weighted L2 on x0), sigma_data 0.5, ln sigma ~ N(-1.2, 1.2^2)"
+        in card
+    )
     # a model without the null label cannot be guided; the labels must fit num_classes
     plain = train_cli(config, corpus, tmp_path / "exp", "plain", "train.steps=2", *unet[:-2])
     err = fail_cli("generate", "--ckpt", plain, "--seeds", "0", "--out", tmp_path / "g2", "--guidance", "2")
