@@ -271,10 +271,6 @@ class MelTask(AudioTask):
         x0 = batch["x"].to(self.device, non_blocking=True)
         return mel_to_unit(self.logmel(x0), self.cfg.data.mel_range)[:, None], self.batch_labels(batch)
 
-    def batch_labels(self, batch) -> Tensor | None:
-        """The batch's class labels (B,) on the task's device for a class-conditional model, else None."""
-        return batch["label"].to(self.device) if self.classes else None
-
     def summarize(self, out, paths, outputs, source):
         settings = super().summarize(out, paths, outputs, source)
         return settings | {"labels": self.label_names([int(p.stem) for p in paths])}

@@ -95,6 +95,10 @@ class Task(ABC):
         classes = self.classes
         return torch.tensor([s % classes for s in seeds], device=self.device) if classes else None
 
+    def batch_labels(self, batch) -> Tensor | None:
+        """The batch's class labels (B,) on the task's device for a class-conditional model, else None."""
+        return batch["label"].to(self.device) if self.classes else None
+
     def label_names(self, seeds: list[int]) -> list[str] | None:
         """The class names `labels(seeds)` stand for (data.labels, else the class ids as text), or None."""
         labels = self.labels(seeds)

@@ -52,7 +52,7 @@ class ImageTask(Task):
 
     def to_model(self, batch):
         x0 = batch["x"].to(self.device, non_blocking=True)
-        return x0, batch["label"].to(self.device) if self.cfg.model.unet.num_classes else None
+        return x0, self.batch_labels(batch)
 
     def shape(self, cond=None):
         return tuple(self.cfg.data.image_shape)
