@@ -24,6 +24,7 @@ from audiodiff.data.validate import ON_BAD_AUDIO
 from audiodiff.diffusion.ddpm import LOSS_TYPES, PREDICTIONS
 from audiodiff.diffusion.regularize import WEIGHTINGS, X0_SOURCES
 from audiodiff.fastcpu import normalize_fast_cpu
+from audiodiff.guidance import guidance_problem, label_dropout_problem
 from audiodiff.losses import NORMALIZATIONS
 from audiodiff.losses.stft import MelSTFTLoss
 from audiodiff.models.diffwave import DiffWaveConfig, resolve_embed_interp
@@ -381,37 +382,6 @@ def _check_values(cfg: DictConfig, source: str) -> None:
                 f"{source}: regularizer.losses[{i}] (mel) has sample_rate={rate} but data.sample_rate="
                 f"{cfg.data.sample_rate}; set its kwargs.sample_rate to the data's rate"
             )
-
-
-def guidance_problem(cfg: ExperimentConfig) -> str | None:
-    """Why cfg.sample.guidance cannot be used with cfg's model (one line), or None if it can."""
-    w = cfg.sample.guidance
-    if w == 1:
-        return None
-    if not w >= 0:  # also NaN
-        return f"sample.guidance={w} must be >= 0 (1: plain conditional, 0: unconditional)"
-    unet = cfg.model.unet
-    if cfg.model.kind != "unet" or not unet.num_classes or not unet.label_dropout:
-        have = (
-            f"num_classes={unet.num_classes}, label_dropout={unet.label_dropout}"
-            if cfg.model.kind == "unet"
-            else f"model.kind={cfg.model.kind}"
-        )
-        return (
-            f"sample.guidance={w} needs a class-conditional UNet trained with a null label "
-            f"(model.unet.num_classes > 0 and model.unet.label_dropout > 0); this model has {have}"
-        )
-    return None
-
-
-def label_dropout_problem(cfg: ExperimentConfig) -> str | None:
-    """Why model.unet.label_dropout is out of range or has no classes to drop (one line), or None."""
-    unet = cfg.model.unet
-    if not 0 <= unet.label_dropout < 1:
-        return f"model.unet.label_dropout={unet.label_dropout} must be in [0, 1)"
-    if unet.label_dropout and not unet.num_classes:
-        return f"model.unet.label_dropout={unet.label_dropout} needs model.unet.num_classes > 0 (class labels to drop)"
-    return None
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

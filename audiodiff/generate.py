@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from audiodiff.builders import build_task, load_for_generation
-from audiodiff.config import ExperimentConfig, guidance_problem
+from audiodiff.config import ExperimentConfig
+from audiodiff.guidance import guidance_problem
 from audiodiff.runfiles import claim_output, writable_dir, write_set_listing
 from audiodiff.sampling import sample, sampler_settings
 

@@ -233,8 +233,9 @@ def export(
     from audiodiff.builders import build_network
     from audiodiff.card import write_card
     from audiodiff.checkpoint import atomic_write_bytes, load_checkpoint, load_weights, write_json
-    from audiodiff.config import from_yaml, guidance_problem, to_yaml
+    from audiodiff.config import from_yaml, to_yaml
     from audiodiff.eval.results import source_commit
+    from audiodiff.guidance import guidance_problem
     from audiodiff.runfiles import run_start
 
     state = load_checkpoint(source)

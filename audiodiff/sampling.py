@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from audiodiff.builders import SAMPLER_PLANS, SAMPLER_SETTINGS
-from audiodiff.config import guidance_problem
 from audiodiff.diffusion import Formulation
 from audiodiff.diffusion.samplers import SeededNoise
+from audiodiff.guidance import guidance_problem, guided
 from audiodiff.models import DiffWave
 from audiodiff.models.diffwave_infer import DiffWaveInference
 
@@ -64,30 +64,6 @@ def warn_fractional_steps(net: nn.Module, formulation: Formulation, sigmas: Tens
             "samples; sample with --sampler ddpm or ddim (integer steps), or retrain with embed_interp lerp/auto",
             stacklevel=3,
         )
-
-
-def guided(denoiser, guidance: float, null: int | None):
-    """Classifier-free guidance around denoiser(x, sigma, labels) -> x0_hat, for every sampler.
-
-    D = D(null) + w (D(labels) - D(null)), the two evaluated as one batch of 2B. w = 1 returns
-    `denoiser` itself (the plain conditional model, one call per step); w = 0 calls it once with
-    the null label (the unconditional model). `null` is the null label's index (None: the model
-    has none, and only w = 1 is allowed).
-    """
-    if guidance == 1:
-        return denoiser
-    if null is None or guidance < 0:
-        raise ValueError(f"sample.guidance={guidance} needs a model with a null label and guidance >= 0")
-
-    def fn(x: Tensor, sigma: Tensor, labels: Tensor) -> Tensor:
-        empty = torch.full_like(labels, null)
-        if guidance == 0:
-            return denoiser(x, sigma, empty)
-        both = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([labels, empty]))
-        cond, uncond = both.chunk(2)
-        return uncond + guidance * (cond - uncond)
-
-    return fn
 
 
 @torch.no_grad()

@@ -119,6 +119,11 @@ class Attention(nn.Module):
         return (x + self.proj(out)) * (1 / math.sqrt(2))
 
 
+def null_label(cfg) -> int | None:
+    """The null (unconditional) label index of a UNet config (model.unet), or None if it has none."""
+    return cfg.num_classes if cfg.num_classes and cfg.label_dropout else None
+
+
 class UNet(nn.Module):
     """`net(x, noise_cond, cond) -> like x`: x (B, C, H, W), noise_cond (B,), cond labels (B,) or None."""
 
@@ -183,7 +188,7 @@ class UNet(nn.Module):
     @property
     def null_label(self) -> int | None:
         """The label index of the unconditional (null) class, or None if the model has none."""
-        return self.config.num_classes if self.config.num_classes and self.config.label_dropout else None
+        return null_label(self.config)
 
     @property
     def multiple(self) -> int:
