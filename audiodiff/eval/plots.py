@@ -35,12 +35,14 @@ def _png(fig, path: Path | None = None, dpi: int = 90) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def plot_pair(x, ref, gen, xlabel: str, ylabel: str, path: Path, log: bool = False, size=(6, 3)) -> None:
-    """A reference and a generated curve over `x` (log y axis if `log`) to a PNG."""
+def plot_pair(x, ref, gen, xlabel: str, ylabel: str, path: Path, log: bool = False, size=(6, 3), marks=()) -> None:
+    """A reference and a generated curve over `x` (log y axis if `log`), dotted vertical lines at `marks`, to a PNG."""
     fig, ax = _pyplot().subplots(figsize=size)
     plot = ax.semilogy if log else ax.plot
     plot(x, ref, label="reference")
     plot(x, gen, label="generated")
+    for mark in marks:
+        ax.axvline(mark, color="gray", ls=":", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()

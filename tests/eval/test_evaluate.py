@@ -178,6 +178,9 @@ PINNED_AUDIO = {
 }
 PINNED_IMAGES = {
     "power_spectrum_log10_l1": 0.062323732271905304,
+    "power_spectrum_db_low": 0.42669274499682874,  # signed per-band errors, added in session 5 (issue 16)
+    "power_spectrum_db_mid": -0.471731506063682,
+    "power_spectrum_db_high": -0.5922227062514406,
     "pixel_histogram_tv": 0.29427083333333337,
     "classifier_fid": 0.00803775893656352,
     "inception_score": 1.0000846453719645,
@@ -242,8 +245,20 @@ def test_image_metrics_keep_their_pinned_values_with_the_cli_defaults(tmp_path):
         "weights_sha1",
     }
     assert set(rep) == {"ref", "gen", "n_ref", "n_gen", "kind", "metrics", "gen_class_histogram", "classifier",
-                        "commit", "run"}  # fmt: skip
+                        "commit", "run", "power_spectrum_bands"}  # fmt: skip
+    assert [(b["band"], b["radii"]) for b in rep["power_spectrum_bands"]] == [("low", [1, 3]), ("mid", [4, 6]),
+                                                                              ("high", [7, 8])]  # fmt: skip
     assert (out / "power_spectrum.png").is_file() and not (out / "report.html").exists()
+
+
+def test_power_spectrum_bands_of_a_set_against_itself_are_zero_and_signed(tmp_path):
+    ref, _ = fixed_image_sets(tmp_path)
+    rep = evaluate(ref, ref, tmp_path / "e", metrics=["power_spectrum"])
+    bands = {k: v for k, v in rep["metrics"].items() if k.startswith("power_spectrum_db_")}
+    assert bands == {"power_spectrum_db_low": 0.0, "power_spectrum_db_mid": 0.0, "power_spectrum_db_high": 0.0}
+    assert {direction(k) for k in bands} == {"zero"}  # + excess, - deficit: best at 0
+    assert rep["power_spectrum_bands"][2] == {"band": "high", "radii": [7, 8], "cycles_per_pixel": [0.4375, 0.5625],
+                                              "error_db": 0.0}  # fmt: skip
 
 
 def test_classifier_metrics_score_identical_sets_as_equal_and_use_the_cache(tmp_path):
