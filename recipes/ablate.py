@@ -30,7 +30,9 @@ says generate finished the set, evaluated when eval/metrics.json holds a whole r
 anew removes its old metrics.json), so an interrupted grid resumes where it stopped;
 `--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
-training budget (steps, wall seconds per run), the machine and the commit.
+training budget (steps, wall seconds per run), the machine and the commit; `<out>/results.png` (linked
+from results.md) draws it: one panel per report key, a bar per group with the seed std and each seed's
+value, the baseline (the first group without a regularizer) as a dashed line.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
 workers x threads may not exceed the cores. The default is one thread per process and as many
 processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
@@ -56,6 +58,7 @@ import yaml
 from audiodiff.checkpoint import read_json as load_json
 from audiodiff.checkpoint import write_json
 from audiodiff.eval.context import finished_evaluation
+from audiodiff.eval.plots import plot_groups
 from audiodiff.fastcpu import cpu_name as _cpu_name  # recipes/learning_curve.py imports it from here
 from audiodiff.runfiles import set_complete
 
@@ -254,6 +257,16 @@ def _lookup(flat: dict[str, float], key: str, embedder: str | None) -> float | N
     return None
 
 
+def _plot(rows: list[dict], keys: list[str], path: Path) -> dict | None:
+    """results.png (`plot_groups`), the first group without a regularizer as the baseline line;
+    {"file", "baseline", "panels"} (the panels' titles), or None (and no file) with no keys or rows."""
+    if not (keys and rows):
+        path.unlink(missing_ok=True)  # an earlier report's picture would no longer match results.md
+        return None
+    baseline = next((r["group"] for r in rows if r["variant"] == r["group"]), None)
+    return {"file": path.name, "baseline": baseline, "panels": plot_groups(rows, keys, path, baseline)}
+
+
 def report(grid: dict, all_cells: list[dict]) -> dict:
     keys = grid.get("report") or []
     groups: dict[str, dict] = {}
@@ -298,6 +311,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "rows": rows,
     }
     out = grid["out"]
+    result["plot"] = _plot(rows, keys, out / "results.png")
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
@@ -316,6 +330,10 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         t = f"{r['train_s_mean']:.0f}" if r["train_s_mean"] else "-"
         lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"
         lines.append(f"| {r['variant']} | {lam} | {len(r['seeds'])} | " + " | ".join(cols) + f" | {t} |")
+    if result["plot"]:
+        base = result["plot"]["baseline"]
+        caption = "mean +- std over seeds, one dot per seed" + (f"; dashed line: {base}" if base else "")
+        lines += ["", f"![{caption}]({result['plot']['file']})"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return result
 

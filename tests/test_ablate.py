@@ -71,6 +71,32 @@ def test_report_gives_mean_and_spread_over_seeds(tmp_path):
     assert "| amp | 0.1 | 2 | 2 +- 0 | 10 |" in md and "| baseline | - | 2 |" in md
 
 
+def test_report_plots_one_panel_per_key_with_the_baseline_and_links_it(tmp_path):
+    from PIL import Image
+
+    grid = _grid(tmp_path)
+    cells = ablate.cells(grid)
+    for i, c in enumerate(cells):
+        (c["run"] / "eval").mkdir(parents=True)
+        metrics = {"fad": 1.0 + i, "kad": 0.5 * i, "inception_score": 2.0, "power_spectrum_db_high": i - 2.0}
+        (c["run"] / "eval" / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+        (c["run"] / "config.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
+    keys = ["metrics.fad", "metrics.kad"]
+    res = ablate.report({**grid, "report": keys}, cells)
+    assert res["plot"] == {"file": "results.png", "baseline": "baseline", "panels": ["fad", "kad"]}
+    assert json.loads((grid["out"] / "results.json").read_text())["plot"] == res["plot"]
+    assert Image.open(grid["out"] / "results.png").size == (616, 352)  # 2 panels of 2.8 x 3.2 in at 110 dpi
+    md = (grid["out"] / "results.md").read_text()
+    assert md.endswith("![mean +- std over seeds, one dot per seed; dashed line: baseline](results.png)\n")
+    keys += ["metrics.inception_score", "metrics.power_spectrum_db_high"]
+    res = ablate.report({**grid, "report": keys}, cells)
+    assert res["plot"]["panels"] == ["fad", "kad", "inception_score", "power_spectrum_db_high"]
+    assert Image.open(grid["out"] / "results.png").size == (924, 704)  # 3 columns, 2 rows
+    res = ablate.report({**grid, "report": []}, cells)
+    assert res["plot"] is None and not (grid["out"] / "results.png").exists()  # no stale picture
+    assert "results.png" not in (grid["out"] / "results.md").read_text()
+
+
 def test_grid_without_required_key_names_it(tmp_path):
     (tmp_path / "g.yaml").write_text("config: a.yaml\n")
     with pytest.raises(SystemExit, match="missing key 'train_data'"):

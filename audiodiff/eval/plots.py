@@ -120,3 +120,51 @@ def spectrogram_uris(clips: list[tuple[np.ndarray, int]]) -> tuple[list[str], st
     ax.xaxis.label.set_size(7)
     fig.tight_layout(pad=0.3)
     return uris, _png(fig, dpi=100)
+
+
+def plot_groups(rows: list[dict], keys: list[str], path: Path, baseline: str | None = None) -> list[str]:
+    """An ablation grid's results: one panel per metric, one bar per group (the mean over seeds, the seed std
+    as error bar, each seed's value a dot), the `baseline` group's mean a dashed line across the panel.
+
+    Args:
+        rows: one dict per group, as `recipes/ablate.py`'s report writes them: {"group": name,
+            key: {"mean", "std", "values"}, ...}; a group without a key has no bar in that panel.
+        keys: the metric keys (metrics.json paths such as "metrics.fad_ge2e"), one panel each, in order.
+        baseline: the name of the group drawn as the reference line (None: no line).
+
+    Returns:
+        The panels' titles, in order (the metric names without "metrics.").
+    """
+    from audiodiff.eval.context import BETTER, direction
+
+    plt = _pyplot()
+    cols = min(3, len(keys))
+    width = max(2.8, 0.45 * len(rows) + 1.2)
+    fig, axes = plt.subplots(-(-len(keys) // cols), cols, figsize=(width * cols, 3.2 * -(-len(keys) // cols)),
+                             squeeze=False)  # fmt: skip
+    titles = []
+    for ax, key in zip(axes.flat, keys):
+        x = np.arange(len(rows))
+        stats = [r.get(key) for r in rows]
+        means = [s["mean"] if s else np.nan for s in stats]
+        colors = ["0.6" if r["group"] == baseline else "C0" for r in rows]
+        ax.bar(x, means, 0.6, yerr=[s["std"] if s else 0 for s in stats], color=colors, capsize=3)
+        for i, s in enumerate(stats):
+            if s:
+                ax.plot([i] * len(s["values"]), s["values"], "k.", ms=4)
+        base = next((s for r, s in zip(rows, stats) if r["group"] == baseline and s), None)
+        if base:
+            ax.axhline(base["mean"], color="0.3", ls="--", lw=1, label=f"{baseline} (mean)")
+            ax.legend(fontsize=7)
+        name = key.removeprefix("metrics.")
+        if direction(name) == "zero":
+            ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"{name} ({BETTER[direction(name)]})", fontsize=8)
+        ax.set_xticks(x, [r["group"] for r in rows], rotation=45, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        titles.append(name)
+    for ax in axes.flat[len(keys) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _png(fig, path, dpi=110)
+    return titles
