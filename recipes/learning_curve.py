@@ -21,8 +21,19 @@ metric where higher is better (`--higher`, default evaluate's list: the inceptio
 otherwise; "converged" when improvement < 0.05 (a metric that got worse has converged by this rule).
 
 Writes `<out>/curve.json`, `<out>/curve.md` (metric per step and wall time, the real-data floor,
-the rule's verdict per metric), `<out>/curve.png` and, for images, `<out>/curve_samples.png` (the
-first 16 samples of every checkpoint, one row per step: look at them, not only at the numbers).
+the rule's verdict per metric), `<out>/curve.png` (each metric against steps and, below, against
+wall time; `--compare OTHER/curve.json` draws other runs' curves beside this one) and, for images,
+`<out>/curve_samples.png` (the first 16 samples of every checkpoint, one row per step: look at
+them, not only at the numbers).
+
+A vocoder's curve vocodes the same clips at every checkpoint (egs/asterisk_en/curve.sh):
+
+    python ../../recipes/learning_curve.py exp/baseline --ref data/curve8 --seeds 0 \\
+        --generate "--mels-from data/curve8 --sampler fast" --evaluate "--metrics mrstft,lsd,pesq" \\
+        --metrics mrstft,lsd_db,pesq_wb
+
+`--metrics` names metrics.json keys (lsd_db, pesq_wb), not evaluate's metric names: a key the
+evaluation did not write is an error that lists the keys it did write.
 """
 
 from __future__ import annotations
@@ -118,16 +129,25 @@ def _cli(argv: list[str]) -> None:
         raise RuntimeError(f"audiodiff {' '.join(argv)}: {err.format_message()}") from None
 
 
-def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace) -> dict:
-    """Generate from `ckpt` with the fixed seeds, evaluate against the reference; the metrics."""
+def generate_with_cli(ckpt: Path, gen: Path, args: argparse.Namespace) -> None:
+    """Sample `ckpt` into the generated set `gen` with `audiodiff generate`, the fixed seeds and --generate."""
+    _cli(["generate", "--ckpt", str(ckpt), "--seeds", args.seeds, "--out", str(gen), "--device", "cpu",
+          "--batch-size", "256", *args.generate])  # fmt: skip
+
+
+def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace, generate=generate_with_cli) -> dict:
+    """Generate from `ckpt` with `generate(ckpt, folder, args)`, evaluate against the reference; the metrics.
+
+    `generate` must leave a complete generated set (settings.json listing its files), as
+    `audiodiff generate` does; another trainer's checkpoints bring their own (egs/asterisk_en/local/lmnt_train.py).
+    """
     here = out / f"step_{step:08d}"
     gen, ev, asked = here / "generated", here / "eval", here / "curve_args.json"
     wanted = {"seeds": args.seed_list, "generate": args.generate}
     fresh = read_json(asked, None) != wanted
     if fresh or not set_complete(gen):  # other seeds or sampler options, or an interrupted generate: sample again
         (ev / "metrics.json").unlink(missing_ok=True)  # the scores of the set being replaced
-        _cli(["generate", "--ckpt", str(ckpt), "--seeds", args.seeds, "--out", str(gen), "--device", "cpu",
-              "--batch-size", "256", *args.generate])  # fmt: skip
+        generate(ckpt, gen, args)
         write_json(asked, wanted)
     if fresh or args.force_eval or finished_evaluation(ev) is None:
         extra = ["--classifier", str(args.classifier)] if args.classifier else []
@@ -136,27 +156,49 @@ def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace)
     report = finished_evaluation(ev)
     if report is None:
         raise RuntimeError(f"audiodiff evaluate wrote no usable {ev / 'metrics.json'}")
+    missing = [m for m in args.metric_list if m not in report["metrics"]]
+    if missing:  # a name evaluate does not write ('lsd' for lsd_db) would leave an empty column
+        raise ValueError(
+            f"--metrics {','.join(missing)}: not in {ev / 'metrics.json'}, which has {', '.join(report['metrics'])}"
+        )
     return report["metrics"]
 
 
-def curve_rows(run: Path, out: Path, args: argparse.Namespace) -> list[dict]:
-    rows, start = [], run_start(run)
-    for step, ckpt in checkpoints(run):
+def run_checkpoints(run: Path) -> list[tuple[int, Path, float | None]]:
+    """(step, file, wall seconds) of every checkpoint of an audiodiff run (wall time: see the module doc)."""
+    start = run_start(run)
+    return [(step, ckpt, wall_seconds(start, ckpt)) for step, ckpt in checkpoints(run)]
+
+
+def curve_rows(
+    points: list[tuple[int, Path, float | None]], out: Path, args: argparse.Namespace, generate
+) -> list[dict]:
+    """One row per (step, checkpoint, wall seconds) in `points` (those in --steps): its step, wall_s, metrics."""
+    rows = []
+    for step, ckpt, wall in points:
         if args.step_list and step not in args.step_list:
             continue
-        metrics = score_checkpoint(step, ckpt, out, args)
-        row = {"step": step, "wall_s": wall_seconds(start, ckpt)} | {m: metrics.get(m) for m in args.metric_list}
+        metrics = score_checkpoint(step, ckpt, out, args, generate)
+        row = {"step": step, "wall_s": wall} | {m: metrics.get(m) for m in args.metric_list}
         rows.append(row)
         shown = " ".join(f"{m}={row[m]:.4g}" for m in args.metric_list if row[m] is not None)
         print(f"step {step} ({row['wall_s']} s): {shown}", flush=True)
     return rows
 
 
+def _outputs(out: Path, rows: list[dict]) -> int | None:
+    """How many files each checkpoint generated (seeds, or clips vocoded): the first row's set listing."""
+    if not rows:
+        return None
+    listing = read_json(out / f"step_{rows[0]['step']:08d}" / "generated" / "settings.json", {})
+    return len(listing.get("files", [])) or None
+
+
 def _markdown(result: dict) -> str:
     metrics = result["metrics"]
     lines = [
-        f"run {result['run']}, commit {result['commit']}, {result['machine']}; {result['n_seeds']} samples "
-        f"(seeds {result['seeds']}) per checkpoint, EMA weights, generate options: {result['generate']}",
+        f"run {result['run']}, commit {result['commit']}, {result['machine']}; {result['n_outputs']} generated "
+        f"files (seeds {result['seeds']}) per checkpoint, {result['weights']}, generate options: {result['generate']}",
         "",
         "| step | wall s | " + " | ".join(metrics) + " | rule holds (all metrics) |",
         "|---:|---:|" + "---:|" * len(metrics) + "---|",
@@ -182,26 +224,38 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(result: dict, path: Path) -> None:
+def _plot(result: dict, path: Path, others: tuple[dict, ...] = ()) -> list[str]:
+    """curve.png: each metric against training steps (top row) and wall time (bottom row, when known);
+    `others` (curve.json results of other runs) are drawn beside this one, labelled by their "label".
+    Returns the labels of the first panel's lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = result["metrics"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        points = [(r["step"], r[m]) for r in result["rows"] if r[m] is not None]
-        if points:
-            ax.plot(*zip(*points), "o-", ms=3, label="model")
-        if m in result["floor"]:
-            ax.axhline(result["floor"][m], color="gray", ls="--", label="real data")
-        ax.set_title(m, fontsize=9)
-        ax.set_xlabel("training step")
+    metrics, curves = result["metrics"], (result, *others)
+    axes_x = [("step", "training step", 1)]
+    if any(r.get("wall_s") is not None for c in curves for r in c["rows"]):
+        axes_x.append(("wall_s", "training wall time (min)", 60))
+    fig, axes = plt.subplots(len(axes_x), len(metrics), figsize=(3.2 * len(metrics), 2.8 * len(axes_x)), squeeze=False)
+    for row, (key, label, per) in zip(axes, axes_x):
+        for ax, m in zip(row, metrics):
+            for curve in curves:
+                points = [(r[key] / per, r[m]) for r in curve["rows"] if r.get(m) is not None and r[key] is not None]
+                if points:
+                    ax.plot(*zip(*sorted(points)), "o-", ms=3, label=curve.get("label") or "model")
+            if m in result["floor"]:
+                ax.axhline(result["floor"][m], color="gray", ls="--", label="real data")
+            better = "higher" if m in result.get("higher", ()) else "lower"
+            ax.set_title(f"{m} ({better} is better)", fontsize=9)
+            ax.set_xlabel(label)
+            ax.ticklabel_format(axis="y", useOffset=False)
+    labels = axes[0][0].get_legend_handles_labels()[1]
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return labels
 
 
 def _sample_rows(out: Path, steps: list[int], per_row: int = 16) -> bool:
@@ -228,10 +282,23 @@ def _sample_rows(out: Path, steps: list[int], per_row: int = 16) -> bool:
     return True
 
 
-def learning_curve(run: Path, out: Path, args: argparse.Namespace) -> dict:
-    """Score every checkpoint of `run`; write curve.json/.md/.png under `out`; the result dict."""
+def learning_curve(
+    run: Path,
+    out: Path,
+    args: argparse.Namespace,
+    points: list[tuple[int, Path, float | None]] | None = None,
+    generate=generate_with_cli,
+    weights: str = "EMA weights",
+) -> dict:
+    """Score the checkpoints of `run`; write curve.json/.md/.png under `out`; the result dict.
+
+    Args:
+        points: (step, checkpoint, wall seconds) to score; default: the audiodiff run's own (run_checkpoints).
+        generate: fills a generated set from a checkpoint (score_checkpoint); default `audiodiff generate`.
+        weights: which weights the generated sets use, for curve.md.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    rows = curve_rows(run, out, args)
+    rows = curve_rows(run_checkpoints(run) if points is None else points, out, args, generate)
     higher = set(args.higher.split(","))
     floor = {}
     if args.floor:
@@ -241,20 +308,24 @@ def learning_curve(run: Path, out: Path, args: argparse.Namespace) -> dict:
     )
     result = {
         "run": str(run),
+        "label": args.label or run.name,
         "commit": commit.stdout.strip() or "unknown",
         "machine": f"{_cpu_name()}, training on 1 thread",
         "seeds": args.seeds,
         "n_seeds": len(args.seed_list),
+        "n_outputs": _outputs(out, rows),
+        "weights": weights,
         "generate": " ".join(args.generate) or "the run's sampler",
         "metrics": args.metric_list,
+        "higher": sorted(higher & set(args.metric_list)),
         "floor": floor,
         "rows": rows,
         "convergence": [convergence(rows, m, m in higher) for m in args.metric_list],
         "rule_by_step": rule_by_step(rows, args.metric_list, higher),
     }
+    result["plotted"] = _plot(result, out / "curve.png", tuple(read_json(c, None) for c in args.compare))
     (out / "curve.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "curve.md").write_text(_markdown(result))
-    _plot(result, out / "curve.png")
     _sample_rows(out, [r["step"] for r in rows])
     return result
 
@@ -275,11 +346,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--evaluate", default="", help="Extra `audiodiff evaluate` options, e.g. '--metrics fad'.")
     ap.add_argument("--steps", default="", help="Only these checkpoint steps, e.g. '500,1000,2000' (default: all).")
     ap.add_argument("--force-eval", action="store_true", help="Re-evaluate checkpoints that have metrics.")
+    ap.add_argument("--label", default="", help="This run's name in curve.png (default: the run folder's).")
+    ap.add_argument("--compare", type=Path, action="append", default=[], help="Another curve.json to plot beside.")
     args = ap.parse_args(argv)
     if not args.run.is_dir():
         ap.error(f"run directory not found: {args.run}")
     if args.floor and not args.floor.is_file():
         ap.error(f"--floor: file not found: {args.floor}")
+    for other in args.compare:
+        curve = read_json(other, None)
+        if not (isinstance(curve, dict) and "rows" in curve):
+            ap.error(f"--compare {other}: not a curve.json (a learning_curve.py result with 'rows')")
     try:
         args.seed_list = parse_seeds(args.seeds)
     except ValueError as err:
@@ -297,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         result = learning_curve(args.run, args.out or args.run / "curve", args)
-    except (FileNotFoundError, RuntimeError) as err:
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
         raise SystemExit(f"learning_curve: {err}") from None
     print((Path(args.out or args.run / "curve") / "curve.md").read_text())
     return result

@@ -130,7 +130,7 @@ def test_an_interrupted_generate_or_a_truncated_metrics_json_is_redone(tmp_path,
 
     monkeypatch.setattr(lc, "_cli", fake_cli)
     args = argparse.Namespace(seeds="0-1", seed_list=[0, 1], generate=[], evaluate=[], force_eval=False,
-                              classifier=None, ref=tmp_path / "ref")  # fmt: skip
+                              classifier=None, ref=tmp_path / "ref", metric_list=["m"])  # fmt: skip
     here = tmp_path / "step_00000002"
     (here / "generated").mkdir(parents=True)
     (here / "eval").mkdir()
@@ -147,3 +147,58 @@ def test_an_interrupted_generate_or_a_truncated_metrics_json_is_redone(tmp_path,
     assert called == ["evaluate"] and "not JSON" in capsys.readouterr().out
     called.clear()
     assert lc.score_checkpoint(2, tmp_path / "ckpt", tmp_path, args) == {"m": 2.0} and called == []  # all done
+
+
+def _fake_evaluate(metrics):
+    """A stand-in for `audiodiff generate`/`evaluate` in this process: evaluate writes `metrics`."""
+
+    def fake_cli(argv):
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if argv[0] == "generate":
+            (out / "settings.json").write_text(json.dumps({"complete": True, "files": ["u.wav"]}))
+        else:
+            (out / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+
+    return fake_cli
+
+
+def test_a_curve_metric_the_evaluation_did_not_write_is_an_error_naming_the_keys_it_wrote(tmp_path, monkeypatch):
+    # evaluate --metrics mrstft,lsd,pesq writes mrstft, lsd_db, pesq_wb: a curve of 'lsd' and 'pesq'
+    # used to be two empty columns
+    monkeypatch.setattr(lc, "_cli", _fake_evaluate({"mrstft": 4.1, "lsd_db": 29.3, "pesq_wb": 1.03}))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-00000020.pt").write_bytes(b"")
+    argv = [str(run), "--ref", str(tmp_path), "--seeds", "0", "--generate", "--mels-from x"]
+    with pytest.raises(SystemExit, match=r"--metrics lsd,pesq: not in .*metrics\.json, which has mrstft, lsd_db, pes"):
+        lc.main([*argv, "--metrics", "mrstft,lsd,pesq"])
+    assert lc.main([*argv, "--metrics", "mrstft,lsd_db,pesq_wb"])["rows"][0]["lsd_db"] == 29.3
+
+
+def test_a_vocoder_curve_counts_its_clips_and_plots_wall_time_beside_a_compared_run(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(lc, "_cli", _fake_evaluate({"mrstft": 4.0, "pesq_wb": 1.5}))
+
+    def vocode(ckpt, gen, args):  # another trainer's checkpoints: 8 clips, whatever the seeds
+        gen.mkdir(parents=True, exist_ok=True)
+        (gen / "settings.json").write_text(json.dumps({"complete": True, "files": [f"u{k}.wav" for k in range(8)]}))
+
+    other = tmp_path / "ours.json"
+    other.write_text(json.dumps({"label": "audiodiff", "rows": [{"step": 20, "wall_s": 30.0, "mrstft": 5.0}]}))
+    args = lc.parse_args([str(tmp_path), "--ref", "r", "--seeds", "0-255", "--metrics", "mrstft,pesq_wb",
+                          "--label", "lmnt", "--compare", str(other)])  # fmt: skip
+    points = [(20, tmp_path / "w-20.pt", 25.0), (40, tmp_path / "w-40.pt", 50.0)]
+    result = lc.learning_curve(tmp_path, tmp_path / "curve", args, points, vocode, weights="raw weights")
+    assert [(r["step"], r["wall_s"]) for r in result["rows"]] == [(20, 25.0), (40, 50.0)]
+    md = (tmp_path / "curve" / "curve.md").read_text()
+    assert "8 generated files (seeds 0-255) per checkpoint, raw weights" in md  # not "256 samples", not EMA
+    assert "| 40 | 50.0 | 4 | 1.5 |" in md
+    assert result["plotted"] == ["lmnt", "audiodiff"] and result["higher"] == ["pesq_wb"]
+    # two metrics (3.2 in x 110 dpi each) in two rows: against steps and against wall time (2.8 in each)
+    assert Image.open(tmp_path / "curve" / "curve.png").size == (704, 616)
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(SystemExit):
+        lc.parse_args([str(tmp_path), "--ref", "r", "--compare", str(bad)])
