@@ -272,6 +272,34 @@ def test_asterisk_recipe_runs_griffin_lim_beside_the_vocoder_and_keeps_what_is_m
     assert done.stderr.count("kept") == 3 and "--mels-from t3 " in calls[1] and "--ref t3 " in calls[2]
 
 
+def test_asterisk_curves_make_the_fixed_subset_then_train_and_score_both_runs(tmp_path):
+    listed = (ROOT / "egs/asterisk_en/conf/curve8.txt").read_text().split()
+    test = tmp_path / "d" / "data" / "test"
+    test.mkdir(parents=True)
+    ids = sorted([*listed, "beeperr", f"{listed[0]}-2"])  # not listed: left out, also when an id extends one
+    (test / "wav.scp").write_text("".join(f"{u} /w/{u}.wav\n" for u in ids))
+    (test / "utt2spk").write_text("".join(f"{u} allison\n" for u in ids))
+    exp, subset = tmp_path / "e", tmp_path / "c8"
+    curve = dict(recipe="asterisk_en", script="curve.sh")
+    done, calls = run_recipe(tmp_path, "--exp", str(exp), "--curve_set", str(subset), "--minutes", "9", **curve)
+    assert done.returncode == 0, done.stderr
+    assert len(listed) == 8 and sorted(line.split()[0] for line in (subset / "wav.scp").open()) == sorted(listed)
+    assert (subset / "utt2spk").read_text().count("allison") == 8
+    assert [" ".join(c.split()[:3]) for c in calls] == [
+        f"audiodiff validate-data-dir {subset}",
+        "audiodiff train conf/baseline.yaml",
+        "python local/lmnt_train.py train",
+        f"python ../../recipes/learning_curve.py {exp}/baseline_curve",
+        "python local/lmnt_train.py curve",
+    ]
+    assert "train.max_minutes=9" in calls[1] and "--minutes 9 " in calls[2] and "--ckpt_every 500" in calls[2]
+    assert "train.ckpt_every=500" in calls[1] and f"--mels-from {subset} --sampler fast" in calls[3]
+    assert calls[4].endswith(f"--compare {exp}/baseline_curve/curve/curve.json")
+    (test / "wav.scp").write_text("beeperr /w/beeperr.wav\n")  # a test split without the listed prompts
+    done, _ = run_recipe(tmp_path, "--curve_set", str(subset), "--stop_stage", "1", **curve)
+    assert done.returncode != 0 and "lacks prompts of conf/curve8.txt" in done.stderr
+
+
 def test_asterisk_gpu_slice_caps_training_and_passes_its_options_on(tmp_path):
     gpu = dict(recipe="asterisk_en", script="gpu.sh")
     done, calls = run_recipe(tmp_path, "--minutes", "3", "--archive", "a.deb", "--exp", str(tmp_path / "e"), **gpu)
