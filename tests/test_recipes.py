@@ -14,12 +14,17 @@ ROOT = Path(__file__).parents[1]
 LABELLED = ["digits", "sc09", "mnist", "checkerboard", "cifar10"]  # stage 2 trains an evaluation classifier
 
 
-def run_recipe(tmp_path, *args, recipe="digits", script="run.sh"):
+def run_recipe(tmp_path, *args, recipe="digits", script="run.sh", env_var=None):
+    """Run a recipe script with faked commands; (the finished process, the commands' lines).
+    `env_var`: each line ends with " [NAME=value]", the variable as the command saw it."""
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     calls = tmp_path / "calls.txt"
+    seen = f" [{env_var}=${{{env_var}-unset}}]" if env_var else ""
     for name in ("audiodiff", "torchrun", "python"):  # python: the recipes' helper scripts
-        (fake / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {calls}\necho "output of {name} $1"\n')
+        (fake / name).write_text(
+            f'#!/usr/bin/env bash\necho "{name} $*{seen}" >> {calls}\necho "output of {name} $1"\n'
+        )
         (fake / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     done = subprocess.run(
@@ -272,7 +277,7 @@ def test_asterisk_recipe_runs_griffin_lim_beside_the_vocoder_and_keeps_what_is_m
     assert done.stderr.count("kept") == 3 and "--mels-from t3 " in calls[1] and "--ref t3 " in calls[2]
 
 
-def test_asterisk_curves_make_the_fixed_subset_then_train_and_score_both_runs(tmp_path):
+def test_asterisk_curves_make_the_fixed_subset_then_train_and_score_both_runs(tmp_path, monkeypatch):
     listed = (ROOT / "egs/asterisk_en/conf/curve8.txt").read_text().split()
     test = tmp_path / "d" / "data" / "test"
     test.mkdir(parents=True)
@@ -295,6 +300,13 @@ def test_asterisk_curves_make_the_fixed_subset_then_train_and_score_both_runs(tm
     assert "train.max_minutes=9" in calls[1] and "--minutes 9 " in calls[2] and "--ckpt_every 500" in calls[2]
     assert "train.ckpt_every=500" in calls[1] and f"--mels-from {subset} --sampler fast" in calls[3]
     assert calls[4].endswith(f"--compare {exp}/baseline_curve/curve/curve.json")
+    # both trainings on one thread (lmnt_train.py sets it itself; ours used torch's default: all cores)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "3", env_var="OMP_NUM_THREADS", **curve)
+    assert done.returncode == 0 and [c.split()[:2] + c.split()[-1:] for c in calls[-2:]] == [
+        ["audiodiff", "train", "[OMP_NUM_THREADS=1]"],
+        ["python", "local/lmnt_train.py", "[OMP_NUM_THREADS=1]"],
+    ]
     (test / "wav.scp").write_text("beeperr /w/beeperr.wav\n")  # a test split without the listed prompts
     done, _ = run_recipe(tmp_path, "--curve_set", str(subset), "--stop_stage", "1", **curve)
     assert done.returncode != 0 and "lacks prompts of conf/curve8.txt" in done.stderr

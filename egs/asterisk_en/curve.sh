@@ -26,6 +26,9 @@ seeds=0  # the sampling seeds (clip k gets seed k mod their number), the same at
 metrics=mrstft,lsd_db,pesq_wb  # curve columns: metrics.json keys of evaluate --metrics mrstft,lsd,pesq
 log_dir=log  # stage logs (run.<time>.log)
 . ../../recipes/common.sh
+# One thread each, whatever the caller's environment: lmnt_train.py sets torch to 1 thread itself, our
+# trainer takes torch's default (all cores) unless OMP_NUM_THREADS says otherwise.
+export OMP_NUM_THREADS=1
 
 if stage_enabled 1; then
     log "stage 1: $curve_set, the test prompts listed in conf/curve8.txt"
