@@ -193,3 +193,14 @@ def test_wall_time_and_minutes_count_from_the_first_step_as_ours(tiny_data, tmp_
     assert json.loads((run / "wall.json").read_text()) == {"2": 20.0, "4": 40.0}
     lt.main([*base, "--steps", "6", "--minutes", "1"])
     assert json.loads((run / "wall.json").read_text())["6"] == 60.0  # 40 + 20, the second setup not counted
+
+
+def test_train_on_a_missing_data_dir_or_a_conf_lmnt_cannot_take_is_one_line(tiny_data, tmp_path):
+    data, conf = tiny_data
+    base = ["train", "--out", str(tmp_path / "lmnt"), "--steps", "1"]
+    with pytest.raises(SystemExit, match=r"^lmnt_train.py train: data source not found: .*nowhere"):
+        lt.main([*base, "--train", str(tmp_path / "nowhere"), "--conf", str(conf)])
+    odd = tmp_path / "odd.yaml"  # 2176 samples: whole hops of ours (128), not of lmnt's (256)
+    odd.write_text(f"defaults: [{conf}]\ndata: {{segment: 2176}}\n")
+    with pytest.raises(SystemExit, match=r"^lmnt_train.py train: .*segment=2176 is not a whole number of lmnt hops"):
+        lt.main([*base, "--train", str(data), "--conf", str(odd)])

@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     args = ap.parse_args(argv)
     if not args.conf.is_file():
         ap.error(f"--conf: file not found: {args.conf}")
-    train(args)
+    try:
+        train(args)
+    except (FileNotFoundError, ValueError) as err:  # a missing data dir, a --conf lmnt cannot take
+        raise SystemExit(f"lmnt_train.py train: {err}") from None
     return None
 
 
