@@ -17,8 +17,10 @@ including the time others took, and for a resumed run the idle time before the r
 
 The convergence rule (issue 16): the last doubling of steps improves each metric by < 5%. With S
 the last step and H the checkpoint step nearest S / 2, improvement = (m_S - m_H) / |m_H| for a
-metric where higher is better (`--higher`, default evaluate's list: the inception scores, PESQ), (m_H - m_S) / |m_H|
-otherwise; "converged" when improvement < 0.05 (a metric that got worse has converged by this rule).
+metric where higher is better (`--higher`, default evaluate's list: the inception scores, PESQ),
+(|m_H| - |m_S|) / |m_H| for a signed error, best at 0 (eval.context.direction: power_spectrum_db_*,
+psd_band*_err_db), (m_H - m_S) / |m_H| otherwise; "converged" when improvement < 0.05 (a metric
+that got worse has converged by this rule). curve.png titles each metric with its direction.
 
 Writes `<out>/curve.json`, `<out>/curve.md` (metric per step and wall time, the real-data floor,
 the rule's verdict per metric), `<out>/curve.png` (each metric against steps and, below, against
@@ -50,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ablate import _cpu_name, read_json  # noqa: E402  (the machine name the grids report)
 
 from audiodiff.checkpoint import write_json  # noqa: E402
-from audiodiff.eval.context import HIGHER_IS_BETTER, finished_evaluation, read_floor  # noqa: E402
+from audiodiff.eval.context import BETTER, HIGHER_IS_BETTER, direction, finished_evaluation, read_floor  # noqa: E402
 from audiodiff.runfiles import run_start, set_complete  # noqa: E402
 
 DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
@@ -75,28 +77,40 @@ def wall_seconds(start: float | None, ckpt: Path) -> float | None:
     return None if start is None else round(ckpt.stat().st_mtime - start, 1)
 
 
-def improvement(before: float, after: float, higher: bool) -> float:
-    """Relative improvement from `before` to `after`; positive = better."""
-    gain = after - before if higher else before - after
+def directions(metrics: list[str], higher: set[str]) -> dict[str, str]:
+    """{metric: "higher", "lower" or "zero"}: "higher" for the --higher metrics, else eval.context's direction
+    ("zero" for a signed error, best at 0; "lower" for the rest)."""
+    return {m: "higher" if m in higher else ("lower" if direction(m) == "higher" else direction(m)) for m in metrics}
+
+
+def improvement(before: float, after: float, better: str) -> float:
+    """Relative improvement from `before` to `after`; positive = better. `better`: "higher", "lower" or
+    "zero" (a signed error: the improvement of |m|)."""
+    if better == "zero":
+        before, after = abs(before), abs(after)
+    gain = after - before if better == "higher" else before - after
     return gain / max(abs(before), 1e-12)
 
 
-def convergence(rows: list[dict], metric: str, higher: bool, threshold: float = THRESHOLD) -> dict:
+def convergence(rows: list[dict], metric: str, better: str, threshold: float = THRESHOLD) -> dict:
     """The rule on one metric: the last checkpoint against the one nearest half its step.
 
     Args:
         rows: one dict per checkpoint with "step" and `metric`, in any order.
+        better: "higher", "lower" or "zero" (`directions`).
     Returns:
-        {"metric", "from_step", "to_step", "before", "after", "improvement", "converged"};
-        converged is None when fewer than two checkpoints carry the metric.
+        {"metric", "better", "higher_is_better", "threshold", "from_step", "to_step", "before", "after",
+        "improvement", "converged"}; converged is None when fewer than two checkpoints carry the metric.
     """
+    if better not in BETTER:
+        raise ValueError(f"convergence: better={better!r}; allowed: {', '.join(BETTER)}")
     points = sorted((r["step"], r[metric]) for r in rows if r.get(metric) is not None)
-    verdict = {"metric": metric, "higher_is_better": higher, "threshold": threshold}
+    verdict = {"metric": metric, "better": better, "higher_is_better": better == "higher", "threshold": threshold}
     if len(points) < 2:
         return verdict | {"converged": None}
     last_step, after = points[-1]
     half_step, before = min(points[:-1], key=lambda p: (abs(p[0] - last_step / 2), p[0]))
-    gain = improvement(before, after, higher)
+    gain = improvement(before, after, better)
     return verdict | {
         "from_step": half_step,
         "to_step": last_step,
@@ -107,12 +121,13 @@ def convergence(rows: list[dict], metric: str, higher: bool, threshold: float = 
     }
 
 
-def rule_by_step(rows: list[dict], metrics: list[str], higher: set[str]) -> list[bool | None]:
-    """For each checkpoint (by step): does the rule hold for every metric, the curve cut at that step?"""
+def rule_by_step(rows: list[dict], better: dict[str, str]) -> list[bool | None]:
+    """For each checkpoint (by step): does the rule hold for every metric of `better` ({metric: direction}),
+    the curve cut at that step?"""
     rows = sorted(rows, key=lambda r: r["step"])
     held = []
     for k in range(len(rows)):
-        verdicts = [convergence(rows[: k + 1], m, m in higher)["converged"] for m in metrics]
+        verdicts = [convergence(rows[: k + 1], m, way)["converged"] for m, way in better.items()]
         held.append(None if None in verdicts else all(verdicts))
     return held
 
@@ -217,9 +232,10 @@ def _markdown(result: dict) -> str:
             lines.append(f"- {v['metric']}: fewer than two checkpoints")
             continue
         word = "converged" if v["converged"] else "NOT converged"
+        of = " of |m| (best at 0)" if v.get("better") == "zero" else ""
         lines.append(
             f"- {v['metric']}: {v['before']:.4g} at step {v['from_step']} -> {v['after']:.4g} at step "
-            f"{v['to_step']}, improvement {100 * v['improvement']:+.1f}%: {word}"
+            f"{v['to_step']}, improvement {100 * v['improvement']:+.1f}%{of}: {word}"
         )
     return "\n".join(lines) + "\n"
 
@@ -246,8 +262,7 @@ def _plot(result: dict, path: Path, others: tuple[dict, ...] = ()) -> list[str]:
                     ax.plot(*zip(*sorted(points)), "o-", ms=3, label=curve.get("label") or "model")
             if m in result["floor"]:
                 ax.axhline(result["floor"][m], color="gray", ls="--", label="real data")
-            better = "higher" if m in result.get("higher", ()) else "lower"
-            ax.set_title(f"{m} ({better} is better)", fontsize=9)
+            ax.set_title(f"{m} ({BETTER[result['better'][m]]})", fontsize=9)
             ax.set_xlabel(label)
             ax.ticklabel_format(axis="y", useOffset=False)
     labels = axes[0][0].get_legend_handles_labels()[1]
@@ -300,6 +315,7 @@ def learning_curve(
     out.mkdir(parents=True, exist_ok=True)
     rows = curve_rows(run_checkpoints(run) if points is None else points, out, args, generate)
     higher = set(args.higher.split(","))
+    better = directions(args.metric_list, higher)
     floor = {}
     if args.floor:
         floor = {m: v for m, v in read_floor(args.floor)["metrics"].items() if m in args.metric_list}
@@ -318,10 +334,11 @@ def learning_curve(
         "generate": " ".join(args.generate) or "the run's sampler",
         "metrics": args.metric_list,
         "higher": sorted(higher & set(args.metric_list)),
+        "better": better,
         "floor": floor,
         "rows": rows,
-        "convergence": [convergence(rows, m, m in higher) for m in args.metric_list],
-        "rule_by_step": rule_by_step(rows, args.metric_list, higher),
+        "convergence": [convergence(rows, m, way) for m, way in better.items()],
+        "rule_by_step": rule_by_step(rows, better),
     }
     result["plotted"] = _plot(result, out / "curve.png", tuple(read_json(c, None) for c in args.compare))
     (out / "curve.json").write_text(json.dumps(result, indent=2) + "\n")

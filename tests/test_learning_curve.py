@@ -23,27 +23,40 @@ def test_rule_compares_the_last_step_with_the_one_at_half_of_it():
     # lower is better: 10 -> 9.6 over the last doubling (2000 -> 4000) is a 4% gain: converged,
     # although 1000 -> 4000 gained 52%
     rows = _rows([(1000, 20.0), (2000, 10.0), (3000, 9.8), (4000, 9.6)])
-    v = lc.convergence(rows, "m", higher=False)
+    v = lc.convergence(rows, "m", "lower")
     assert (v["from_step"], v["to_step"]) == (2000, 4000)
     assert v["improvement"] == pytest.approx(0.04) and v["converged"] is True
     # 10 -> 9.4 is 6%: not converged
-    assert lc.convergence(_rows([(2000, 10.0), (4000, 9.4)]), "m", higher=False)["converged"] is False
+    assert lc.convergence(_rows([(2000, 10.0), (4000, 9.4)]), "m", "lower")["converged"] is False
 
 
 def test_rule_direction_and_worsening():
     # higher is better: 2.0 -> 2.2 is +10% (not converged); read as lower-is-better it got worse (converged)
     rows = _rows([(500, 2.0), (1000, 2.2)])
-    assert lc.convergence(rows, "m", higher=True)["improvement"] == pytest.approx(0.1)
-    assert lc.convergence(rows, "m", higher=True)["converged"] is False
-    assert lc.convergence(rows, "m", higher=False)["converged"] is True
-    assert lc.convergence(rows[:1], "m", higher=True)["converged"] is None
+    assert lc.convergence(rows, "m", "higher")["improvement"] == pytest.approx(0.1)
+    assert lc.convergence(rows, "m", "higher")["converged"] is False
+    assert lc.convergence(rows, "m", "lower")["converged"] is True
+    assert lc.convergence(rows[:1], "m", "higher")["converged"] is None
+
+
+def test_a_signed_error_improves_towards_0_from_either_side():
+    # -3 dB -> +0.5 dB: |m| 83% smaller (not converged); read as lower-is-better it got 117% worse
+    v = lc.convergence(_rows([(500, -3.0), (1000, 0.5)]), "m", "zero")
+    assert v["improvement"] == pytest.approx(2.5 / 3) and v["converged"] is False and v["better"] == "zero"
+    # -0.5 -> -3: worse (converged by the rule); lower-is-better read it as a 500% gain
+    assert lc.convergence(_rows([(500, -0.5), (1000, -3.0)]), "m", "zero")["improvement"] == pytest.approx(-5.0)
+    metrics = ["power_spectrum_db_low", "psd_band2_err_db", "fad", "pesq_wb", "inception_score"]
+    # eval.context's direction, but --higher (here only pesq_wb) decides which are higher-is-better
+    assert list(lc.directions(metrics, {"pesq_wb"}).values()) == ["zero", "zero", "lower", "higher", "lower"]
+    with pytest.raises(ValueError, match="better='up'; allowed: higher, lower, zero"):
+        lc.convergence(_rows([(1, 1.0)]), "m", "up")
 
 
 def test_rule_by_step_cuts_the_curve_at_each_checkpoint():
     rows = _rows([(250, 5.0), (500, 3.0), (750, 2.0), (1000, 2.9), (2000, 2.85)])
     # 500 vs 250: 40% better; 750 vs 500 (nearest 375: 250 and 500 tie at 125, the lower step wins): 60%;
     # 1000 vs 500: 3.3%; 2000 vs 1000: 1.7%
-    assert lc.rule_by_step(rows, ["m"], set()) == [None, False, False, True, True]
+    assert lc.rule_by_step(rows, {"m": "lower"}) == [None, False, False, True, True]
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +215,32 @@ def test_a_vocoder_curve_counts_its_clips_and_plots_wall_time_beside_a_compared_
     bad.write_text("[1, 2]")
     with pytest.raises(SystemExit):
         lc.parse_args([str(tmp_path), "--ref", "r", "--compare", str(bad)])
+
+
+def test_a_curve_of_signed_errors_is_titled_and_judged_closest_to_0(tmp_path, monkeypatch):
+    """power_spectrum_db_* (+ excess, - deficit) was titled 'lower is better' and ranked so by the rule."""
+    from matplotlib.axes import Axes
+
+    scores = {20: {"power_spectrum_db_high": -4.0, "fad": 2.0}, 40: {"power_spectrum_db_high": 1.0, "fad": 1.0}}
+
+    def fake_cli(argv):
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        step = int(out.parent.name.split("_")[1])
+        (out / "metrics.json").write_text(json.dumps({"metrics": scores[step]}))
+
+    def generate(ckpt, gen, args):
+        gen.mkdir(parents=True, exist_ok=True)
+        (gen / "settings.json").write_text(json.dumps({"complete": True, "files": ["0.png"]}))
+
+    titles = []
+    monkeypatch.setattr(lc, "_cli", fake_cli)
+    monkeypatch.setattr(Axes, "set_title", lambda self, text, **kw: titles.append(text))
+    args = lc.parse_args([str(tmp_path), "--ref", "r", "--seeds", "0", "--metrics", "power_spectrum_db_high,fad"])
+    points = [(20, tmp_path / "w-20.pt", None), (40, tmp_path / "w-40.pt", None)]
+    result = lc.learning_curve(tmp_path, tmp_path / "curve", args, points, generate)
+    assert titles == ["power_spectrum_db_high (closest to 0 is better)", "fad (lower is better)"]
+    signed, fad = result["convergence"]
+    assert signed["improvement"] == pytest.approx(0.75) and signed["converged"] is False  # |-4| -> |1|
+    assert fad["improvement"] == pytest.approx(0.5) and result["better"]["power_spectrum_db_high"] == "zero"
+    assert "improvement +75.0% of |m| (best at 0): NOT converged" in (tmp_path / "curve" / "curve.md").read_text()
