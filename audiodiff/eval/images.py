@@ -70,38 +70,37 @@ def spectrum_distance(real: np.ndarray, generated: np.ndarray) -> float:
 SPECTRUM_BANDS = ("low", "mid", "high")
 
 
-def spectrum_band_errors(real: np.ndarray, generated: np.ndarray, size: int) -> list[dict]:
+def spectrum_band_errors(real: np.ndarray, generated: np.ndarray, shape: tuple[int, int]) -> list[dict]:
     """Signed error per band of two radially averaged power spectra (R,): generated minus reference, in dB.
 
     Radii 1..R-1 are split into three contiguous groups as equal as possible (np.array_split; 16 x 16
     images: radii 1-3, 4-6, 7-8); a band's error is the mean over its rings of 10 log10(P_gen / P_ref),
-    so + means the generated images carry more power there, - less. Ring r holds the radial spatial
-    frequencies r / size <= |f| < (r + 1) / size cycles per pixel.
+    so + means the generated images carry more power there, - less. Rings are in frequency-index units
+    (`radial_power_spectrum`): ring r is r / H cycles per pixel along the height (vertical frequencies)
+    and r / W along the width, so the edges in cycles per pixel are those along the shorter side, the
+    axis the rings end on ("cycles_per_pixel_along": "height", "width", or "height and width" when square).
 
     Args:
         real, generated: `radial_power_spectrum` of the reference and the generated images, (R,).
-        size: min(H, W) of the images, for the edges in cycles per pixel.
+        shape: (H, W) of the images, for the edges in cycles per pixel.
 
     Returns:
-        [{"band": "low", "radii": [first, last], "cycles_per_pixel": [lo, hi], "error_db": e}, ...],
-        low, mid, high.
-
-    Raises:
-        ValueError: fewer than three rings (images smaller than 6 x 6).
+        [{"band": "low", "radii": [first, last], "cycles_per_pixel": [lo, hi], "cycles_per_pixel_along": axis,
+        "error_db": e}, ...], low, mid, high; [] when there are fewer than three rings above DC (images
+        smaller than 6 x 6): no bands to report, the overall distance (`spectrum_distance`) still holds.
     """
     rings = np.arange(1, len(real))
     if len(rings) < len(SPECTRUM_BANDS):
-        raise ValueError(
-            f"power_spectrum: images with a {size}-pixel side have {len(rings)} ring(s) above DC; the "
-            "low/mid/high bands need at least 3 (images of at least 6 x 6 pixels)"
-        )
+        return []
+    h, w = shape
+    size, along = min(h, w), "height and width" if h == w else ("height" if h < w else "width")
     db = 10 * np.log10((generated + 1e-12) / (real + 1e-12))
     bands = []
     for name, radii in zip(SPECTRUM_BANDS, np.array_split(rings, len(SPECTRUM_BANDS))):
         first, last = int(radii[0]), int(radii[-1])
         error = float(db[radii].mean())
         bands.append({"band": name, "radii": [first, last], "cycles_per_pixel": [first / size, (last + 1) / size],
-                      "error_db": error})  # fmt: skip
+                      "cycles_per_pixel_along": along, "error_db": error})  # fmt: skip
     return bands
 
 

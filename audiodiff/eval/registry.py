@@ -123,12 +123,13 @@ def _ndb(ctx: Context) -> Scores:
 def _power_spectrum(ctx: Context) -> Scores:
     """Mean |log10 difference| of the radially averaged power spectra (the paper's Fig. 2), and the signed
     error of each band, generated minus reference in dB (power_spectrum_db_low/_mid/_high: radii 1..rmax in
-    three contiguous thirds; edges in radii and cycles/pixel under report["power_spectrum_bands"])."""
+    three contiguous thirds; edges in radii and cycles/pixel under report["power_spectrum_bands"]). Images
+    smaller than 6 x 6 have fewer than three rings: the distance alone, without band keys or band edges."""
     from audiodiff.eval.images import spectrum_band_errors, spectrum_distance
     from audiodiff.eval.plots import plot_pair
 
     s = ctx.need("radial_spectra")
-    bands = spectrum_band_errors(s.ref, s.gen, min(ctx.need("images").ref.shape[-2:]))
+    bands = spectrum_band_errors(s.ref, s.gen, ctx.need("images").ref.shape[-2:])
     radius = np.arange(1, len(s.ref))
     path = ctx.out / "power_spectrum.png"
     edges = [b["radii"][0] - 0.5 for b in bands[1:]]  # between the last ring of a band and the first of the next
@@ -136,7 +137,7 @@ def _power_spectrum(ctx: Context) -> Scores:
               marks=edges)  # fmt: skip
     values = {"power_spectrum_log10_l1": spectrum_distance(s.ref, s.gen)}
     values.update({f"power_spectrum_db_{b['band']}": b["error_db"] for b in bands})  # signed: + excess, - deficit
-    return Scores(values, extra={"power_spectrum_bands": bands})
+    return Scores(values, extra={"power_spectrum_bands": bands} if bands else {})
 
 
 @register("pixel_histogram", "images")

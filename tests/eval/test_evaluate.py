@@ -257,8 +257,20 @@ def test_power_spectrum_bands_of_a_set_against_itself_are_zero_and_signed(tmp_pa
     bands = {k: v for k, v in rep["metrics"].items() if k.startswith("power_spectrum_db_")}
     assert bands == {"power_spectrum_db_low": 0.0, "power_spectrum_db_mid": 0.0, "power_spectrum_db_high": 0.0}
     assert {direction(k) for k in bands} == {"zero"}  # + excess, - deficit: best at 0
-    assert rep["power_spectrum_bands"][2] == {"band": "high", "radii": [7, 8], "cycles_per_pixel": [0.4375, 0.5625],
-                                              "error_db": 0.0}  # fmt: skip
+    high = {"band": "high", "radii": [7, 8], "cycles_per_pixel": [0.4375, 0.5625],
+            "cycles_per_pixel_along": "height and width", "error_db": 0.0}  # fmt: skip
+    assert rep["power_spectrum_bands"][2] == high
+
+
+def test_power_spectrum_of_images_smaller_than_6x6_is_the_distance_without_bands(tmp_path):
+    """4 x 4 images have 2 rings above DC, too few for low/mid/high: the whole metric used to raise."""
+    rng = np.random.default_rng(3)
+    for name in ("ref", "gen"):
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "images.npy", rng.integers(0, 256, (10, 1, 4, 4)).astype(np.uint8))
+    rep = evaluate(tmp_path / "ref", tmp_path / "gen", tmp_path / "e", metrics=["power_spectrum"], kind="images")
+    assert list(rep["metrics"]) == ["power_spectrum_log10_l1"] and rep["metrics"]["power_spectrum_log10_l1"] > 0
+    assert "power_spectrum_bands" not in rep and (tmp_path / "e" / "power_spectrum.png").is_file()
 
 
 def test_classifier_metrics_score_identical_sets_as_equal_and_use_the_cache(tmp_path):

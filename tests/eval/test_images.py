@@ -34,16 +34,26 @@ def test_distances_zero_on_identical_sets_and_separating():
 def test_band_errors_are_signed_db_per_third_of_the_radii():
     ref = np.linspace(5.0, 0.1, 9)  # a 16 x 16 spectrum: DC and radii 1..8
     gen = ref * np.array([7, 1, 1, 1, 2, 2, 2, 1, 1])  # twice the power at radii 4-6 only (DC is not scored)
-    bands = spectrum_band_errors(ref, gen, 16)
+    bands = spectrum_band_errors(ref, gen, (16, 16))
     assert [b["band"] for b in bands] == ["low", "mid", "high"]
     assert [b["radii"] for b in bands] == [[1, 3], [4, 6], [7, 8]]
     assert [b["cycles_per_pixel"] for b in bands] == [[1 / 16, 4 / 16], [4 / 16, 7 / 16], [7 / 16, 9 / 16]]
     assert [b["error_db"] for b in bands] == pytest.approx([0.0, 10 * np.log10(2), 0.0], abs=1e-9)  # +3.01 dB
-    half = spectrum_band_errors(ref, ref * np.r_[1, 1, 1, 1, 1, 1, 1, 0.5, 0.5], 16)
+    half = spectrum_band_errors(ref, ref * np.r_[1, 1, 1, 1, 1, 1, 1, 0.5, 0.5], (16, 16))
     assert half[2]["error_db"] == pytest.approx(-10 * np.log10(2))  # less power: negative
-    assert [b["radii"] for b in spectrum_band_errors(ref[:8], ref[:8], 14)] == [[1, 3], [4, 5], [6, 7]]
-    with pytest.raises(ValueError, match="2 ring.*at least 3"):
-        spectrum_band_errors(ref[:3], ref[:3], 4)
+    assert [b["radii"] for b in spectrum_band_errors(ref[:8], ref[:8], (14, 14))] == [[1, 3], [4, 5], [6, 7]]
+
+
+def test_band_errors_of_images_too_small_for_three_bands_are_none_and_non_square_edges_name_their_axis():
+    ref = np.linspace(5.0, 0.1, 9)
+    assert spectrum_band_errors(ref[:3], ref[:3], (4, 4)) == []  # 2 rings above DC: no bands (was a ValueError)
+    # 8 x 16: rings end at radius 4, the height's Nyquist; ring r is r / 8 cycles/pixel vertically, r / 16 across
+    tall = spectrum_band_errors(ref[:5], ref[:5], (8, 16))
+    assert [(b["radii"], b["cycles_per_pixel"]) for b in tall] == [([1, 2], [1 / 8, 3 / 8]), ([3, 3], [3 / 8, 4 / 8]),
+                                                                  ([4, 4], [4 / 8, 5 / 8])]  # fmt: skip
+    assert {b["cycles_per_pixel_along"] for b in tall} == {"height"}
+    assert spectrum_band_errors(ref[:5], ref[:5], (16, 8))[0]["cycles_per_pixel_along"] == "width"
+    assert spectrum_band_errors(ref, ref, (16, 16))[0]["cycles_per_pixel_along"] == "height and width"
 
 
 def test_band_errors_of_image_sets_zero_when_equal_and_plus_3db_where_the_power_doubles():
@@ -54,6 +64,6 @@ def test_band_errors_of_image_sets_zero_when_equal_and_plus_3db_where_the_power_
     gain = np.fft.ifftshift(np.where(ring >= 7, np.sqrt(2), 1.0))  # amplitude x sqrt(2) = power x 2, radii 7-8
     gen = 127.5 + np.fft.ifft2(np.fft.fft2(ref - 127.5) * gain).real
     spectrum = radial_power_spectrum(ref)
-    assert [b["error_db"] for b in spectrum_band_errors(spectrum, spectrum, 16)] == [0.0, 0.0, 0.0]
-    errors = [b["error_db"] for b in spectrum_band_errors(spectrum, radial_power_spectrum(gen), 16)]
+    assert [b["error_db"] for b in spectrum_band_errors(spectrum, spectrum, (16, 16))] == [0.0, 0.0, 0.0]
+    errors = [b["error_db"] for b in spectrum_band_errors(spectrum, radial_power_spectrum(gen), (16, 16))]
     assert errors == pytest.approx([0.0, 0.0, 10 * np.log10(2)], abs=1e-9)
