@@ -204,3 +204,45 @@ def test_train_on_a_missing_data_dir_or_a_conf_lmnt_cannot_take_is_one_line(tiny
     odd.write_text(f"defaults: [{conf}]\ndata: {{segment: 2176}}\n")
     with pytest.raises(SystemExit, match=r"^lmnt_train.py train: .*segment=2176 is not a whole number of lmnt hops"):
         lt.main([*base, "--train", str(data), "--conf", str(odd)])
+
+
+def test_params_take_the_conf_sample_rate_and_train_refuses_clips_at_another(tiny_data, tmp_path):
+    data, conf = tiny_data
+    rate22 = tmp_path / "r22.yaml"
+    rate22.write_text(f"defaults: [{conf}]\ndata: {{sample_rate: 22050}}\n")
+    params = lt.lmnt_params(rate22)
+    assert params["sample_rate"] == 22050 and params["n_mels"] == 80  # was 16000 whatever the conf said
+    assert lt.lmnt_params(conf)["sample_rate"] == 16000
+    base = ["train", "--train", str(data), "--out", str(tmp_path / "lmnt"), "--steps", "1", "--conf", str(rate22)]
+    with pytest.raises(SystemExit, match=r"^lmnt_train.py train: .*u0.wav: sample rate 16000, .* is 22050"):
+        lt.main(base)
+
+
+def test_a_resumed_run_draws_new_crops_and_noise_not_the_first_runs_again(tiny_data, tmp_path, monkeypatch, capsys):
+    """Three copies of one clip: a batch's crops depend only on the crop draws (python's random), and
+    the step's t and noise on torch's; a resume used to re-seed both to --seed and replay steps 1-2."""
+    import shutil
+
+    data, conf = tiny_data
+    for k in (1, 2):
+        shutil.copy(data.parent / "u0.wav", data.parent / f"u{k}.wav")
+    learner = lt.lmnt("learner").DiffWaveLearner
+    step, seen = learner.train_step, []
+
+    def recording(self, features):
+        state = torch.get_rng_state()
+        seen.append((features["audio"].clone(), torch.randn(4)))  # the crops; torch's next draws
+        torch.set_rng_state(state)
+        return step(self, features)
+
+    monkeypatch.setattr(learner, "train_step", recording)
+    base = ["train", "--train", str(data), "--out", str(tmp_path / "lmnt"), "--conf", str(conf), "--ckpt_every", "2"]
+    lt.main([*base, "--steps", "2"])
+    lt.main([*base, "--steps", "4"])
+    (crops1, noise1), (crops3, noise3) = seen[0], seen[2]
+    assert not torch.equal(noise1, noise3)
+    assert not torch.equal(crops1, crops3)
+    assert lt.resume_seed(0, 0) == 0 and len({lt.resume_seed(s, k) for s in (0, 1) for k in (2, 4)}) == 4
+    with pytest.raises(SystemExit):  # SeedSequence takes no negative seeds: said at the command line
+        lt.main([*base, "--steps", "6", "--seed", "-1"])
+    assert "--seed -1: want a non-negative integer" in capsys.readouterr().err

@@ -20,11 +20,13 @@ as their preprocess does before training) are ready; our trainer reads its clips
 model before the TensorBoard file that starts its wall time and before train.max_minutes' clock.
 
 Their params take our vocoder's sizes from `--conf` (conf/baseline.yaml) where lmnt has a knob:
-residual layers, residual channels, dilation cycle, n_mels, batch size, learning rate, gradient
-clipping, and the crop (data.segment samples at their hop: 2048 / 256 = 8 frames). What differs:
-- hop 256 and n_fft 1024 (win 1024) at 16 kHz, not our speech16k hop 128 / n_fft 512: their
-  spectrogram upsampler is two fixed x16 transposed convolutions, so hop 256 is built in;
-- their mels: magnitude (power 1), window-normalised, 20-8000 Hz HTK bands without area norm,
+sample rate (data.sample_rate), residual layers, residual channels, dilation cycle, n_mels, batch size,
+learning rate, gradient clipping, and the crop (data.segment samples at their hop: 2048 / 256 = 8 frames).
+A run continued from `weights.pt` draws its crops, batch order, diffusion steps and noise from a seed
+derived from (--seed, step) (`resume_seed`), not the first run's draws again. What differs:
+- hop 256 and n_fft 1024 (win 1024; at the recipe's 16 kHz), not our speech16k hop 128 / n_fft 512:
+  their spectrogram upsampler is two fixed x16 transposed convolutions, so hop 256 is built in;
+- their mels: magnitude (power 1), window-normalised, 20 Hz to sr / 2 HTK bands without area norm,
   20 log10(max(m, 1e-5)) - 20 dB mapped by (x + 100) / 100 to [0, 1]; ours are natural-log Slaney
   mels mapped by data.mel_range to [-1, 1];
 - no learning-rate warm-up and no EMA (our trainer: 200 warm-up steps, EMA half-life 200 steps),
@@ -89,12 +91,12 @@ def lmnt(module: str) -> types.ModuleType:
     return importlib.import_module(f"diffwave.{module}")
 
 
-def lmnt_params(conf: Path, sample_rate: int = 16000) -> dict:
-    """lmnt's params (diffwave.params.params) with our vocoder's sizes from `conf` where they have a knob."""
+def lmnt_params(conf: Path) -> dict:
+    """lmnt's params (diffwave.params.params) with our vocoder's rate and sizes from `conf` where they have a knob."""
     from audiodiff.audio.features import mel_config
 
     cfg = load_config(conf, ["name=lmnt", "data.train=unused"])  # the sizes only
-    net = cfg.model.diffwave
+    net, sample_rate = cfg.model.diffwave, cfg.data.sample_rate
     if cfg.data.segment % LMNT_HOP:
         raise ValueError(f"{conf}: data.segment={cfg.data.segment} is not a whole number of lmnt hops ({LMNT_HOP})")
     params = dict(lmnt("params").params)
@@ -152,6 +154,12 @@ def lmnt_records(data: str | Path, params: dict) -> list[dict]:
     return records
 
 
+def resume_seed(seed: int, step: int) -> int:
+    """The seed of a run (re)started at `step`: `seed` itself at step 0 (a fresh run), else one derived
+    from (seed, step), so a resumed run neither replays the first run's draws nor meets another seed's."""
+    return seed if step == 0 else int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
 def batches(records: list[dict], params: dict, seed: int):
     """Endless shuffled batches through their Collator (random crops of crop_mel_frames, drop_last)."""
     collate = lmnt("dataset").Collator(lmnt("params").AttrDict(params)).collate
@@ -167,7 +175,7 @@ def train(args: argparse.Namespace) -> None:
     """Train their model with their learner's train_step; their checkpoints and wall.json in args.out."""
     torch.set_num_threads(1)
     params = lmnt_params(args.conf)
-    random.seed(args.seed)
+    random.seed(args.seed)  # their Collator's crops (python's random); torch: the model's init, t and noise
     torch.manual_seed(args.seed)
     AttrDict = lmnt("params").AttrDict
     model = lmnt("model").DiffWave(AttrDict(params))
@@ -176,8 +184,12 @@ def train(args: argparse.Namespace) -> None:
     wall = {int(k): v for k, v in lc.read_json(args.out / WALL, {}).items()}
     if (args.out / "weights.pt").exists():  # continue: their checkpoint holds step, model, optimizer
         learner.load_state_dict(safe_torch_load(args.out / "weights.pt"))
+    seed = resume_seed(args.seed, learner.step)
+    if learner.step:  # continued: new crops, t and noise from here, not the first run's again
+        random.seed(seed)
+        torch.manual_seed(seed)
     offset = wall.get(learner.step, 0.0)  # wall time already spent on the run
-    stream = batches(lmnt_records(args.train, params), params, args.seed + learner.step)
+    stream = batches(lmnt_records(args.train, params), params, seed)
     log = (args.out / "log.txt").open("a")
     print(f"lmnt params: {json.dumps({k: v for k, v in params.items() if 'schedule' not in k})}", file=log, flush=True)
     started = clock()  # the first step (module doc): setup and reading the data are not training time
@@ -251,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         return result
     ap = argparse.ArgumentParser(description="Train lmnt's DiffWave (the diffwave package) on a data dir.")
     ap.add_argument("command", choices=["train", "curve"], help="train a run; curve: score its checkpoints.")
-    ap.add_argument("--train", type=Path, required=True, help="Training data dir (wav.scp) or folder of 16 kHz wavs.")
+    ap.add_argument("--train", type=Path, required=True, help="Data dir (wav.scp) or wav folder, at data.sample_rate.")
     ap.add_argument("--out", type=Path, required=True, help="Run folder: weights-<step>.pt, wall.json, log.txt.")
     ap.add_argument("--conf", type=Path, default=Path(__file__).parents[1] / "conf" / "baseline.yaml")
     ap.add_argument("--steps", type=int, default=20000)
@@ -260,6 +272,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--log_every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.seed < 0:
+        ap.error(f"--seed {args.seed}: want a non-negative integer")
     if not args.conf.is_file():
         ap.error(f"--conf: file not found: {args.conf}")
     try:
