@@ -36,8 +36,9 @@ value, the baseline (the first group without a regularizer) as a dashed line.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
 workers x threads may not exceed the cores. The default is one thread per process and as many
 processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
-waiting on each other; one thread per process was steadier). Which packing is fastest on a given box
-is not measured yet: time a grid with each (the report's grid wall time) before changing the default.
+waiting on each other; one thread per process was steadier). Measured on an idle 2-core AMD EPYC
+(a 4-run checkerboard grid, 400 steps a run, docs/results.md): 2 processes x 1 thread 325 s, 1 x 2
+433 s, so the default is 1.33x faster there; time a grid with each before changing it on another box.
 Each invocation's wall time and packing are appended to `<out>/grid_time.json`; the report shows the last.
 """
 
