@@ -139,9 +139,9 @@ def plot_groups(rows: list[dict], keys: list[str], path: Path, baseline: str | N
 
     plt = _pyplot()
     cols = min(3, len(keys))
+    nrows = -(-len(keys) // cols)
     width = max(2.8, 0.45 * len(rows) + 1.2)
-    fig, axes = plt.subplots(-(-len(keys) // cols), cols, figsize=(width * cols, 3.2 * -(-len(keys) // cols)),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.2 * nrows), squeeze=False)
     titles = []
     for ax, key in zip(axes.flat, keys):
         x = np.arange(len(rows))
