@@ -7,12 +7,15 @@ network once per batch, and reports for every loss in LOSS_CASES and both normal
     ratio = mean(L_spec(x0_hat, x0)) / mean(L_denoise)          (lambda = 1, "unweighted")
 
 so lambda * ratio is the spectral term's share of the denoising loss. `lambda for 10 %` is
-0.1 / ratio. The network is freshly initialised from the config (DiffWave's zero output layer
-makes eps_hat = 0, x0_hat = x_t / sqrt(abar)), or loaded from `--ckpt` (EMA weights), e.g. a
-briefly trained model. The config's own regularizer, at its lambda, is reported last.
+0.1 / ratio. With `--weighting weighted` (EDM only) the spectral term is lambda times the EDM loss
+weight, as `regularizer.weighting=weighted` trains it: ratio = mean(w(sigma) L_spec) / mean(L_denoise).
+The network is freshly initialised from the config (DiffWave's zero output layer makes eps_hat = 0,
+x0_hat = x_t / sqrt(abar)), or loaded from `--ckpt` (EMA weights), e.g. a briefly trained model.
+The config's own regularizer, at its lambda, is reported last.
 
 Usage:
     python bench/lambda_ratios.py CONFIG [key=value ...] [--ckpt RUN] [--batches 8] [--name NAME]
+        [--weighting weighted]
 Writes bench/results/<name>.json and .md (default name: lambda_ratios) and prints the table.
 """
 
@@ -31,6 +34,7 @@ from audiodiff.checkpoint import load_checkpoint  # noqa: E402
 from audiodiff.config import load_config  # noqa: E402
 from audiodiff.data.datasets import AudioClips  # noqa: E402
 from audiodiff.diffusion import SpectralObjective, training_sample  # noqa: E402
+from audiodiff.diffusion.regularize import WEIGHTINGS  # noqa: E402
 from audiodiff.losses import NORMALIZATIONS, build_spectral_loss  # noqa: E402
 from bench.common import machine, write  # noqa: E402
 
@@ -84,13 +88,14 @@ def applicable_cases(cfg) -> tuple[list[tuple], dict[str, str]]:
     return keep, skipped
 
 
-def measure(cfg, net, n_batches: int, seed: int, cases: list[tuple]) -> dict:
-    """Mean denoising loss and mean unweighted value of every loss case, per normalisation."""
+def measure(cfg, net, n_batches: int, seed: int, cases: list[tuple], weighting: str = "unweighted") -> dict:
+    """Mean denoising loss and mean value of every loss case at lambda 1, per normalisation: the loss
+    itself ("unweighted") or times the EDM loss weight of each example's sigma ("weighted")."""
     formulation = build_formulation(cfg)
     sums: dict[str, float] = {}
     for normalize in NORMALIZATIONS:
         entries = [_entry(cfg, label, name, kwargs) for label, name, kwargs in cases]
-        objective = SpectralObjective(formulation, build_spectral_loss(entries, normalize), lam=1.0)
+        objective = SpectralObjective(formulation, build_spectral_loss(entries, normalize), 1.0, weighting)
         g = torch.Generator().manual_seed(seed + 1)
         for x0, cond in batches(cfg, n_batches, seed):
             sample = _training_levels(formulation, x0, g)
@@ -100,7 +105,8 @@ def measure(cfg, net, n_batches: int, seed: int, cases: list[tuple]) -> dict:
                 sums["denoise"] = sums.get("denoise", 0.0) + out["denoise"].mean().item() / n_batches
             for label, _, _ in cases:
                 key = f"{label}|{normalize}"
-                sums[key] = sums.get(key, 0.0) + out[f"spec/{label}"].mean().item() / n_batches
+                term = out[f"spec/{label}"] * out["lambda_eff"]  # lambda_eff: 1, or the EDM weight
+                sums[key] = sums.get(key, 0.0) + term.mean().item() / n_batches
     return sums
 
 
@@ -156,23 +162,28 @@ def main() -> None:
     parser.add_argument("--ckpt", default="", help="a run dir or checkpoint: use its EMA weights")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--weighting", choices=WEIGHTINGS, default="unweighted", help="the spectral term times EDM's loss weight?"
+    )
     parser.add_argument("--name", default="lambda_ratios")
     args = parser.parse_args()
     cfg = load_config(args.config, ["name=lambda_ratios", *args.overrides])
+    if args.weighting == "weighted" and cfg.diffusion.kind != "edm":
+        parser.error(f"--weighting weighted multiplies by EDM's loss weight; {args.config} is {cfg.diffusion.kind}")
     torch.manual_seed(args.seed)
     net = build_network(cfg)
     if args.ckpt:
         net.load_state_dict(load_checkpoint(args.ckpt)["ema"])
     net.eval()
     cases, skipped = applicable_cases(cfg)
-    sums = measure(cfg, net, args.batches, args.seed, cases)
+    sums = measure(cfg, net, args.batches, args.seed, cases, args.weighting)
     own = own_regularizer(cfg, net, args.batches, args.seed)
     rows = {label: {n: sums[f"{label}|{n}"] / sums["denoise"] for n in NORMALIZATIONS} for label, _, _ in cases}
     what = f"checkpoint {args.ckpt} (EMA)" if args.ckpt else "freshly initialised network"
     table = [
         f"{what}; config {args.config} {' '.join(args.overrides)}; {_data(cfg)}; "
         f"{args.batches} batches of {cfg.train.batch_size}; "
-        f"{_objective(cfg)}; "
+        f"{_objective(cfg)}; spectral term {args.weighting}; "
         f"mean denoising loss {sums['denoise']:.4g}",
         "",
         "| loss | L_spec / L_denoise, paper | lambda for 10 %, paper | L_spec / L_denoise, scale_free "
@@ -189,6 +200,7 @@ def main() -> None:
     payload = {
         "machine": machine("cpu"),
         "network": what,
+        "weighting": args.weighting,
         "denoise": sums["denoise"],
         "ratios": rows,
         "skipped": skipped,

@@ -62,3 +62,17 @@ def test_a_mel_features_config_is_measured_on_its_mel_pictures(tmp_path):
     cases, skipped = applicable_cases(cfg)
     assert {"amp", "amp_phase", "haar", "bior13"} <= {label for label, _, _ in cases}
     assert set(skipped) == {"stft", "mrstft", "mel"}
+
+
+def test_weighted_ratios_carry_the_edm_loss_weight(image_cfg):
+    """--weighting weighted: each spectral value is times w(sigma) = 1 / sigma_data^2 + 1 / sigma^2 > 1 / sigma_data^2
+    (what regularizer.weighting=weighted trains); the denoising loss is the same, so every ratio grows by more."""
+    cfg, _ = image_cfg
+    cases, _ = applicable_cases(cfg)
+    net = build_network(cfg).eval()
+    plain = measure(cfg, net, 2, 0, cases[:2])
+    weighted = measure(cfg, net, 2, 0, cases[:2], weighting="weighted")
+    assert weighted["denoise"] == pytest.approx(plain["denoise"])
+    floor = 1 / cfg.diffusion.sigma_data**2
+    for key in plain.keys() - {"denoise"}:
+        assert weighted[key] > floor * plain[key] > 0, key
