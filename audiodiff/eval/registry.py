@@ -220,6 +220,21 @@ def _mean_spectrum(ctx: Context) -> Scores:
     return Scores({"mean_spectrum_db_l1": value}, settings, {"mean_spectrum_bands": bands})
 
 
+@register("band_spectrum", "mean_spectra")
+def _band_spectrum(ctx: Context) -> Scores:
+    """The signed error of each octave band's mean level (the bars of mean_spectrum's band_spectrum.png),
+    generated minus reference in dB: mean_spectrum_err_db_<lo>_<hi>hz, + excess, - deficit. Not a default:
+    a grid asks for it to tabulate the per-band spectrum error of audio sets (e.g. Griffin-Lim'd mels)."""
+    from audiodiff.eval.plots import band_levels
+
+    s = ctx.need("mean_spectra")
+    bands = band_levels(np.linspace(0, s.sample_rate / 2, len(s.ref)), s.ref, s.gen)
+    values = {
+        f"mean_spectrum_err_db_{b['band_hz'][0]:g}_{b['band_hz'][1]:g}hz": b["gen_db"] - b["ref_db"] for b in bands
+    }
+    return Scores(values, {"sample_rate": s.sample_rate, "n_fft": 1024, "hop": 256, "bands": "octaves up to Nyquist"})
+
+
 @register("band_psd", "analytic_psd")
 def _band_psd(ctx: Context) -> Scores:
     """Per-band dB error of the generated clips' Welch PSD against the reference's analytic PSD
