@@ -14,6 +14,7 @@ The grid file (YAML, paths relative to it):
     evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
     classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
     report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
+    overrides: [train.fast_cpu=auto]     # optional: appended to every run's `audiodiff train`
 
 Embedding metrics carry their embedder (metrics.fad_ge2e); a grid's older name (metrics.fad) reads
 the same value, and so does a new name from metrics.json written before the rename.
@@ -29,6 +30,9 @@ are skipped (a run is trained when its final checkpoint exists, generated when g
 says generate finished the set, evaluated when eval/metrics.json holds a whole report; generating a set
 anew removes its old metrics.json), so an interrupted grid resumes where it stopped;
 `--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
+`--set KEY=YAML` replaces a key of the grid file for one invocation, e.g. a smoke of a grid at a tiny
+budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overrides=[train.steps=2]'
+--set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it).
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
 training budget (steps, wall seconds per run), the machine and the commit; `<out>/results.png` (linked
 from results.md) draws it: one panel per report key, a bar per group with the seed std and each seed's
@@ -70,8 +74,26 @@ def _fmt_lam(lam: float) -> str:
     return f"{lam:g}"
 
 
-def load_grid(path: Path) -> dict:
+GRID_KEYS = ("config", "train_data", "ref", "out", "seeds", "variants", "generate", "evaluate", "classifier", "report",
+             "overrides")  # fmt: skip
+
+
+def grid_sets(items: list[str]) -> dict:
+    """`--set KEY=YAML` items -> {KEY: parsed YAML}. Raises ValueError naming a malformed item or unknown KEY."""
+    sets = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in GRID_KEYS:
+            raise ValueError(f"--set {item!r}: expected KEY=YAML with KEY one of {', '.join(GRID_KEYS)}")
+        sets[key] = yaml.safe_load(text)
+    return sets
+
+
+def load_grid(path: Path, sets: dict | None = None) -> dict:
+    """The grid file at `path`, its keys replaced by `sets` (`grid_sets`), paths resolved against its folder."""
     grid = yaml.safe_load(path.read_text())
+    if isinstance(grid, dict):
+        grid.update(sets or {})
     required = ("config", "train_data", "ref", "out", "seeds", "variants")
     for key in required:
         if not isinstance(grid, dict) or key not in grid:
@@ -117,7 +139,7 @@ def cells(grid: dict) -> list[dict]:
                         "seed": int(seed),
                         "run": run,
                         "config": yaml.safe_dump(body, sort_keys=False),
-                        "overrides": list(v.get("overrides", [])),
+                        "overrides": [*grid.get("overrides", []), *v.get("overrides", [])],
                     }
                 )
     return sorted(out, key=lambda c: grid["seeds"].index(c["seed"]))  # stable: variant order within a seed
@@ -347,12 +369,14 @@ def main() -> None:
     ap.add_argument("--stage", choices=STAGES, default=None, help="Run only this stage (default: all).")
     ap.add_argument("--force-eval", action="store_true", help="Re-evaluate runs that already have metrics.")
     ap.add_argument("--only", default="", help="Comma-separated variant names to run (default: all).")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="Replace a key of the grid file.")
     args = ap.parse_args()
     try:
         procs, threads = packing(args.workers, args.threads, os.cpu_count() or 1)
+        sets = grid_sets(args.set)
     except ValueError as err:
         ap.error(str(err))
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, sets)
     all_cells = cells(grid)
     todo = [c for c in all_cells if not args.only or c["variant"] in args.only.split(",")]
     stages = set(STAGES) if args.stage is None else {args.stage}

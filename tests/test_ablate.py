@@ -237,3 +237,19 @@ def test_cells_run_seed_major_so_a_cut_grid_has_every_variant(tmp_path):
     groups = [g for _, g in order]
     per_seed = len(set(groups))
     assert per_seed > 1 and groups[:per_seed] == groups[per_seed : 2 * per_seed]  # same variant order each time
+
+
+def test_set_replaces_grid_keys_for_a_smoke_and_its_overrides_reach_every_train(tmp_path, monkeypatch):
+    """--set out=... seeds=[0] overrides=[train.steps=2]: a grid file run small in a scratch folder."""
+    _grid(tmp_path)
+    sets = ablate.grid_sets(["out=exp/smoke", "seeds=[0]", "overrides=[train.steps=2]", "generate=[--seeds, 0-3]"])
+    grid = ablate.load_grid(tmp_path / "grid.yaml", sets)
+    assert grid["out"] == tmp_path / "exp" / "smoke" and grid["generate"] == ["--seeds", "0-3"]
+    cells = ablate.cells(grid)
+    assert [(c["group"], c["seed"]) for c in cells] == [("baseline", 0), ("amp_lam0.1", 0), ("amp_lam0.01", 0)]
+    called = []
+    monkeypatch.setattr(ablate, "_sh", lambda cmd, log, threads=1: called.append(cmd))
+    ablate.run_cell(cells[1], grid, {"train"}, False)
+    assert called[0][3] == "train" and called[0][-1] == "train.steps=2"
+    with pytest.raises(ValueError, match="expected KEY=YAML with KEY one of config, train_data"):
+        ablate.grid_sets(["steps=2"])
