@@ -253,3 +253,19 @@ def test_set_replaces_grid_keys_for_a_smoke_and_its_overrides_reach_every_train(
     assert called[0][3] == "train" and called[0][-1] == "train.steps=2"
     with pytest.raises(ValueError, match="expected KEY=YAML with KEY one of config, train_data"):
         ablate.grid_sets(["steps=2"])
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("egs/*/grid*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_grid_composes_each_cell_config(path, tmp_path):
+    """Each variant of each egs grid file composes into a config that loads (keys, loss names, lambda) and reports
+    metrics.json keys; a regularized variant carries its lambda and losses, the baseline none."""
+    from audiodiff.config import load_config
+
+    grid = ablate.load_grid(path)
+    assert all(k.startswith("metrics.") for k in grid.get("report", []))
+    for cell in (c for c in ablate.cells(grid) if c["seed"] == grid["seeds"][0]):
+        (tmp_path / "run.yaml").write_text(cell["config"])
+        cfg = load_config(tmp_path / "run.yaml", ["name=x", "data.train=/d", *cell["overrides"]])
+        assert (cfg.regularizer.lam, bool(cfg.regularizer.losses)) == (
+            (cell["lam"], True) if cell["lam"] else (0, False)
+        )
