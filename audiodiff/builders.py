@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from audiodiff.diffusion import DDPM, EDM, Formulation
+from audiodiff.diffusion.prior import build_prior
 from audiodiff.diffusion.samplers import SAMPLERS, fast_sigmas, karras_sigmas
 from audiodiff.tasks import ImageTask, MelFeaturesTask, MelTask, Task, VocoderTask, WaveformTask
 
@@ -43,7 +44,7 @@ def _unet(cfg: ExperimentConfig) -> nn.Module:
 
 def _ddpm(cfg: ExperimentConfig) -> DDPM:
     d = cfg.diffusion
-    return DDPM.from_preset(d.schedule, prediction=d.prediction, loss_type=d.loss_type)
+    return DDPM.from_preset(d.schedule, prediction=d.prediction, loss_type=d.loss_type, prior=build_prior(cfg))
 
 
 def _edm(cfg: ExperimentConfig) -> EDM:

@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from audiodiff.builders import FORMULATIONS, NETWORKS, SAMPLER_PLANS, TASKS
 from audiodiff.data.validate import ON_BAD_AUDIO
 from audiodiff.diffusion.ddpm import LOSS_TYPES, PREDICTIONS
+from audiodiff.diffusion.prior import PriorConfig, prior_problem
 from audiodiff.diffusion.regularize import WEIGHTINGS, X0_SOURCES
 from audiodiff.fastcpu import normalize_fast_cpu
 from audiodiff.guidance import guidance_problem, label_dropout_problem
@@ -71,6 +72,7 @@ class DiffusionConfig:
     p_std: float = 1.2
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    prior: PriorConfig = field(default_factory=PriorConfig)  # PriorGrad's mel-energy prior (diffusion/prior.py)
 
 
 @dataclass
@@ -372,7 +374,7 @@ def _check_values(cfg: DictConfig, source: str) -> None:
     for key in NON_NEGATIVE:
         if OmegaConf.select(cfg, key) < 0:
             raise ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)} must be >= 0")
-    if problem := guidance_problem(cfg) or label_dropout_problem(cfg):
+    if problem := guidance_problem(cfg) or label_dropout_problem(cfg) or prior_problem(cfg):
         raise ConfigError(f"{source}: {problem}")
     waveform = TASKS[cfg.task].waveform
     for i, entry in enumerate(cfg.regularizer.losses):

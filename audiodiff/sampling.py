@@ -88,6 +88,7 @@ def sample(
     plan = sampling_plan(cfg, formulation, sampler or cfg.sample.sampler, steps or cfg.sample.steps)
     warn_fractional_steps(net, formulation, plan[1])
     device = next(net.parameters()).device
+    scale = formulation.prior_scale(cond)  # from the condition as given, before DiffWave projects it
     if isinstance(net, DiffWave):
         if device.type == "cpu":
             net = DiffWaveInference(net)  # the same function, about 2x faster on CPUs
@@ -102,7 +103,7 @@ def sample(
         x0_hat = guide(x, s, c)
         return x0_hat.clamp(-1, 1) if clip else x0_hat
 
-    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device=device)
+    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device=device, scale=scale)
 
 
 @torch.no_grad()
@@ -116,13 +117,20 @@ def run_plan(
     callback=None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    scale: Tensor | None = None,
 ) -> Tensor:
     """Run a sampling plan (from `sampling_plan`) with any denoiser(x, sigma, cond) -> x0_hat.
 
     The starting noise is drawn per seed and scaled by the formulation's prior std, as `sample`
-    does for a network; `bench/sampler_bias.py` passes an exact denoiser instead of one.
+    does for a network; `bench/sampler_bias.py` passes an exact denoiser instead of one. `scale`
+    (broadcast over the batch, from `formulation.prior_scale`) multiplies every noise draw, the
+    starting one included: a data-dependent prior N(0, diag(scale^2)) (PriorGrad).
     """
     fn, sigmas, extra = plan
-    noise = SeededNoise(seeds)
+    seeded = SeededNoise(seeds)
+
+    def noise(like: Tensor) -> Tensor:
+        return seeded(like) if scale is None else seeded(like) * scale
+
     x = noise(torch.zeros(len(seeds), *shape, device=device, dtype=dtype)) * formulation.prior_std(float(sigmas[0]))
     return fn(denoiser, x, sigmas, cond=cond, noise=noise, callback=callback, **extra)

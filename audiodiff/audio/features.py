@@ -119,14 +119,19 @@ class LogMel(nn.Module):
 
     def to_linear(self, features: Tensor) -> Tensor:
         """Inverse of `compress` (up to the floor/clipping): log features -> linear mel."""
-        if self.config.log_scale == "ln":
-            return features.exp()
-        return 10 ** ((features * 100 - 100 + 20) / 20)
+        return log_to_linear(features, self.config)
 
     def mel_to_magnitude(self, mel: Tensor) -> Tensor:
         """Linear mel -> linear STFT magnitude (B, n_fft // 2 + 1, frames) by the pseudo-inverse, clipped at 0."""
         mag = torch.matmul(self.fb_pinv.to(mel.dtype), mel).clamp_min(0)
         return mag.pow(1 / self.config.power) if self.config.power != 1 else mag
+
+
+def log_to_linear(features: Tensor, config: MelConfig) -> Tensor:
+    """Log-mel features of `config` -> linear mel magnitudes (power 1) or powers (power 2), any shape."""
+    if config.log_scale == "ln":
+        return features.exp()
+    return 10 ** ((features * 100 - 100 + 20) / 20)
 
 
 def griffin_lim(

@@ -9,6 +9,9 @@ Clean estimate (paper arXiv 2603.02447, Section 3; the spectral loss is always o
   eps-prediction: x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)
   x0-prediction:  x0_hat = net output
   v-prediction:   x0_hat = sqrt(abar_t) x_t - sqrt(1 - abar_t) v_hat   (Salimans & Ho 2022)
+
+With a data-dependent prior (PriorGrad, `audiodiff.diffusion.prior`), eps ~ N(0, diag(std^2)): the
+formulas above hold with that eps; the denoising error is weighted by 1/std.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class DDPM(nn.Module):
         betas: training schedule (T,), e.g. from `beta_schedule`; or use `DDPM.from_preset`.
         prediction: "eps", "x0" or "v".
         loss_type: "l2" (mean squared error) or "l1" (DiffWave trains with L1 on eps).
+        prior: None for the standard prior N(0, I), or a module mapping the condition (B, ...) to the
+            per-sample std of a data-dependent prior N(0, diag(std^2)) (PriorGrad, `audiodiff.diffusion.prior`).
 
     The network is called as `net(x_t, t, cond)` with x_t in the VP scaling and t a float
     tensor (B,) of (possibly fractional) training step indices 0 .. T-1.
@@ -70,7 +75,9 @@ class DDPM(nn.Module):
 
     level_name, level_draw, discrete, loss_weighted = "t", "u", True, False
 
-    def __init__(self, betas: Tensor, prediction: str = "eps", loss_type: str = "l2") -> None:
+    def __init__(
+        self, betas: Tensor, prediction: str = "eps", loss_type: str = "l2", prior: nn.Module | None = None
+    ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction={prediction!r} is not allowed; choose one of {list(PREDICTIONS)}")
@@ -78,18 +85,20 @@ class DDPM(nn.Module):
             raise ValueError(f"loss_type={loss_type!r} is not allowed; choose one of {list(LOSS_TYPES)}")
         betas = torch.as_tensor(betas, dtype=torch.float64)
         abar = torch.cumprod(1 - betas, 0)
-        self.prediction, self.loss_type = prediction, loss_type
+        self.prediction, self.loss_type, self.prior = prediction, loss_type, prior
         self.register_buffer("betas", betas, persistent=False)
         self.register_buffer("abar", abar, persistent=False)
         self.register_buffer("sqrt_abar", abar.sqrt(), persistent=False)
         self.register_buffer("sigmas", ((1 - abar) / abar).sqrt(), persistent=False)
 
     @classmethod
-    def from_preset(cls, name: str, prediction: str = "eps", loss_type: str = "l2") -> DDPM:
+    def from_preset(
+        cls, name: str, prediction: str = "eps", loss_type: str = "l2", prior: nn.Module | None = None
+    ) -> DDPM:
         """Build from a named schedule in SCHEDULE_PRESETS ("diffwave", "ddpm", "cosine")."""
         if name not in SCHEDULE_PRESETS:
             raise ValueError(f"unknown DDPM schedule preset {name!r}; choose one of {list(SCHEDULE_PRESETS)}")
-        return cls(beta_schedule(*SCHEDULE_PRESETS[name]), prediction, loss_type)
+        return cls(beta_schedule(*SCHEDULE_PRESETS[name]), prediction, loss_type, prior)
 
     @property
     def num_steps(self) -> int:
@@ -107,6 +116,15 @@ class DDPM(nn.Module):
         """Std of the starting sample in the sigma view: x_T ~ N(0, I) means x = x_T / sqrt(abar_T)."""
         sigma = self.sigma_max if sigma_max is None else sigma_max
         return math.sqrt(1 + sigma**2)
+
+    def prior_scale(self, cond: Tensor | None) -> Tensor | None:
+        """Per-sample std (broadcast over a sample) of the data-dependent prior for a batch condition,
+        or None for N(0, I): training noise and every sampler draw are multiplied by it."""
+        if self.prior is None:
+            return None
+        if cond is None:
+            raise ValueError("a DDPM with a data-dependent prior (diffusion.prior) needs the condition it follows")
+        return self.prior(cond)
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """Continuous step index for a noise level, linear in sqrt(abar) between training steps.
@@ -185,15 +203,23 @@ class DDPM(nn.Module):
     ) -> dict[str, Tensor]:
         """Per-example denoising loss and the quantities the regularizer needs.
 
+        With a data-dependent prior (PriorGrad) the noise is `prior_scale(cond)` times the standard
+        noise and the error is divided by it (Sigma^-1/2 weighting); x0_hat keeps its formula.
+
         Returns:
             {"denoise": (B,), "x0_hat": like x0, "x": noisy input in the sigma view,
              "sigma": (B,), "weight": (B,) ones (EDM's loss weight has no DDPM analogue), "t": (B,) steps}
         """
         t, noise = fill_draws(self, x0, t, noise)
+        scale = self.prior_scale(cond)
+        if scale is not None:
+            noise = noise * scale
         abar = self.abar[t]
         x_t = self.q_sample(x0, t, noise)
         out = net(x_t, t.to(x0.dtype), cond)
         err = out - self.target(x0, noise, abar)
+        if scale is not None:
+            err = err / scale
         denoise = (err.abs() if self.loss_type == "l1" else err.square()).flatten(1).mean(1)
         sigma = self.sigmas[t].to(x0.dtype)
         return {

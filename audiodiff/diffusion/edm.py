@@ -52,6 +52,10 @@ class EDM(nn.Module):
         """Std of the starting sample: x ~ N(0, sigma_max^2 I)."""
         return self.sigma_max if sigma_max is None else sigma_max
 
+    def prior_scale(self, cond: Tensor | None) -> None:
+        """No data-dependent prior: N(0, sigma_max^2 I) whatever the condition."""
+        return None
+
     def scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(c_skip, c_out, c_in, c_noise), each (B,)."""
         sd2 = self.sigma_data**2

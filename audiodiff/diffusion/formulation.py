@@ -38,6 +38,10 @@ class Formulation(Protocol):
     def prior_std(self, sigma_max: float | None = None) -> float:
         """Std of the starting sample at `sigma_max` (default: the formulation's)."""
 
+    def prior_scale(self, cond: Tensor | None) -> Tensor | None:
+        """Per-sample std of a data-dependent prior N(0, diag(std^2)) for a batch condition (None: N(0, I));
+        the samplers multiply every noise draw, the starting one included, by it."""
+
     def denoise(self, net: nn.Module, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         """x0_hat from x (B, ...) at noise levels sigma (B,)."""
 

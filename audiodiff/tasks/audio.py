@@ -54,6 +54,11 @@ def vocoder_condition(features: Tensor, data) -> Tensor:
     return mel_to_unit(features, data.mel_range) if data.cond_scale == "mel_range" else features
 
 
+def vocoder_features(cond: Tensor, data) -> Tensor:
+    """Inverse of `vocoder_condition`: a vocoder's condition -> its log-mels (as computed)."""
+    return unit_to_mel(cond, data.mel_range) if data.cond_scale == "mel_range" else cond
+
+
 def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles: list[str]) -> None:
     """Save log-mel spectrograms of up to 16 clips as one PNG."""
     import matplotlib
@@ -182,9 +187,24 @@ class VocoderTask(WaveformTask):
             return [f"data.cond_scale=mel_range needs data.mel_range=[lo, hi] with lo < hi, got {lo_hi}"]
         return []
 
+    def features(self, audio: Tensor) -> Tensor:
+        """The log-mels (B, n_mels, T // hop) of audio (B, 1, T) or (B, T), one frame per hop."""
+        return self.logmel(audio)[..., : audio.shape[-1] // self.hop]
+
     def condition(self, audio: Tensor) -> Tensor:
         """The condition (B, n_mels, T // hop) of audio (B, 1, T) or (B, T): log-mels by `vocoder_condition`."""
-        return vocoder_condition(self.logmel(audio)[..., : audio.shape[-1] // self.hop], self.cfg.data)
+        return vocoder_condition(self.features(audio), self.cfg.data)
+
+    def examples(self):
+        """The clips; with diffusion.prior and no stored energy range, the range over their frames (recorded)."""
+        examples = super().examples()
+        prior = self.cfg.diffusion.prior
+        if prior.kind != "none" and prior.energy_min is None:
+            from audiodiff.diffusion.prior import energy_range
+
+            clips = (self.clips.audio(i).to(self.device, torch.float64)[None] for i in range(len(self.clips)))
+            prior.energy_min, prior.energy_max = energy_range((self.features(c) for c in clips), self.mel)
+        return examples
 
     def to_model(self, batch):
         x0 = batch["x"].to(self.device, non_blocking=True)

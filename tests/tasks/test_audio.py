@@ -24,6 +24,33 @@ def test_vocoder_training_and_vocoding(tmp_path, corpus, config):
     assert f"{short}: 256 samples in whole hops of 128, shorter than one STFT frame (512" in out
 
 
+def test_priorgrad_vocoder_stores_its_energy_range_resumes_and_vocodes(tmp_path, corpus, config):
+    """3 steps with diffusion.prior=mel_energy: the training data's frame-energy range goes into config.yaml
+    and the checkpoint, a resume recomputes the same range, and generate builds the prior from the checkpoint."""
+    from audiodiff.audio.features import LogMel, mel_config
+    from audiodiff.audio.io import load_audio
+    from audiodiff.builders import load_for_generation
+    from audiodiff.diffusion.prior import energy_range
+
+    exp = tmp_path / "exp"
+    voc = ["model.diffwave.n_mels=80", "model.diffwave.hop=128", "task=vocoder", "diffusion.prior.kind=mel_energy"]
+    run = train_cli(config, corpus, exp, "pg", "train.steps=3", *voc)
+    mel = mel_config("speech16k")
+    clips = [load_audio(p, 16000).double()[None] for p in sorted((corpus.parent.parent / "wav").glob("*.wav"))]
+    want = energy_range((LogMel(mel)(c)[..., : c.shape[-1] // mel.hop] for c in clips), mel)
+    stored = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
+    assert stored == {"kind": "mel_energy", "std_min": 0.1, "energy_min": want[0], "energy_max": want[1]}
+    assert yaml.safe_load((run / "config.yaml").read_text())["diffusion"]["prior"] == stored
+    train_cli(config, corpus, exp, "pg", "train.steps=4", *voc, flags=["--resume"])  # no config change to allow
+    assert yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"] == stored
+    _, _, formulation, step = load_for_generation(run)
+    assert step == 4 and (formulation.prior.energy_min, formulation.prior.energy_max) == want
+    out = tmp_path / "pg_out"
+    res = run_cli("generate", "--ckpt", run, "--mels-from", corpus, "--out", out, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.stem for p in out.glob("*.wav")) == [f"utt{i}" for i in range(6)]
+
+
 def test_mel_spectrogram_diffusion_with_griffin_lim_and_vocoder(tmp_path, corpus, config):
     exp = tmp_path / "exp"
     unet = [
