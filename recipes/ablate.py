@@ -32,7 +32,8 @@ anew removes its old metrics.json), so an interrupted grid resumes where it stop
 `--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
 `--set KEY=YAML` replaces a key of the grid file for one invocation, e.g. a smoke of a grid at a tiny
 budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overrides=[train.steps=2]'
---set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it).
+--set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it; `--set classifier=null`
+leaves an optional key out; list keys must be YAML lists).
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
 training budget (steps, wall seconds per run), the machine and the commit; `<out>/results.png` (linked
 from results.md) draws it: one panel per report key, a bar per group with the seed std and each seed's
@@ -76,6 +77,7 @@ def _fmt_lam(lam: float) -> str:
 
 GRID_KEYS = ("config", "train_data", "ref", "out", "seeds", "variants", "generate", "evaluate", "classifier", "report",
              "overrides")  # fmt: skip
+LIST_KEYS = ("seeds", "variants", "generate", "evaluate", "report", "overrides")
 
 
 def grid_sets(items: list[str]) -> dict:
@@ -85,15 +87,18 @@ def grid_sets(items: list[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or key not in GRID_KEYS:
             raise ValueError(f"--set {item!r}: expected KEY=YAML with KEY one of {', '.join(GRID_KEYS)}")
-        sets[key] = yaml.safe_load(text)
+        try:
+            sets[key] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item!r}: not YAML ({str(err).splitlines()[0]})") from None
     return sets
 
 
 def load_grid(path: Path, sets: dict | None = None) -> dict:
     """The grid file at `path`, its keys replaced by `sets` (`grid_sets`), paths resolved against its folder."""
-    grid = yaml.safe_load(path.read_text())
-    if isinstance(grid, dict):
-        grid.update(sets or {})
+    grid, sets = yaml.safe_load(path.read_text()), sets or {}
+    if isinstance(grid, dict):  # --set KEY=null leaves an optional key out (e.g. classifier)
+        grid = {k: v for k, v in {**grid, **sets}.items() if not (k in sets and v is None)}
     required = ("config", "train_data", "ref", "out", "seeds", "variants")
     for key in required:
         if not isinstance(grid, dict) or key not in grid:
@@ -101,6 +106,10 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
                 f"{path}: missing key '{key}': not an ablation grid (egs/<recipe>/grid*.yaml, keys "
                 f"{', '.join(required)}); a training config (egs/<recipe>/conf/*.yaml) goes to `audiodiff train`"
             )
+    bad = [k for k in LIST_KEYS if k in grid and not isinstance(grid[k], list)]  # a string would be splatted
+    if bad:
+        where = "--set" if bad[0] in sets else str(path)
+        raise SystemExit(f"{where}: {bad[0]} must be a YAML list ({bad[0]}: [...]), got {grid[bad[0]]!r}")
     root = path.parent.resolve()
     grid["root"] = root
     for key in ("config", "train_data", "ref", "out", "classifier"):

@@ -269,3 +269,22 @@ def test_every_shipped_grid_composes_each_cell_config(path, tmp_path):
         assert (cfg.regularizer.lam, bool(cfg.regularizer.losses)) == (
             (cell["lam"], True) if cell["lam"] else (0, False)
         )
+
+
+def test_set_refuses_non_lists_and_bad_yaml_and_null_drops_an_optional_key(tmp_path):
+    """--set overrides=train.steps=2 (a string) was splatted into one train argument per character; a YAML
+    syntax error was a traceback; --set classifier=null was a TypeError on the path join."""
+    _grid(tmp_path)
+    path = tmp_path / "grid.yaml"
+    with pytest.raises(SystemExit, match=r"^--set: overrides must be a YAML list \(overrides: \[\.\.\.\]\), got 'tr"):
+        ablate.load_grid(path, ablate.grid_sets(["overrides=train.steps=2"]))
+    with pytest.raises(SystemExit, match="^--set: seeds must be a YAML list"):
+        ablate.load_grid(path, ablate.grid_sets(["seeds=0"]))
+    with pytest.raises(ValueError, match=r"^--set 'generate=\[--seeds, 0-3': not YAML \("):
+        ablate.grid_sets(["generate=[--seeds, 0-3"])
+    grid = yaml.safe_load(path.read_text()) | {"classifier": "clf", "generate": "--seeds 0-3"}
+    path.write_text(yaml.safe_dump(grid))
+    with pytest.raises(SystemExit, match=f"^{path}: generate must be a YAML list"):
+        ablate.load_grid(path)
+    grid = ablate.load_grid(path, ablate.grid_sets(["classifier=null", "generate=[--seeds, 0-3]"]))
+    assert "classifier" not in grid and grid["generate"] == ["--seeds", "0-3"]
