@@ -24,6 +24,7 @@ Choices that differ from the reference code (microsoft/NeuralSpeech, PriorGrad-v
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -113,8 +114,11 @@ def prior_problem(cfg: ExperimentConfig) -> str | None:
     stats = (prior.energy_min, prior.energy_max)
     if (stats[0] is None) != (stats[1] is None):
         return f"diffusion.prior.energy_min/energy_max: set both or neither (null: train computes them), got {stats}"
-    if stats[0] is not None and not 0 <= stats[0] < stats[1]:
-        return f"diffusion.prior: need 0 <= energy_min < energy_max, got energy_min={stats[0]}, energy_max={stats[1]}"
+    if stats[0] is not None and not 0 <= stats[0] < stats[1] < math.inf:  # inf: std_min (or nan) everywhere
+        return (
+            f"diffusion.prior: need 0 <= energy_min < energy_max < inf, got energy_min={stats[0]}, "
+            f"energy_max={stats[1]}"
+        )
     return None
 
 

@@ -141,7 +141,9 @@ def test_sampling_starts_from_and_adds_noise_that_follows_the_mel(sampler):
         (["diffusion.prior.std_min=0"], "diffusion.prior.std_min=0.0 must be in (0, 1]"),
         (["diffusion.prior.energy_max=null"], "diffusion.prior.energy_min/energy_max: set both or neither"),
         (["diffusion.prior.energy_min=2"],
-         "diffusion.prior: need 0 <= energy_min < energy_max, got energy_min=2.0, energy_max=1.0"),
+         "diffusion.prior: need 0 <= energy_min < energy_max < inf, got energy_min=2.0, energy_max=1.0"),
+        (["diffusion.prior.energy_max=inf"],
+         "diffusion.prior: need 0 <= energy_min < energy_max < inf, got energy_min=0.0, energy_max=inf"),
     ],
 )  # fmt: skip
 def test_unsupported_prior_settings_are_one_line_errors(extra, message):
