@@ -127,13 +127,20 @@ def _resampled(changes: dict) -> str:
 
 
 def _diffusion(d) -> str:
-    """The card's diffusion row: EDM's own parameters (it has no prediction target or beta schedule)."""
+    """The card's diffusion row: EDM's own parameters (it has no prediction target or beta schedule); a DDPM's
+    data-dependent prior (diffusion.prior) when it has one."""
     if d.kind == "edm":
         return (
             f"edm (Karras preconditioning, weighted L2 on x0), sigma_data {d.sigma_data:g}, "
             f"ln sigma ~ N({d.p_mean:g}, {d.p_std:g}^2) in training, sigma in [{d.sigma_min:g}, {d.sigma_max:g}]"
         )
-    return f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"
+    row = f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"
+    if d.prior.kind != "none":  # training and every sampler draw noise scaled by it: part of what the model is
+        row += (
+            f"; PriorGrad {d.prior.kind} prior (std_min {d.prior.std_min:g}, training frame energy "
+            f"{d.prior.energy_min:g} .. {d.prior.energy_max:g})"
+        )
+    return row
 
 
 def card_text(facts: dict, size: int) -> str:

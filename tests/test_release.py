@@ -305,3 +305,19 @@ def test_export_sample_sets_the_release_sampler_and_the_card_says_so(tmp_path, r
 def _plain(run, tmp_path):
     assert run_cli("export", run, "--out", tmp_path / "plain").exit_code == 0
     return tmp_path / "plain.safetensors"
+
+
+def test_the_card_names_a_priorgrad_prior():
+    """A PriorGrad vocoder's card says so (its training and every sampler draw scale the noise by it); the
+    diffusion row said only 'ddpm, eps prediction, schedule diffwave', as for a standard-prior model."""
+    from audiodiff.card import _diffusion
+    from audiodiff.config import load_config
+
+    over = ["name=x", "data.train=/d", "diffusion.prior.energy_min=0.000244", "diffusion.prior.energy_max=2.71928"]
+    cfg = load_config(ROOT / "egs/asterisk_en/conf/priorgrad.yaml", over)
+    assert _diffusion(cfg.diffusion) == (
+        f"ddpm, {cfg.diffusion.prediction} prediction, schedule {cfg.diffusion.schedule}; PriorGrad mel_energy prior "
+        "(std_min 0.1, training frame energy 0.000244 .. 2.71928)"
+    )
+    cfg.diffusion.prior.kind = "none"
+    assert "PriorGrad" not in _diffusion(cfg.diffusion)
