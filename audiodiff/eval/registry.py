@@ -204,16 +204,23 @@ def _pesq(ctx: Context) -> Scores:
     return Scores(scores, settings, {"pesq_pairs_without_speech": len(values) - len(valid)})
 
 
+def _octave_bands(s) -> tuple[np.ndarray, list[dict]]:
+    """The frequency axis of the sets' mean spectra (`mean_spectra`) and their octave-band levels."""
+    from audiodiff.eval.plots import band_levels
+
+    freqs = np.linspace(0, s.sample_rate / 2, len(s.ref))
+    return freqs, band_levels(freqs, s.ref, s.gen)
+
+
 @register("mean_spectrum", "mean_spectra")
 def _mean_spectrum(ctx: Context) -> Scores:
     """Mean |dB difference| of the sets' mean spectra; plots them (mean_spectrum.png) and their octave
     bands (band_spectrum.png, levels under report["mean_spectrum_bands"])."""
-    from audiodiff.eval.plots import band_levels, plot_bands, plot_pair
+    from audiodiff.eval.plots import plot_bands, plot_pair
 
     s = ctx.need("mean_spectra")
-    freqs = np.linspace(0, s.sample_rate / 2, len(s.ref))
+    freqs, bands = _octave_bands(s)
     plot_pair(freqs, s.ref, s.gen, "Hz", "mean power (dB)", ctx.out / "mean_spectrum.png")
-    bands = band_levels(freqs, s.ref, s.gen)
     plot_bands(bands, ctx.out / "band_spectrum.png")
     settings = {"sample_rate": s.sample_rate, "n_fft": 1024, "hop": 256, "distance": "mean |dB difference|"}
     value = float(np.abs(s.ref - s.gen).mean())
@@ -225,12 +232,10 @@ def _band_spectrum(ctx: Context) -> Scores:
     """The signed error of each octave band's mean level (the bars of mean_spectrum's band_spectrum.png),
     generated minus reference in dB: mean_spectrum_err_db_<lo>_<hi>hz, + excess, - deficit. Not a default:
     a grid asks for it to tabulate the per-band spectrum error of audio sets (e.g. Griffin-Lim'd mels)."""
-    from audiodiff.eval.plots import band_levels
-
     s = ctx.need("mean_spectra")
-    bands = band_levels(np.linspace(0, s.sample_rate / 2, len(s.ref)), s.ref, s.gen)
     values = {
-        f"mean_spectrum_err_db_{b['band_hz'][0]:g}_{b['band_hz'][1]:g}hz": b["gen_db"] - b["ref_db"] for b in bands
+        f"mean_spectrum_err_db_{b['band_hz'][0]:g}_{b['band_hz'][1]:g}hz": b["gen_db"] - b["ref_db"]
+        for b in _octave_bands(s)[1]
     }
     return Scores(values, {"sample_rate": s.sample_rate, "n_fft": 1024, "hop": 256, "bands": "octaves up to Nyquist"})
 
