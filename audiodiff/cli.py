@@ -164,6 +164,15 @@ def train(
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--mels-from", type=click.Path(), default=None, help="Vocoders: data dir or folder of audio to vocode.")
 @click.option(
+    "--init", type=click.Choice(["griffin-lim"]), default=None, help="DDPM vocoders: shallow diffusion from it."
+)
+@click.option(
+    "--init-level",
+    type=click.IntRange(min=0),
+    default=None,
+    help="With --init: the sampler's steps to skip; it starts at that level from the noised init (0: from noise).",
+)
+@click.option(
     "--vocoder",
     type=click.Path(),
     default=None,
@@ -200,6 +209,8 @@ def generate(
     out,
     batch_size,
     mels_from,
+    init,
+    init_level,
     vocoder,
     seconds,
     clip_denoised,
@@ -218,6 +229,8 @@ def generate(
       audiodiff generate --ckpt exp/amp1 --seeds 0-63 --sampler fast --out exp/amp1/gen
       audiodiff generate --ckpt exp/edm1 --seeds 0-63 --sampler heun --steps 18 --churn 40 --out exp/edm1/gen
       audiodiff generate --ckpt checkerboard16 --out gen/cb16   # a shipped model (audiodiff pretrained)
+      audiodiff generate --ckpt exp/voc --mels-from data/test --sampler fast --init griffin-lim --init-level 3 \\
+          --out exp/voc/gl3   # shallow diffusion: the last 3 of 6 steps, from Griffin-Lim noised to level 3
     """
     from audiodiff.generate import generate as run_generate
     from audiodiff.generate import parse_seeds
@@ -242,6 +255,8 @@ def generate(
             rho=rho,
             log=lambda line: click.echo(line, err=True),
             guidance=guidance,
+            init=init,
+            init_level=init_level,
         )
     except (OSError, ValueError) as err:
         _fail(err)

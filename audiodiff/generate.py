@@ -16,7 +16,9 @@ from audiodiff.builders import build_task, load_for_generation
 from audiodiff.config import ExperimentConfig
 from audiodiff.guidance import guidance_problem
 from audiodiff.runfiles import claim_output, writable_dir, write_set_listing
-from audiodiff.sampling import sample, sampler_settings
+from audiodiff.sampling import sample, sampler_settings, sampling_plan, start_level
+
+GRIFFIN_LIM = {"iters": 64, "momentum": 0.99, "seed": 0}  # `audiodiff griffin-lim`'s defaults
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -72,6 +74,8 @@ def generate(
     rho: float | None = None,
     log: Callable[[str], None] | None = None,
     guidance: float | None = None,
+    init: str | None = None,
+    init_level: int | None = None,
 ) -> list[Path]:
     """Write <seed>.wav/.png per seed (or <utt>.wav per input when vocoding), a grid PNG and settings.json.
 
@@ -98,6 +102,11 @@ def generate(
     Mel-spectrogram models are turned into audio by `vocoder` (a mel-conditioned DiffWave
     checkpoint with the same mel settings) when given, else by Griffin-Lim. Vocoders read the
     audio to vocode from `mels_from`.
+
+    `init="griffin-lim"` with `init_level` K (DDPM vocoders): shallow diffusion. The sampler skips the
+    first K steps of its grid and starts at its level K from the waveform `audiodiff griffin-lim` makes
+    of the same mels (GRIFFIN_LIM settings), noised to that level (`audiodiff.sampling.run_plan`);
+    K = 0 skips nothing (the usual start from noise). settings.json records it under "init".
     """
     if batch_size < 1:
         raise ValueError(f"generate: batch size must be >= 1, got {batch_size}")
@@ -113,15 +122,19 @@ def generate(
     options = {"seconds": seconds} if seconds is not None else {}
     if vocoder is not None:
         options.update(vocoder=vocoder, use_ema=use_ema)
+    start = _init_record(cfg, formulation, sampler, init, init_level, mels_from)
     task = build_task(cfg, device, **options)
     jobs = task.jobs(seeds, mels_from)
+    starts = _griffin_lim_starts(task, mels_from, start, log)
     out = writable_dir(out, "generate: output folder")
     previous = claim_output(out, [job.name for job in jobs])
     size = min(batch_size, task.max_batch or batch_size)
-    paths, outputs = _run_jobs(task, (net, formulation, cfg, sampler), jobs, size, out, progress)
+    paths, outputs = _run_jobs(task, (net, formulation, cfg, sampler), jobs, size, out, progress, starts)
     _remove_stale(previous, paths, out, log)
     settings = _settings(cfg, str(ckpt), step, use_ema, sampler, reads, seeds)
     settings.update(task.summarize(out, paths, outputs, mels_from))
+    if start is not None:
+        settings["init"] = start
     if cfg.sample.guidance == 0 and settings.get("labels"):  # w = 0 samples the null label only: no class asked
         settings["labels"] = None
     settings["files"] = [p.relative_to(out).as_posix() for p in paths]
@@ -129,21 +142,73 @@ def generate(
     return paths
 
 
-def _run_jobs(task, model: tuple, jobs: list, size: int, out: Path, progress: bool) -> tuple[list[Path], list]:
+def _init_record(cfg: ExperimentConfig, formulation, sampler: str, init, level, mels_from) -> dict | None:
+    """generate's `init` and `init_level` checked against the model and sampler: what settings.json records.
+
+    Raises:
+        ValueError: one of the two without the other, an unknown init, a model that is not a DDPM
+            vocoder, no `mels_from`, or a level outside 0..(levels of the sampler's grid - 1).
+    """
+    if init is None and level is None:
+        return None
+    if init != "griffin-lim":
+        got = f"--init {init!r} is not allowed" if init else "--init-level needs --init"
+        raise ValueError(f"generate: {got}; the one init is griffin-lim")
+    if cfg.task != "vocoder" or not formulation.discrete:
+        raise ValueError(
+            "generate: --init griffin-lim applies to mel-conditioned DDPM vocoders "
+            f"(task=vocoder, diffusion.kind=ddpm); this model is task={cfg.task}, diffusion.kind={cfg.diffusion.kind}"
+        )
+    if not mels_from or level is None:
+        raise ValueError("generate: --init griffin-lim needs --mels-from DIR and --init-level K (steps to skip)")
+    sigmas = sampling_plan(cfg, formulation, sampler, cfg.sample.steps)[1]
+    start_level(sigmas, level, "generate: --init-level", f"--sampler {sampler}")
+    sigma = float(sigmas[level])
+    record = {"kind": "griffin-lim", "level": level, "levels": len(sigmas) - 1, "sigma": sigma}
+    record.update(sqrt_abar=(1 + sigma**2) ** -0.5, griffin_lim=dict(GRIFFIN_LIM))
+    if level == 0:
+        record["note"] = "level 0 skips no step: the usual start from noise, Griffin-Lim unused"
+    return record
+
+
+def _griffin_lim_starts(task, mels_from, start: dict | None, log) -> tuple[int, dict] | None:
+    """(level, {utt: (1, T) Griffin-Lim waveform}) for a shallow start (`_init_record`) above level 0, else None."""
+    if start is None:
+        return None
+    if log:
+        log(f"shallow diffusion: {start['level']} of {start['levels']} steps skipped, starting at sigma "
+            f"{start['sigma']:.4g} (sqrt(abar) {start['sqrt_abar']:.4f}) from "
+            + ("Griffin-Lim" if start["level"] else "noise (level 0)"))  # fmt: skip
+    if start["level"] == 0:
+        return None
+    from audiodiff.audio.features import LogMel
+    from audiodiff.data.datasets import list_audio
+    from audiodiff.tasks.audio import vocoder_input
+
+    logmel = LogMel(task.mel)  # on the CPU, as `audiodiff griffin-lim` runs
+    clips = {utt: vocoder_input(path, task.mel) for utt, path in list_audio(mels_from).items()}
+    return start["level"], {utt: griffin_lim_clip(logmel, wav, **GRIFFIN_LIM)[None] for utt, wav in clips.items()}
+
+
+def _run_jobs(
+    task, model: tuple, jobs: list, size: int, out: Path, progress: bool, starts: tuple | None = None
+) -> tuple[list[Path], list]:
     """Sample, decode and write `jobs` in batches of `size`; (written paths, decoded outputs).
 
-    `model` is (network, formulation, config, sampler name).
+    `model` is (network, formulation, config, sampler name); `starts` (level, {job name: init}) from
+    `_griffin_lim_starts` starts each job there (shallow diffusion), None from noise.
     """
     from tqdm import tqdm
 
     net, formulation, cfg, sampler = model
     paths, outputs = [], []
     bar = tqdm(total=len(jobs), desc="generate", disable=not progress)
-    for start in range(0, len(jobs), size):
-        chunk = jobs[start : start + size]
+    for begin in range(0, len(jobs), size):
+        chunk = jobs[begin : begin + size]
         chunk_seeds = [job.seed for job in chunk]
         cond = torch.stack([job.cond for job in chunk]) if chunk[0].cond is not None else None
-        x = sample(net, formulation, cfg, chunk_seeds, task.shape(cond), cond, sampler)
+        start = (starts[0], torch.stack([starts[1][job.name] for job in chunk])) if starts else None
+        x = sample(net, formulation, cfg, chunk_seeds, task.shape(cond), cond, sampler, start=start)
         decoded = task.decode(x, chunk_seeds)
         paths += task.write(out, [job.name for job in chunk], decoded)
         outputs += list(decoded)
@@ -159,6 +224,15 @@ def _remove_stale(previous: list[Path], paths: list[Path], out: Path, log: Calla
         path.unlink()
     if stale and log:
         log(f"removed {len(stale)} files of the previous set in {out} that this set does not replace")
+
+
+def griffin_lim_clip(logmel, wav: torch.Tensor, iters: int = 64, momentum: float = 0.99, seed: int = 0):
+    """`audiodiff griffin-lim` on one clip (T,) -> (T,): its log-mels (every STFT frame of `logmel`, a
+    LogMel) inverted by fast Griffin-Lim, the initial phase drawn from `seed`, cut to the clip's length."""
+    from audiodiff.audio.features import griffin_lim
+
+    g = torch.Generator().manual_seed(seed)
+    return griffin_lim(logmel, logmel(wav[None]), iters, momentum, length=wav.shape[0], generator=g)[0]
 
 
 def griffin_lim_set(
@@ -184,7 +258,7 @@ def griffin_lim_set(
             STFT frame, or `out` holding clips that no settings.json lists. FileNotFoundError:
             `mels_from` is missing.
     """
-    from audiodiff.audio.features import LogMel, griffin_lim, mel_config
+    from audiodiff.audio.features import LogMel, mel_config
     from audiodiff.audio.io import save_audio
     from audiodiff.data.datasets import list_audio
     from audiodiff.tasks.audio import spectrogram_grid, vocoder_input
@@ -198,8 +272,7 @@ def griffin_lim_set(
     previous = claim_output(out, list(clips))
     paths, outputs = [], []
     for utt, wav in clips.items():
-        g = torch.Generator().manual_seed(seed)
-        audio = griffin_lim(logmel, logmel(wav[None]), iters, momentum, length=wav.shape[0], generator=g)[0]
+        audio = griffin_lim_clip(logmel, wav, iters, momentum, seed)
         save_audio(out / f"{utt}.wav", audio, mel.sample_rate)
         paths.append(out / f"{utt}.wav")
         outputs.append(audio)

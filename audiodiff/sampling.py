@@ -77,11 +77,13 @@ def sample(
     sampler: str | None = None,
     steps: int | None = None,
     callback=None,
+    start: tuple[int, Tensor] | None = None,
 ) -> Tensor:
     """Generate len(seeds) samples of `shape` (without the batch axis); sample k depends only on seeds[k].
 
     A class-conditional model is guided by cfg.sample.guidance (`guided`); a guidance the model
-    cannot take is a ValueError naming the keys.
+    cannot take is a ValueError naming the keys. `start` = (skip, init) starts the sampler `skip`
+    steps down its grid from `init` noised to that level (`run_plan`): shallow diffusion.
     """
     if problem := guidance_problem(cfg):
         raise ValueError(problem)
@@ -103,7 +105,7 @@ def sample(
         x0_hat = guide(x, s, c)
         return x0_hat.clamp(-1, 1) if clip else x0_hat
 
-    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device=device, scale=scale)
+    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device, scale=scale, start=start)
 
 
 @torch.no_grad()
@@ -118,6 +120,7 @@ def run_plan(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     scale: Tensor | None = None,
+    start: tuple[int, Tensor] | None = None,
 ) -> Tensor:
     """Run a sampling plan (from `sampling_plan`) with any denoiser(x, sigma, cond) -> x0_hat.
 
@@ -125,6 +128,12 @@ def run_plan(
     does for a network; `bench/sampler_bias.py` passes an exact denoiser instead of one. `scale`
     (broadcast over the batch, from `formulation.prior_scale`) multiplies every noise draw, the
     starting one included: a data-dependent prior N(0, diag(scale^2)) (PriorGrad).
+
+    `start` = (skip, init), init (B, *shape) in data space: shallow diffusion (DiffSinger, Liu et al.
+    2022). The first `skip` steps of the grid are skipped and the sampler starts at its level
+    sigma = sigmas[skip] from x = init + sigma z (the VP state sqrt(abar) init + sqrt(1 - abar) z,
+    abar = 1 / (1 + sigma^2)), z the first noise draw (scaled by `scale` as every draw is); the
+    remaining steps run unchanged. Without it the start is pure noise of std `prior_std(sigmas[0])`.
     """
     fn, sigmas, extra = plan
     seeded = SeededNoise(seeds)
@@ -132,5 +141,22 @@ def run_plan(
     def noise(like: Tensor) -> Tensor:
         return seeded(like) if scale is None else seeded(like) * scale
 
-    x = noise(torch.zeros(len(seeds), *shape, device=device, dtype=dtype)) * formulation.prior_std(float(sigmas[0]))
+    z = noise(torch.zeros(len(seeds), *shape, device=device, dtype=dtype))
+    if start is None:
+        x = z * formulation.prior_std(float(sigmas[0]))
+    else:
+        if start[1].shape != z.shape:
+            raise ValueError(f"start: init of shape {tuple(start[1].shape)}, the samples' is {tuple(z.shape)}")
+        sigmas = sigmas[start_level(sigmas, start[0]) :]
+        x = start[1].to(z) + z * float(sigmas[0])
     return fn(denoiser, x, sigmas, cond=cond, noise=noise, callback=callback, **extra)
+
+
+def start_level(sigmas: Tensor, skip: int, what: str = "skip", grid: str = "the grid") -> int:
+    """`skip` if the grid (levels, then 0) keeps at least one step after skipping that many, else ValueError."""
+    levels = len(sigmas) - 1
+    if not 0 <= skip < levels:
+        raise ValueError(
+            f"{what} {skip} is out of range: allowed 0..{levels - 1}, the steps to skip of {grid}'s {levels} levels"
+        )
+    return skip
