@@ -5,20 +5,31 @@ follows the frame energy of the conditioning log-mel, so that silent frames star
 near silence and the network need not learn to remove noise there:
 
     energy_f = sqrt(sum_b P_fb)                     P: the frame's linear mel power
-    std_f    = clamp((energy_f - e_min) / (e_max - e_min), std_min, 1), repeated hop times per sample
+    std_f    = clamp((energy_f - e_min) / (e_max - e_min), std_min, 1), frame f's std on its hop of samples
 
-with e_min, e_max the smallest and largest frame energy of the training data (computed once by
-`audiodiff train` and stored in the run's config, so generation needs no training data). With it:
+with e_min the smallest frame energy of the training data and e_max the largest, or its `max_quantile`
+quantile (one loud outlier then no longer sets the scale; frames above it get std 1), computed
+once by `audiodiff train` and stored in the run's config, so generation needs no training data. With it:
 
 - forward process x_t = sqrt(abar) x0 + sqrt(1 - abar) std * z: the "eps" the network predicts is std * z;
-- the denoising error is weighted by Sigma^-1/2: |err| / std (L1) or (err / std)^2 (L2);
+- the denoising error is weighted by Sigma^-1/2: |err| / std (L1) or (err / std)^2 (L2, PriorGrad's);
 - sampling starts from std * z and every ancestral step adds its noise times std (the posterior mean
   is unchanged: every coordinate keeps the schedule, only its variance is scaled).
 
+Where a frame's std sits (`align`): our STFT frames are centred (torch.stft center=True: frame k's
+window is centred on sample k*hop), so "centre" gives frame k the samples [k*hop - hop/2, k*hop + hop/2)
+(the first half hop frame 0's, the last half hop the last frame's); "hold", the first version, gave it
+[k*hop, (k+1)*hop), half a hop late. The reference's hold is aligned: its STFT pads (n_fft - hop) / 2
+and does not centre, so its frame k is centred on k*hop + hop/2. Runs made before `align` existed
+store a range and no align: they read as "hold" and sample as they were trained.
+
 Choices that differ from the reference code (microsoft/NeuralSpeech, PriorGrad-vocoder):
-- the energy is the root of the mel *power* (the magnitude squared for our power-1 mels), so it
-  scales with the frame's RMS (twice the signal, twice the energy); the reference takes
-  sqrt(sum exp(logmel)) of HiFi-GAN's magnitude mels, which grows only as the amplitude's root;
+- the energy is the root of the mel *power* (`energy: rms`; the magnitude squared for our power-1 mels),
+  so it scales with the frame's RMS (twice the signal, twice the energy); the reference takes
+  sqrt(sum exp(logmel)) of HiFi-GAN's magnitude mels, which grows only as the amplitude's root
+  (`energy: reference` computes that, for comparison);
+- the reference caps outliers with a fixed energy (max_energy_override=4 for its volume-normalised
+  LJSpeech); `max_quantile` does the same from the data;
 - std is also clamped at 1: a frame louder than any training frame gets the training maximum.
 """
 
@@ -27,8 +38,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
 from audiodiff.audio.features import MelConfig, log_to_linear, mel_config
@@ -38,6 +52,10 @@ if TYPE_CHECKING:
 
 PRIOR_KINDS = ("none", "mel_energy")
 PriorKind = Literal[PRIOR_KINDS]
+PRIOR_ENERGIES = ("rms", "reference")
+PriorEnergy = Literal[PRIOR_ENERGIES]
+PRIOR_ALIGNS = ("centre", "hold")
+PriorAlign = Literal[PRIOR_ALIGNS]
 STATS_DIGITS = 6  # e_min, e_max are rounded to this many significant digits: recomputed on resume, they match
 
 
@@ -47,30 +65,64 @@ class PriorConfig:
 
     kind: PriorKind = "none"
     std_min: float = 0.1  # the smallest std (silent frames), in (0, 1]
+    energy: PriorEnergy = "rms"  # rms: sqrt(sum of mel power); reference: sqrt(sum of mel magnitude) (docstring)
+    max_quantile: float = 1.0  # e_max: this quantile of the training frame energies (1: the loudest frame)
+    # frame k's std on [k*hop - hop/2, k*hop + hop/2) ("centre") or [k*hop, (k+1)*hop) ("hold");
+    # null: `audiodiff train` records "centre" with the range; a stored range without it reads as "hold"
+    align: PriorAlign | None = None
     # frame-energy range of the training data; null: `audiodiff train` computes it from data.train
     energy_min: float | None = None
     energy_max: float | None = None
 
 
-def frame_energy(features: Tensor, mel: MelConfig) -> Tensor:
-    """Frame energies sqrt(sum_b P_b) of log-mel features (B, n_mels, frames) -> (B, frames).
+def frame_energy(features: Tensor, mel: MelConfig, energy: str = "rms") -> Tensor:
+    """Frame energies of log-mel features (B, n_mels, frames) -> (B, frames).
 
-    P is the linear mel power: the magnitude squared for power-1 mels (`mel.power`), so the energy
-    is proportional to the frame's RMS within the mel band range.
+    "rms": sqrt(sum_b P_b), P the linear mel power (the magnitude squared for power-1 mels, `mel.power`),
+    proportional to the frame's RMS within the mel band range; "reference": sqrt(sum_b M_b), M the mel
+    magnitude, as microsoft/NeuralSpeech's PriorGrad-vocoder (it grows as the RMS's root).
     """
-    return log_to_linear(features, mel).pow(2 / mel.power).sum(-2).sqrt()
+    return log_to_linear(features, mel).pow((2 if energy == "rms" else 1) / mel.power).sum(-2).sqrt()
 
 
-def energy_range(features: Iterable[Tensor], mel: MelConfig) -> tuple[float, float]:
+def energy_range(
+    features: Iterable[Tensor], mel: MelConfig, energy: str = "rms", max_quantile: float = 1.0
+) -> tuple[float, float]:
     """(smallest, largest) frame energy of log-mel features (each (B, n_mels, frames)), in float64,
-    rounded to STATS_DIGITS significant digits."""
-    lo, hi = float("inf"), float("-inf")
+    rounded to STATS_DIGITS significant digits; the largest is the `max_quantile` quantile (numpy's
+    linear interpolation) when that is below 1."""
+    lo, hi, kept = float("inf"), float("-inf"), []
     for feats in features:
-        energy = frame_energy(feats.double(), mel)
-        lo, hi = min(lo, float(energy.min())), max(hi, float(energy.max()))
+        frame = frame_energy(feats.double(), mel, energy)
+        lo, hi = min(lo, float(frame.min())), max(hi, float(frame.max()))
+        if max_quantile < 1:
+            kept.append(frame.flatten().cpu().numpy())
     if lo > hi:
         raise ValueError("diffusion.prior: no frames to take the energy range from (data.train is empty)")
-    return float(f"{lo:.{STATS_DIGITS}g}"), float(f"{hi:.{STATS_DIGITS}g}")
+    if kept:
+        hi = float(np.quantile(np.concatenate(kept), max_quantile))
+    lo, hi = float(f"{lo:.{STATS_DIGITS}g}"), float(f"{hi:.{STATS_DIGITS}g}")
+    if hi <= lo:
+        raise ValueError(
+            f"diffusion.prior.max_quantile={max_quantile}: that quantile of the training frame energies ({hi:g}) "
+            f"is not above the smallest ({lo:g}): more frames are silent than that; raise it"
+        )
+    return lo, hi
+
+
+def record_training_range(prior: PriorConfig, features: Iterable[Tensor], mel: MelConfig) -> None:
+    """Store the energy range of the training features (see `energy_range`) in `prior`, and align
+    "centre" unless it is set: what `audiodiff train` records for a new run."""
+    prior.energy_min, prior.energy_max = energy_range(features, mel, prior.energy, prior.max_quantile)
+    prior.align = prior.align or "centre"
+
+
+def spread_frames(std: Tensor, hop: int, align: str) -> Tensor:
+    """Per-frame values (B, frames) -> per-sample (B, frames * hop): frame k on [k*hop - hop//2,
+    k*hop + hop - hop//2) ("centre", the last frame also on the last half hop) or [k*hop, (k+1)*hop) ("hold")."""
+    shift = hop // 2 if align == "centre" else 0
+    index = ((torch.arange(std.shape[-1] * hop, device=std.device) + shift) // hop).clamp_max(std.shape[-1] - 1)
+    return std[..., index]
 
 
 def energy_std(energy: Tensor, energy_min: float, energy_max: float, std_min: float) -> Tensor:
@@ -86,17 +138,28 @@ class MelEnergyPrior(nn.Module):
         energy_min, energy_max: the training data's frame-energy range.
         std_min: the smallest std.
         to_features: the condition -> its raw log-mels (the inverse of data.cond_scale).
+        energy: the frame energy, "rms" or "reference" (`frame_energy`).
+        align: where a frame's std sits, "centre" or "hold" (`spread_frames`).
     """
 
-    def __init__(self, mel: MelConfig, energy_min: float, energy_max: float, std_min: float, to_features) -> None:
+    def __init__(
+        self,
+        mel: MelConfig,
+        energy_min: float,
+        energy_max: float,
+        std_min: float,
+        to_features,
+        energy: str = "rms",
+        align: str = "hold",
+    ) -> None:
         super().__init__()
-        self.mel, self.to_features = mel, to_features
+        self.mel, self.to_features, self.energy, self.align = mel, to_features, energy, align
         self.energy_min, self.energy_max, self.std_min = float(energy_min), float(energy_max), float(std_min)
 
     def forward(self, cond: Tensor) -> Tensor:
-        energy = frame_energy(self.to_features(cond), self.mel)
+        energy = frame_energy(self.to_features(cond), self.mel, self.energy)
         std = energy_std(energy, self.energy_min, self.energy_max, self.std_min)
-        return std.repeat_interleave(self.mel.hop, -1)[:, None]
+        return spread_frames(std, self.mel.hop, self.align)[:, None]
 
 
 def prior_problem(cfg: ExperimentConfig) -> str | None:
@@ -111,6 +174,8 @@ def prior_problem(cfg: ExperimentConfig) -> str | None:
         return f"{key} follows the energy of a conditioning mel: it needs task=vocoder, got task={cfg.task}"
     if not 0 < prior.std_min <= 1:
         return f"diffusion.prior.std_min={prior.std_min} must be in (0, 1]"
+    if not 0 < prior.max_quantile <= 1:
+        return f"diffusion.prior.max_quantile={prior.max_quantile} must be in (0, 1] (1: the loudest training frame)"
     stats = (prior.energy_min, prior.energy_max)
     if (stats[0] is None) != (stats[1] is None):
         return f"diffusion.prior.energy_min/energy_max: set both or neither (null: train computes them), got {stats}"
@@ -140,4 +205,6 @@ def build_prior(cfg: ExperimentConfig) -> MelEnergyPrior | None:
 
     data = cfg.data
     mel = mel_config(data.mel_preset, sample_rate=data.sample_rate)
-    return MelEnergyPrior(mel, prior.energy_min, prior.energy_max, prior.std_min, lambda c: vocoder_features(c, data))
+    align = prior.align or "hold"  # a range stored without align: a run from before align existed
+    to_features = partial(vocoder_features, data=data)
+    return MelEnergyPrior(mel, prior.energy_min, prior.energy_max, prior.std_min, to_features, prior.energy, align)

@@ -200,10 +200,10 @@ class VocoderTask(WaveformTask):
         examples = super().examples()
         prior = self.cfg.diffusion.prior
         if prior.kind != "none" and prior.energy_min is None:
-            from audiodiff.diffusion.prior import energy_range
+            from audiodiff.diffusion.prior import record_training_range
 
             clips = (self.clips.audio(i).to(self.device, torch.float64)[None] for i in range(len(self.clips)))
-            prior.energy_min, prior.energy_max = energy_range((self.features(c) for c in clips), self.mel)
+            record_training_range(prior, (self.features(c) for c in clips), self.mel)
         return examples
 
     def to_model(self, batch):

@@ -3,18 +3,27 @@
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from audiodiff.audio.features import LogMel, mel_config
 from audiodiff.builders import build_formulation, build_network
-from audiodiff.config import ConfigError, load_config
-from audiodiff.diffusion.prior import build_prior, energy_range, frame_energy
+from audiodiff.config import ConfigError, from_yaml, load_config, to_yaml
+from audiodiff.diffusion.prior import (
+    PriorConfig,
+    build_prior,
+    energy_range,
+    frame_energy,
+    record_training_range,
+    spread_frames,
+)
 from audiodiff.sampling import sample
 from audiodiff.tasks.audio import vocoder_condition
 
 HOP, N_MELS = 128, 80
 KIND = "diffusion.prior.kind=mel_energy"
+NEW_KEYS = ("energy", "max_quantile", "align")  # diffusion.prior keys added after the first version
 VOC = ["name=x", "data.train=/d", "task=vocoder", f"model.diffwave.n_mels={N_MELS}", f"model.diffwave.hop={HOP}",
        "model.diffwave.layers=2", "model.diffwave.channels=8", "model.diffwave.cycle=2", "model.diffwave.embed_dim=32",
        "data.segment=1024"]  # fmt: skip
@@ -66,6 +75,70 @@ def test_the_prior_reads_the_raw_log_mels_whatever_the_condition_scale():
 def test_energy_range_is_the_smallest_and_largest_frame_rounded():
     lo, hi = energy_range([frames([0.123456789, 2.0]), frames([0.5, 3.14159265])], mel_config("speech16k"))
     assert (lo, hi) == (0.123457, 3.14159)
+
+
+def test_max_quantile_sets_the_largest_energy_and_reference_energy_grows_as_the_rms_root():
+    mel = mel_config("speech16k")
+    energies = [0.01 * k for k in range(1, 100)] + [50.0]  # 99 ordinary frames and one click
+    feats = [frames(energies[:60]), frames(energies[60:])]
+    assert energy_range(feats, mel) == energy_range(feats, mel, max_quantile=1.0) == (0.01, 50.0)
+    assert energy_range(feats, mel, max_quantile=0.98)[1] == float(f"{np.quantile(energies, 0.98):.6g}") < 1.0
+    ref = frame_energy(frames([1.0, 4.0]), mel, "reference")  # sqrt(sum of magnitudes): sqrt(80 * e / sqrt(80))
+    torch.testing.assert_close(ref, torch.tensor([[1.0, 4.0]]).mul(math.sqrt(N_MELS)).sqrt())
+    audio = 0.1 * torch.randn(1, 4096, dtype=torch.float64)
+    e1, e2 = (frame_energy(LogMel(mel)(a), mel, "reference") for a in (audio, 2 * audio))
+    torch.testing.assert_close(e2, math.sqrt(2) * e1)
+    with pytest.raises(ValueError, match=r"max_quantile=0.5: that quantile .* is not above the smallest"):
+        energy_range([frames([1e-3] * 8 + [1.0, 2.0])], mel, max_quantile=0.5)
+
+
+def test_spread_frames_centre_and_hold():
+    """centre: frame k on [k*hop - hop/2, k*hop + hop/2), the first half hop frame 0's, the last the last frame's;
+    hold: [k*hop, (k+1)*hop). Either way frames * hop samples, the audio's length."""
+    per_frame = torch.tensor([[0.0, 1.0, 2.0]])
+    want = {"centre": [0] * 2 + [1] * 4 + [2] * 6, "hold": [0] * 4 + [1] * 4 + [2] * 4}
+    for align, values in want.items():
+        assert spread_frames(per_frame, 4, align).tolist() == [[float(v) for v in values]], align
+    odd = spread_frames(per_frame, 5, "centre")[0].tolist()  # hop 5: frame k from k*5 - 2
+    assert odd == [0.0] * 3 + [1.0] * 5 + [2.0] * 7
+
+
+@pytest.mark.parametrize(("align", "offset"), [("centre", 0), ("hold", HOP // 2)])
+def test_a_clicks_std_peak_sits_on_its_stft_frame_centre(align, offset):
+    """A click at sample k*hop is loudest in frame k, whose (centred) STFT window sits on k*hop; with
+    align centre the std's excess over std_min is centred there (hold: half a hop late, the first version)."""
+    mel, k, n = mel_config("speech16k"), 8, 16
+    audio = torch.zeros(1, n * HOP, dtype=torch.float64)
+    audio[0, k * HOP] = 1.0
+    feats = LogMel(mel)(audio)[..., :n].float()
+    peak = float(frame_energy(feats, mel).max())
+    assert int(frame_energy(feats, mel).argmax()) == k
+    cfg = prior_config(f"diffusion.prior.align={align}", std_min=0.01, energy=(0.0, peak))
+    std = build_prior(cfg)(feats)[0, 0].double()
+    assert std.shape == (n * HOP,)
+    excess = std - 0.01
+    centre = float((excess * torch.arange(n * HOP)).sum() / excess.sum())
+    assert abs(centre - (k * HOP + offset - 0.5)) < 1.0, centre
+    assert int(std.argmax()) == k * HOP - HOP // 2 + offset  # the first sample of the loudest frame's span
+
+
+def test_new_runs_record_align_centre_and_a_range_stored_without_align_reads_as_hold():
+    old = prior_config()  # a range and no align, as a run trained before align existed: read as hold
+    assert old.diffusion.prior.align == "hold" and build_prior(old).align == "hold"
+    text = to_yaml(old)  # as that run's checkpoint stored it: no energy, max_quantile, align keys
+    text = "\n".join(line for line in text.splitlines() if line.strip().split(":")[0] not in NEW_KEYS)
+    assert "align" not in text and "energy_min" in text
+    stored = from_yaml(text)
+    assert stored.diffusion.prior.align == "hold" and stored.diffusion.prior.energy == "rms"
+    cond = frames([0.05, 1.0, 0.3])
+    held = torch.tensor([0.1, 1.0, 0.3]).repeat_interleave(HOP)  # the first version's std, sample by sample
+    assert torch.equal(build_prior(stored)(cond)[0, 0], held)
+    prior = PriorConfig(kind="mel_energy")
+    record_training_range(prior, [frames([0.5, 2.0])], mel_config("speech16k"))
+    assert (prior.energy_min, prior.energy_max, prior.align) == (0.5, 2.0, "centre")
+    prior = PriorConfig(kind="mel_energy", align="hold")  # set in the config: kept
+    record_training_range(prior, [frames([0.5, 2.0])], mel_config("speech16k"))
+    assert prior.align == "hold"
 
 
 def test_std_one_everywhere_is_bit_identical_to_no_prior():
@@ -142,6 +215,8 @@ def test_sampling_starts_from_and_adds_noise_that_follows_the_mel(sampler):
         (["diffusion.prior.energy_max=null"], "diffusion.prior.energy_min/energy_max: set both or neither"),
         (["diffusion.prior.energy_min=2"],
          "diffusion.prior: need 0 <= energy_min < energy_max < inf, got energy_min=2.0, energy_max=1.0"),
+        (["diffusion.prior.max_quantile=0"], "diffusion.prior.max_quantile=0.0 must be in (0, 1] (1: the loudest"),
+        (["diffusion.prior.max_quantile=1.5"], "diffusion.prior.max_quantile=1.5 must be in (0, 1]"),
         (["diffusion.prior.energy_max=inf"],
          "diffusion.prior: need 0 <= energy_min < energy_max < inf, got energy_min=0.0, energy_max=inf"),
     ],

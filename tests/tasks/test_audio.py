@@ -25,8 +25,9 @@ def test_vocoder_training_and_vocoding(tmp_path, corpus, config):
 
 
 def test_priorgrad_vocoder_stores_its_energy_range_resumes_and_vocodes(tmp_path, corpus, config):
-    """3 steps with diffusion.prior=mel_energy: the training data's frame-energy range goes into config.yaml
-    and the checkpoint, a resume recomputes the same range, and generate builds the prior from the checkpoint."""
+    """3 steps with diffusion.prior=mel_energy: the training data's frame-energy range (and align "centre", a new
+    run's) goes into config.yaml and the checkpoint, a resume recomputes the same range, and generate builds the
+    prior from the checkpoint."""
     from audiodiff.audio.features import LogMel, mel_config
     from audiodiff.audio.io import load_audio
     from audiodiff.builders import load_for_generation
@@ -39,7 +40,8 @@ def test_priorgrad_vocoder_stores_its_energy_range_resumes_and_vocodes(tmp_path,
     clips = [load_audio(p, 16000).double()[None] for p in sorted((corpus.parent.parent / "wav").glob("*.wav"))]
     want = energy_range((LogMel(mel)(c)[..., : c.shape[-1] // mel.hop] for c in clips), mel)
     stored = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
-    assert stored == {"kind": "mel_energy", "std_min": 0.1, "energy_min": want[0], "energy_max": want[1]}
+    assert stored == {"kind": "mel_energy", "std_min": 0.1, "energy": "rms", "max_quantile": 1.0, "align": "centre",
+                      "energy_min": want[0], "energy_max": want[1]}  # fmt: skip
     assert yaml.safe_load((run / "config.yaml").read_text())["diffusion"]["prior"] == stored
     train_cli(config, corpus, exp, "pg", "train.steps=4", *voc, flags=["--resume"])  # no config change to allow
     assert yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"] == stored
