@@ -7,6 +7,13 @@ are fresh. The source's architecture must equal the config's model block, so a m
 line naming the keys to set instead of a shape error. The file's SHA-256 goes into log.txt and
 into `train.init_sha256` of the run's config.yaml and checkpoints; a config that already sets
 `train.init_sha256` must match it.
+
+With a data-dependent prior (diffusion.prior, PriorGrad) the weights learned to remove noise of the
+source's per-sample std, so a fine-tuned run keeps the source's prior (`inherit_prior`): its
+diffusion.prior block, the training frame-energy range included, not one recomputed from the new
+data.train. A config that sets its own energy_min/energy_max overrides that deliberately; a source
+without a prior (lmnt's, or ours with kind "none") leaves the range to `audiodiff train` as for a
+new model.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from audiodiff.checkpoint import resolve_checkpoint
+from audiodiff.checkpoint import latest_checkpoint, resolve_checkpoint
 from audiodiff.config import ExperimentConfig, from_yaml
 from audiodiff.data.corpora.common import sha256sum
 from audiodiff.models.lmnt import config_from_lmnt_state, lmnt_to_ours, safe_torch_load, split_lmnt_checkpoint
@@ -58,6 +65,46 @@ def _check_fits(file: Path, net: nn.Module, weights: dict[str, Tensor]) -> None:
         raise ValueError(f"train.init_from={file}: {len(bad)} tensors do not fit the model ({shown})")
 
 
+def _source_file(cfg: ExperimentConfig) -> Path:
+    """The checkpoint file train.init_from names (FileNotFoundError when it does not exist)."""
+    path = Path(cfg.train.init_from)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"train.init_from={path}: no such checkpoint file or run directory "
+            "(lmnt-com/diffwave's weights are a download: see egs/ljspeech/README.md)"
+        )
+    return resolve_checkpoint(path)
+
+
+def inherit_prior(cfg: ExperimentConfig, run: Path | None) -> str | None:
+    """A fine-tuned run with diffusion.prior and no energy range takes its source's prior block.
+
+    Args:
+        cfg: the experiment config; its diffusion.prior is replaced by the source's.
+        run: the run directory when resuming: its own latest checkpoint is then the source (it holds
+            what the run started with; the init_from file need not exist any more).
+
+    Returns:
+        The log line naming the prior and where it came from, or None when nothing was taken (no
+        init_from, no prior, a range set in the config, or a source without a prior).
+    """
+    prior = cfg.diffusion.prior
+    if not cfg.train.init_from or prior.kind == "none" or prior.energy_min is not None:
+        return None
+    file = (latest_checkpoint(run / "checkpoints") if run is not None else None) or _source_file(cfg)
+    raw = safe_torch_load(file)
+    if not (isinstance(raw, dict) and "config" in raw and "model" in raw):
+        return None  # lmnt's: trained with N(0, I)
+    source = from_yaml(raw["config"], f"{file}: stored config").diffusion.prior
+    if source.kind != prior.kind or source.energy_min is None:
+        return None
+    cfg.diffusion.prior = source
+    return (
+        f"diffusion.prior from {file}, the prior its weights were trained with: std_min {source.std_min:g}, "
+        f"energy {source.energy} {source.energy_min:g} .. {source.energy_max:g}, align {source.align}"
+    )
+
+
 def init_from_checkpoint(net: nn.Module, cfg: ExperimentConfig, log_path: Path | None) -> str:
     """Load `cfg.train.init_from`'s weights into `net`; record the source's SHA-256.
 
@@ -74,13 +121,7 @@ def init_from_checkpoint(net: nn.Module, cfg: ExperimentConfig, log_path: Path |
         ValueError: the checkpoint is unreadable or refused, its digest differs from
             `train.init_sha256`, or its model differs from the config's.
     """
-    path = Path(cfg.train.init_from)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"train.init_from={path}: no such checkpoint file or run directory "
-            "(lmnt-com/diffwave's weights are a download: see egs/ljspeech/README.md)"
-        )
-    file = resolve_checkpoint(path)
+    file = _source_file(cfg)
     digest = sha256sum(file)
     if cfg.train.init_sha256 and cfg.train.init_sha256 != digest:
         raise ValueError(f"train.init_from={file}: sha256 {digest}, but train.init_sha256={cfg.train.init_sha256}")

@@ -26,7 +26,7 @@ from audiodiff.data.datasets import TrainingStream
 from audiodiff.data.validate import describe_bad
 from audiodiff.diffusion import SpectralObjective, training_sample
 from audiodiff.fastcpu import machine, resolve_fast_cpu
-from audiodiff.finetune import init_from_checkpoint
+from audiodiff.finetune import inherit_prior, init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
 from audiodiff.runfiles import prepare_run_dir, record_resume, resume_changes
 from audiodiff.sampling import sample
@@ -177,10 +177,12 @@ def train(
     rank, world, local_rank = _distributed()
     run = Path(cfg.exp_dir) / cfg.name
     task = build_task(cfg, torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    # a fine-tuned run keeps its source's prior (resumed: its own checkpoint's), not one from data.train
+    prior_note = inherit_prior(cfg, run if (resume or auto_resume) and not force else None)
     examples = task.examples()  # the data is read and audited before anything is created
     lock, resume = prepare_run_dir(run, resume or auto_resume, force, rank, auto_resume)
     with lock:
-        _train(cfg, run, resume, progress, rank, world, task, examples, allow_changes, stop_at)
+        _train(cfg, run, resume, progress, rank, world, task, examples, allow_changes, stop_at, prior_note)
     return run
 
 
@@ -195,8 +197,9 @@ def _train(
     examples: torch.utils.data.Dataset,
     allow_changes: bool = False,
     stop_at: int | None = None,
+    prior_note: str | None = None,
 ) -> None:
-    """The loop of `train()`, run while the run directory is locked."""
+    """The loop of `train()`, run while the run directory is locked; `prior_note` goes into log.txt."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
@@ -288,6 +291,8 @@ def _train(
         log.write(f"commit {commit}\nmachine {machine(device)}\n{fast_note}\n")
     if log and task.bad:
         log.write(f"data.on_bad_audio=skip: left out {describe_bad(task.bad)}\n")
+    if log and prior_note:
+        log.write(prior_note + "\n")
     if log and (note := _crop_note(cfg, net, task)):
         log.write(note + "\n")
         tqdm.write(note)

@@ -1,6 +1,7 @@
 """train.init_from: fine-tuning from an lmnt-com/diffwave checkpoint or one of ours, end to end on tiny data."""
 
 import hashlib
+import shutil
 
 import pytest
 import torch
@@ -117,3 +118,38 @@ def test_a_fine_tuned_run_resumes_without_its_source_file(tmp_path, corpus, conf
     )
     assert load_checkpoint(run)["step"] == 3
     assert (run / "log.txt").read_text().count("init_from ") == 1
+
+
+PRIOR_VOCODER = [
+    "model.diffwave.n_mels=80",
+    "model.diffwave.hop=128",
+    "task=vocoder",
+    "diffusion.prior.kind=mel_energy",
+]
+
+
+def test_a_fine_tuned_prior_model_keeps_the_prior_its_weights_were_trained_with(tmp_path, corpus, config):
+    """PriorGrad's weights learned to remove noise of the source's per-sample std: a fine-tuned run takes the
+    source's diffusion.prior (range, std_min, align), also on a resume without the source; the range was
+    recomputed from the new data.train. A source without a prior leaves the range to the data, as before."""
+    exp = tmp_path / "exp"
+    source = ["diffusion.prior.energy_min=0.001", "diffusion.prior.energy_max=5.0", "diffusion.prior.std_min=0.2",
+              "diffusion.prior.align=centre"]  # fmt: skip
+    first = train_cli(config, corpus, exp, "src", "train.steps=2", *PRIOR_VOCODER, *source)
+    run = train_cli(config, corpus, exp, "ft", "train.steps=2", *PRIOR_VOCODER, f"train.init_from={first}")
+    want = {"kind": "mel_energy", "std_min": 0.2, "energy": "rms", "max_quantile": 1.0, "align": "centre",
+            "energy_min": 0.001, "energy_max": 5.0}  # fmt: skip
+    assert yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"] == want
+    assert yaml.safe_load((run / "config.yaml").read_text())["diffusion"]["prior"] == want
+    note = "the prior its weights were trained with: std_min 0.2, energy rms 0.001 .. 5, align centre\n"
+    assert note in (run / "log.txt").read_text()
+    shutil.rmtree(first)
+    args = ["train.steps=3", *PRIOR_VOCODER, f"train.init_from={first}"]
+    train_cli(config, corpus, exp, "ft", *args, flags=["--resume"])  # no change to allow: its own checkpoint's
+    state = load_checkpoint(run)
+    assert state["step"] == 3 and yaml.safe_load(state["config"])["diffusion"]["prior"] == want
+    plain = train_cli(config, corpus, exp, "plain", "train.steps=2", *PRIOR_VOCODER[:3])
+    run = train_cli(config, corpus, exp, "ft2", "train.steps=2", *PRIOR_VOCODER, f"train.init_from={plain}")
+    prior = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
+    assert prior["energy_min"] not in (None, 0.001) and prior["align"] == "centre"
+    assert "trained with" not in (run / "log.txt").read_text()
