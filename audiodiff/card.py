@@ -136,9 +136,11 @@ def _diffusion(d) -> str:
         )
     row = f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"
     if d.prior.kind != "none":  # training and every sampler draw noise scaled by it: part of what the model is
+        p = d.prior
+        top = f" (its {p.max_quantile:g} quantile)" if p.max_quantile < 1 else ""
         row += (
-            f"; PriorGrad {d.prior.kind} prior (std_min {d.prior.std_min:g}, training frame energy "
-            f"{d.prior.energy_min:g} .. {d.prior.energy_max:g})"
+            f"; PriorGrad {p.kind} prior (std_min {p.std_min:g}, training frame energy ({p.energy}) "
+            f"{p.energy_min:g} .. {p.energy_max:g}{top}, align {p.align or 'hold'})"
         )
     return row
 

@@ -308,16 +308,22 @@ def _plain(run, tmp_path):
 
 
 def test_the_card_names_a_priorgrad_prior():
-    """A PriorGrad vocoder's card says so (its training and every sampler draw scale the noise by it); the
-    diffusion row said only 'ddpm, eps prediction, schedule diffwave', as for a standard-prior model."""
+    """A PriorGrad vocoder's card says so (its training and every sampler draw scale the noise by it), with the
+    settings that shape its std; the diffusion row said only 'ddpm, eps prediction, schedule diffwave', as for a
+    standard-prior model."""
     from audiodiff.card import _diffusion
     from audiodiff.config import load_config
 
-    over = ["name=x", "data.train=/d", "diffusion.prior.energy_min=0.000244", "diffusion.prior.energy_max=2.71928"]
+    over = ["name=x", "data.train=/d", "diffusion.prior.energy_min=0.000244", "diffusion.prior.energy_max=1.92218"]
     cfg = load_config(ROOT / "egs/asterisk_en/conf/priorgrad.yaml", over)
     assert _diffusion(cfg.diffusion) == (
         f"ddpm, {cfg.diffusion.prediction} prediction, schedule {cfg.diffusion.schedule}; PriorGrad mel_energy prior "
-        "(std_min 0.1, training frame energy 0.000244 .. 2.71928)"
+        "(std_min 0.1, training frame energy (rms) 0.000244 .. 1.92218 (its 0.99 quantile), align centre)"
+    )
+    first = ["name=x", "data.train=/d", "diffusion.prior.kind=mel_energy", "diffusion.prior.energy_min=0.000244",
+             "diffusion.prior.energy_max=2.71928"]  # fmt: skip
+    assert _diffusion(load_config(ROOT / "egs/asterisk_en/conf/baseline.yaml", first).diffusion).endswith(
+        "(std_min 0.1, training frame energy (rms) 0.000244 .. 2.71928, align hold)"  # the first version's settings
     )
     cfg.diffusion.prior.kind = "none"
     assert "PriorGrad" not in _diffusion(cfg.diffusion)
