@@ -229,6 +229,22 @@ RESUME_FREE = (
 )
 
 
+def keep_prior_align(cfg, run: Path | None) -> None:
+    """A resumed run (`run` None: not resuming) whose config leaves diffusion.prior.align unset keeps its
+    checkpoint's placement ("hold" for a run from before align existed), the one its weights learned, not
+    the "centre" that `audiodiff train` records for a new run."""
+    prior = cfg.diffusion.prior
+    latest = latest_checkpoint(run / "checkpoints") if run is not None else None
+    if prior.kind == "none" or prior.align is not None or latest is None:
+        return
+    from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.config import from_yaml
+
+    stored = from_yaml(load_checkpoint(latest)["config"], f"{latest}: stored config").diffusion.prior
+    if stored.kind == prior.kind:
+        prior.align = stored.align
+
+
 def resume_changes(stored, cfg, latest: Path, allow: bool) -> list[str]:
     """'key: old -> new' for every setting that differs from the checkpoint's; raises on a
     change outside RESUME_FREE unless `allow`."""

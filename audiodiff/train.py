@@ -28,7 +28,7 @@ from audiodiff.diffusion import SpectralObjective, training_sample
 from audiodiff.fastcpu import machine, resolve_fast_cpu
 from audiodiff.finetune import inherit_prior, init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
-from audiodiff.runfiles import prepare_run_dir, record_resume, resume_changes
+from audiodiff.runfiles import keep_prior_align, prepare_run_dir, record_resume, resume_changes
 from audiodiff.sampling import sample
 from audiodiff.tasks import Task
 
@@ -177,8 +177,11 @@ def train(
     rank, world, local_rank = _distributed()
     run = Path(cfg.exp_dir) / cfg.name
     task = build_task(cfg, torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
-    # a fine-tuned run keeps its source's prior (resumed: its own checkpoint's), not one from data.train
-    prior_note = inherit_prior(cfg, run if (resume or auto_resume) and not force else None)
+    resuming = run if (resume or auto_resume) and not force else None
+    # a fine-tuned run keeps its source's prior (resumed: its own checkpoint's), not one from data.train;
+    # a resumed run keeps its checkpoint's prior align when the config leaves it unset
+    prior_note = inherit_prior(cfg, resuming)
+    keep_prior_align(cfg, resuming)
     examples = task.examples()  # the data is read and audited before anything is created
     lock, resume = prepare_run_dir(run, resume or auto_resume, force, rank, auto_resume)
     with lock:

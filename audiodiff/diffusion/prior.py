@@ -21,7 +21,8 @@ window is centred on sample k*hop), so "centre" gives frame k the samples [k*hop
 (the first half hop frame 0's, the last half hop the last frame's); "hold", the first version, gave it
 [k*hop, (k+1)*hop), half a hop late. The reference's hold is aligned: its STFT pads (n_fft - hop) / 2
 and does not centre, so its frame k is centred on k*hop + hop/2. Runs made before `align` existed
-store a range and no align: they read as "hold" and sample as they were trained.
+store a range and no align: they read as "hold", sample as they were trained, and resume as "hold" with
+a config that leaves align unset (`audiodiff.runfiles.keep_prior_align`).
 
 Choices that differ from the reference code (microsoft/NeuralSpeech, PriorGrad-vocoder):
 - the energy is the root of the mel *power* (`energy: rms`; the magnitude squared for our power-1 mels),

@@ -53,6 +53,31 @@ def test_priorgrad_vocoder_stores_its_energy_range_resumes_and_vocodes(tmp_path,
     assert sorted(p.stem for p in out.glob("*.wav")) == [f"utt{i}" for i in range(6)]
 
 
+def test_a_priorgrad_run_from_before_align_resumes_with_its_own_config_as_hold(tmp_path, corpus, config):
+    """A run trained before diffusion.prior.align existed (its checkpoint stores a range and no align: "hold")
+    resumes with the config it started from (no range, no align) with no change to allow, and stays "hold".
+    It was refused (align 'hold' -> 'centre': the recomputed range recorded a new run's "centre")."""
+    import torch
+
+    from audiodiff.config import from_yaml
+
+    exp = tmp_path / "exp"
+    voc = ["model.diffwave.n_mels=80", "model.diffwave.hop=128", "task=vocoder", "diffusion.prior.kind=mel_energy"]
+    run = train_cli(config, corpus, exp, "old", "train.steps=2", *voc)
+    for path in (run / "checkpoints").glob("ckpt-*.pt"):  # as the first version stored it: no energy/quantile/align
+        state = torch.load(path, weights_only=True)
+        lines = state["config"].splitlines()
+        state["config"] = "\n".join(
+            x for x in lines if x.strip().split(":")[0] not in ("energy", "max_quantile", "align")
+        )
+        torch.save(state, path)
+    assert from_yaml(load_checkpoint(run)["config"]).diffusion.prior.align == "hold"
+    train_cli(config, corpus, exp, "old", "train.steps=3", *voc, flags=["--resume"])
+    state = load_checkpoint(run)
+    assert state["step"] == 3 and yaml.safe_load(state["config"])["diffusion"]["prior"]["align"] == "hold"
+    assert "align" not in (run / "log.txt").read_text()  # nothing changed
+
+
 def test_mel_spectrogram_diffusion_with_griffin_lim_and_vocoder(tmp_path, corpus, config):
     exp = tmp_path / "exp"
     unet = [
