@@ -10,6 +10,7 @@ from audiodiff.audio.io import load_audio
 from audiodiff.config import ExperimentConfig
 from audiodiff.diffusion import DDPM
 from audiodiff.diffusion.samplers import SeededNoise, fast_sigmas
+from audiodiff.eval.context import run_context
 from audiodiff.sampling import run_plan, sampling_plan
 from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
 
@@ -43,6 +44,7 @@ def test_level_0_skips_nothing_and_is_the_default_bit_for_bit(tmp_path, vocoder)
     for name in plain["files"]:
         assert torch.equal(load_audio(tmp_path / "plain" / name, 16000), load_audio(tmp_path / "zero" / name, 16000))
     assert zero["init"]["level"] == 0 and "Griffin-Lim unused" in zero["init"]["note"]
+    assert run_context(tmp_path / "zero")["sampler"] == run_context(tmp_path / "plain")["sampler"] == "fast, 6 steps"
 
 
 def test_the_last_level_gives_back_griffin_lim_plus_that_levels_noise(tmp_path, vocoder):
@@ -53,6 +55,7 @@ def test_the_last_level_gives_back_griffin_lim_plus_that_levels_noise(tmp_path, 
     assert settings["init"]["level"] == 5 and settings["init"]["levels"] == 6
     assert settings["init"]["sigma"] == pytest.approx(sigma) and settings["init"]["griffin_lim"]["iters"] == 64
     assert f"5 of 6 steps skipped, starting at sigma {sigma:.4g}" in output
+    assert run_context(tmp_path / "g5")["sampler"] == "fast, 6 steps, from griffin-lim at level 5 of 6 (sigma 0.01)"
     for name in settings["files"]:
         gl, got = load_audio(tmp_path / "gl" / name, 16000), load_audio(tmp_path / "g5" / name, 16000)
         assert got.shape == gl.shape  # aligned sample for sample

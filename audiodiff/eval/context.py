@@ -82,9 +82,14 @@ def _regularizer(cfg: dict) -> str:
 
 
 def _sampler(settings: dict) -> str:
-    """ "ddim, 50 steps, eta=0.5": the sampler, its steps and the settings it read (EDM churn, rho, ...)."""
+    """ "ddim, 50 steps, eta=0.5": the sampler, its steps and the settings it read (EDM churn, rho, ...); a
+    shallow start (generate --init, above level 0) adds where it began, "from griffin-lim at level 5 of 6
+    (sigma 0.01)", so the set is not taken for the sampler's output from noise."""
     read = {k: v for k, v in (settings.get("sampler_settings") or {}).items() if k not in ("steps", "fast_betas")}
-    return ", ".join([settings["sampler"], f"{settings.get('steps')} steps", *(f"{k}={v}" for k, v in read.items())])
+    parts = [settings["sampler"], f"{settings.get('steps')} steps", *(f"{k}={v}" for k, v in read.items())]
+    if (init := settings.get("init")) and init.get("level"):
+        parts.append(f"from {init['kind']} at level {init['level']} of {init['levels']} (sigma {init['sigma']:.3g})")
+    return ", ".join(parts)
 
 
 def run_context(gen: str | Path) -> dict:
