@@ -234,8 +234,10 @@ def keep_prior_align(cfg, run: Path | None) -> None:
     checkpoint's placement ("hold" for a run from before align existed), the one its weights learned, not
     the "centre" that `audiodiff train` records for a new run."""
     prior = cfg.diffusion.prior
-    latest = latest_checkpoint(run / "checkpoints") if run is not None else None
-    if prior.kind == "none" or prior.align is not None or latest is None:
+    if prior.kind == "none" or prior.align is not None or run is None:
+        return
+    latest = latest_checkpoint(run / "checkpoints")
+    if latest is None:  # --auto-resume of a run not started yet: a new run
         return
     from audiodiff.checkpoint import load_checkpoint
     from audiodiff.config import from_yaml
