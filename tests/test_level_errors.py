@@ -1,0 +1,143 @@
+"""recipes/level_errors.py: per-level denoising errors of a DDPM vocoder on fixed held-out crops."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiodiff.builders import load_for_generation
+from tests.conftest import train_cli, write_corpus
+
+ROOT = Path(__file__).parents[1]
+spec = importlib.util.spec_from_file_location("level_errors", ROOT / "recipes" / "level_errors.py")
+le = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(le)
+
+VOCODER = ["model.diffwave.n_mels=80", "model.diffwave.hop=128", "task=vocoder"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny DDPM vocoder (checkpoints at steps 2 and 4), the same with PriorGrad's prior (step 2), 3 clips."""
+    root = tmp_path_factory.mktemp("levels")
+    config = root / "conf.yaml"
+    config.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
+    corpus = write_corpus(root, n=3)
+    plain = train_cli(config, corpus, root / "exp", "plain", "train.steps=4", *VOCODER)
+    prior = train_cli(config, corpus, root / "exp", "pg", "train.steps=2", *VOCODER, "diffusion.prior.kind=mel_energy")
+    return plain, prior, corpus
+
+
+def args(*extra):
+    return le.parse_args([*map(str, extra)])
+
+
+def test_two_calls_give_the_same_numbers_on_the_same_crops(tmp_path, runs):
+    plain, _, corpus = runs
+    common = ["--data", corpus, "--crops", "3", "--crop-length", "1024", "--levels", "0,25,49"]
+    first = le.main([str(plain), *map(str, common), "--out", str(tmp_path / "a")])
+    second = le.main([str(plain), *map(str, common), "--out", str(tmp_path / "b"), "--batch-size", "2"])
+    rows = [[c["rows"] for c in r["checkpoints"]] for r in (first, second)]
+    assert rows[0] == rows[1]  # bit-identical, whatever the batch split
+    assert [c["label"] for c in first["checkpoints"]] == ["plain@2", "plain@4"]
+    assert [r["t"] for r in rows[0][0]] == [0, 25, 49]
+    assert rows[0][0] != rows[0][1]  # the columns differ by their weights
+    saved = json.loads((tmp_path / "a" / "levels.json").read_text())
+    assert saved["checkpoints"][1]["rows"] == rows[0][1] and saved["split"] == first["split"]
+    table = (tmp_path / "a" / "levels.md").read_text()
+    assert "| t | sigma | plain@2 | plain@4 |" in table and (tmp_path / "a" / "levels.png").stat().st_size > 0
+    # more noise, lower input SNR; and the input SNR does not depend on the weights
+    snr_in = [r["all"]["input_snr_db"] for r in rows[0][0]]
+    assert snr_in == sorted(snr_in, reverse=True) and snr_in == [r["all"]["input_snr_db"] for r in rows[0][1]]
+
+
+def test_oracles_perfect_estimate_and_no_denoising():
+    g = torch.Generator().manual_seed(0)
+    x0, z = torch.randn(2, 1, 256, generator=g), torch.randn(2, 1, 256, generator=g)
+    sigma = torch.full((2,), 0.3)
+    x = x0 + 0.3 * z
+    mask = torch.ones_like(x0, dtype=torch.bool)
+    perfect = le.errors(x0, x0, x, sigma, None, mask)
+    assert perfect["snr_db"] == float("inf") and perfect["removed"] == 1.0
+    assert perfect["eps_l1"] == perfect["eps_l2"] == 0.0
+    nothing = le.errors(x0, x, x, sigma, None, mask)  # x0_hat := x_t / sqrt(abar), the noisy input
+    assert nothing["removed"] == pytest.approx(0.0, abs=1e-12)
+    assert nothing["snr_db"] == pytest.approx(nothing["input_snr_db"])
+    assert nothing["eps_l1"] == pytest.approx(float(z.abs().mean()))  # the eps error is the noise itself
+    half = le.errors(x0, x0 + 0.15 * z, x, sigma, None, mask)
+    assert half["removed"] == pytest.approx(0.5) and half["snr_db"] == pytest.approx(nothing["snr_db"] + 20 * 0.30103)
+    # a subset counts only its samples: an error outside the mask leaves it perfect
+    inside = mask.clone()
+    inside[..., 128:] = False
+    spoiled = x0.clone()
+    spoiled[..., 200] += 1
+    assert le.errors(x0, spoiled, x, sigma, None, inside)["removed"] == 1.0
+
+
+def test_eps_error_is_the_training_loss_with_and_without_the_prior(runs):
+    """At every level the L1 eps error over all samples equals DDPM.training_terms' loss (loss_type l1) on the
+    same crops and noise: with PriorGrad's prior the noise is std-scaled and the error divided by the std."""
+    plain, prior, corpus = runs
+    for run in (plain, prior):
+        cfg, net, formulation, _ = load_for_generation(run)
+        crops = le.crop_set(cfg, corpus, 3, 1024, 0)
+        masks, _ = le.frame_masks(crops["energy"], crops["hop"])
+        for row in le.level_rows(net, formulation, crops, masks, [0, 30], 16):
+            t = torch.full((3,), row["t"])
+            with torch.no_grad():
+                loss = formulation.training_terms(net, crops["x0"], crops["cond"], t=t, noise=crops["z"])["denoise"]
+            # rel 1e-3: training noises in float32, where 1 - abar_0 = beta_0 = 1e-4 is off by ~6e-4 relative
+            assert row["all"]["eps_l1"] == pytest.approx(float(loss.mean()), rel=1e-3)
+    # the same crops and standard noise for both runs; the prior's std scales only the second run's noise
+    a, b = (le.crop_set(load_for_generation(r)[0], corpus, 3, 1024, 0) for r in (plain, prior))
+    assert torch.equal(a["x0"], b["x0"]) and torch.equal(a["z"], b["z"])
+
+
+def test_the_loud_and_silent_frames_are_the_top_half_and_the_bottom_quartile():
+    energy = torch.arange(16.0).reshape(2, 8)  # 16 frames, energies 0..15
+    masks, split = le.frame_masks(energy, hop=4)
+    assert masks["all"].shape == (2, 1, 32) and masks["all"].all()
+    loud = masks["loud"][..., ::4][:, 0]  # one sample per frame (centred frames: sample 4k is frame k's)
+    silent = masks["silent"][..., ::4][:, 0]
+    assert energy[loud].tolist() == list(range(8, 16)) and energy[silent].tolist() == [0, 1, 2, 3]
+    assert split["loud_fraction"] == pytest.approx(0.5) and split["silent_fraction"] == pytest.approx(0.25 - 1 / 32)
+
+
+def test_errors_name_the_missing_run_checkpoint_step_or_data(tmp_path, runs, capsys):
+    plain, _, corpus = runs
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"level_errors: no checkpoints in .*empty/checkpoints"):
+        le.main([str(tmp_path / "empty"), "--data", str(corpus)])
+    with pytest.raises(SystemExit, match=r"no checkpoint of step 3 \(steps: 2, 4\)"):
+        le.main([str(plain), "--data", str(corpus), "--steps", "3"])
+    with pytest.raises(SystemExit, match=r"--levels \[50\]: .* has levels 0-49"):
+        le.main([str(plain), "--data", str(corpus), "--steps", "last", "--levels", "50", "--crops", "1"])
+    for argv, said in [
+        ([tmp_path / "none", "--data", corpus], "run directory not found"),
+        ([plain, "--data", tmp_path / "nodata"], "--data: not found"),
+        ([plain, "--data", corpus, "--steps", "first"], "--steps 'first': want numbers"),
+    ]:
+        with pytest.raises(SystemExit):
+            args(*argv)
+        assert said in capsys.readouterr().err
+    assert args(plain, "--data", corpus, "--steps", "2,last").step_list == [2, "last"]
+    assert (
+        le.chosen_checkpoints(plain, [4, "last", 2])[0][0] == 4 and len(le.chosen_checkpoints(plain, [4, "last"])) == 1
+    )
+
+
+def test_edm_and_non_vocoder_runs_are_refused_in_one_line():
+    from types import SimpleNamespace
+
+    from audiodiff.diffusion import DDPM, EDM
+
+    ddpm = DDPM.from_preset("diffwave")
+    edm = SimpleNamespace(task="vocoder", diffusion=SimpleNamespace(kind="edm"))
+    with pytest.raises(ValueError, match=r"^ck.pt: diffusion.kind=edm; the levels are DDPM steps \(want ddpm\)$"):
+        le.check_model(edm, EDM(), Path("ck.pt"), [0])
+    waveform = SimpleNamespace(task="waveform", diffusion=SimpleNamespace(kind="ddpm"))
+    with pytest.raises(ValueError, match=r"^ck.pt: task=waveform; the loud/silent split needs"):
+        le.check_model(waveform, ddpm, Path("ck.pt"), [0])
+    le.check_model(SimpleNamespace(task="vocoder", diffusion=SimpleNamespace(kind="ddpm")), ddpm, Path("ck.pt"), [49])
