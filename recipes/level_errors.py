@@ -230,7 +230,7 @@ def markdown(result: dict, levels: list[int] | None = None, measures: tuple[str,
 
 
 def plot(result: dict, path: Path) -> None:
-    """levels.png: x0 SNR (top, with the input's SNR dashed) and the noise removed (bottom) against the level,
+    """levels.png: x0 SNR (top, with each run's input SNR in black) and the noise removed (bottom) against the level,
     one line per checkpoint, a column per subset."""
     import matplotlib
 
@@ -243,9 +243,12 @@ def plot(result: dict, path: Path) -> None:
             t = [r["t"] for r in c["rows"]]
             line = axes[0][col].plot(t, [r[subset]["snr_db"] for r in c["rows"]], "-", label=c["label"])[0]
             axes[1][col].plot(t, [r[subset]["removed"] for r in c["rows"]], "-", color=line.get_color())
-        first = result["checkpoints"][0]["rows"]
-        axes[0][col].plot([r["t"] for r in first], [r[subset]["input_snr_db"] for r in first], "k--", lw=0.8,
-                          label="noisy input")  # fmt: skip
+        runs = {}
+        for c in result["checkpoints"]:  # the input's SNR, once per run: its prior sets it
+            runs.setdefault(c["run"], c["rows"])
+        for k, (run, rows) in enumerate(runs.items()):
+            axes[0][col].plot([r["t"] for r in rows], [r[subset]["input_snr_db"] for r in rows], ("k--", "k:")[k % 2],
+                              lw=0.8, label=f"noisy input ({Path(run).name})")  # fmt: skip
         axes[0][col].set_title(f"x0 SNR (dB), {subset} samples", fontsize=9)
         axes[1][col].set_title(f"fraction of noise removed, {subset} samples", fontsize=9)
         axes[1][col].set_xlabel("level t (0: least noise)")
