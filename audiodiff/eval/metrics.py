@@ -65,10 +65,16 @@ def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_ff
     return float(diff.square().mean(0).sqrt().mean())
 
 
+PESQ_MIN_SAMPLES = 4000  # P.862's shortest input, 0.25 s at 16 kHz
+
+
 def pesq_wb(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int = 16000) -> float | None:
     """Wide-band PESQ (ITU-T P.862.2, the `pesq` package) of aligned 16 kHz clips: -0.5 .. 4.64.
 
     Returns None where PESQ finds no speech in the reference (silence, pure tones at low level).
+
+    Raises:
+        ValueError: another rate than 16 kHz, or clips shorter than PESQ's 0.25 s (4000 samples).
     """
     try:
         from pesq import NoUtterancesError, pesq
@@ -79,6 +85,8 @@ def pesq_wb(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int =
     if sample_rate != 16000:
         raise ValueError(f"wide-band PESQ needs 16 kHz audio, got {sample_rate} Hz")
     n = min(reference.shape[-1], generated.shape[-1])
+    if n < PESQ_MIN_SAMPLES:  # the pesq package would raise its own BufferTooShortError, a traceback at the CLI
+        raise ValueError(f"wide-band PESQ needs clips of at least 0.25 s ({PESQ_MIN_SAMPLES} samples), got {n}")
     try:
         return float(pesq(16000, reference[:n].double().numpy(), generated[:n].double().numpy(), "wb"))
     except NoUtterancesError:

@@ -197,7 +197,12 @@ def _pesq(ctx: Context) -> Scores:
     from audiodiff.audio.io import load_audio
     from audiodiff.eval.metrics import pesq_wb
 
-    values = [pesq_wb(load_audio(r, 16000), load_audio(g, 16000)) for r, g in ctx.need("pairs")]
+    values = []
+    for ref, gen in ctx.need("pairs"):
+        try:
+            values.append(pesq_wb(load_audio(ref, 16000), load_audio(gen, 16000)))
+        except ValueError as err:  # too short: name the pair
+            raise ValueError(f"metric 'pesq': {gen} (reference {ref}): {err}") from None
     valid = [v for v in values if v is not None]
     settings = {"sample_rate": 16000, "mode": "wide-band (P.862.2)"}
     scores = {"pesq_wb": float(np.mean(valid))} if valid else {}

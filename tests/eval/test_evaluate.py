@@ -111,6 +111,18 @@ def test_evaluate_cli_recomputes_an_empty_cache_entry_and_names_it(tmp_path):
     assert cache["hits"] == 7 and cache["computed"] == 1  # the same 4 files as ref and gen: one bad entry
 
 
+def test_pesq_of_a_clip_shorter_than_a_quarter_second_is_a_one_line_error_naming_the_file(tmp_path):
+    pytest.importorskip("pesq")
+    ref = write_corpus(tmp_path / "a", n=2, seconds=0.25)  # 4000 samples: PESQ's shortest input
+    gen = write_corpus(tmp_path / "b", n=2, seconds=0.248)  # a vocoder's frames x hop: 3968, was a traceback
+    args = ["evaluate", "--ref", str(ref), "--out", str(tmp_path / "e"), "--metrics", "pesq", "--gen"]
+    assert CliRunner().invoke(main, [*args, str(ref)]).exit_code == 0
+    res = CliRunner().invoke(main, [*args, str(gen)])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith(f"Error: metric 'pesq': {tmp_path / 'b' / 'wav' / 'utt0.wav'} (reference ")
+    assert res.output.endswith("wide-band PESQ needs clips of at least 0.25 s (4000 samples), got 3968\n")
+
+
 def test_evaluate_cli_writes_report(tmp_path):
     ref = write_corpus(tmp_path / "a", n=6)
     gen = write_corpus(tmp_path / "b", n=5, seconds=0.3)

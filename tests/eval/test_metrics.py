@@ -30,6 +30,9 @@ def test_pesq_wide_band_is_high_for_identical_and_lower_for_noisy_speechlike_aud
     assert pesq_wb(torch.zeros(32000), torch.zeros(32000)) is None  # no speech: reported, not a crash
     with pytest.raises(ValueError, match="16 kHz"):
         pesq_wb(voiced, voiced, sample_rate=8000)
+    assert pesq_wb(voiced[:4000], voiced[:4000]) > 4  # 0.25 s: the shortest PESQ takes
+    with pytest.raises(ValueError, match=r"at least 0.25 s \(4000 samples\), got 3999"):
+        pesq_wb(voiced, voiced[:3999])  # was the pesq package's BufferTooShortError
 
 
 def test_mean_log_spectrum_peaks_at_a_tones_bin_and_is_level_in_db(tmp_path):
