@@ -172,6 +172,24 @@ def test_every_recipe_config_resolves(conf):
         assert cfg.sample.clip_denoised, f"{conf}: set sample.clip_denoised for a DDPM image model"
 
 
+def test_asterisk_edm_config_is_the_baseline_but_for_the_formulation_and_its_sampler():
+    from omegaconf import OmegaConf
+
+    from audiodiff.config import load_config
+
+    asdict = OmegaConf.to_container
+
+    base, edm = (
+        load_config(ROOT / f"egs/asterisk_en/conf/{n}.yaml", ["name=x", "data.train=/d"]) for n in ("baseline", "edm")
+    )
+    assert asdict(edm.data) == asdict(base.data) and asdict(edm.train) == asdict(base.train) and edm.task == "vocoder"
+    net, base_net = asdict(edm.model.diffwave), asdict(base.model.diffwave)
+    assert net.pop("embed_interp") == "exact" and base_net.pop("embed_interp") == "lerp" and net == base_net
+    d = edm.diffusion
+    assert (d.kind, d.sigma_data, d.p_mean, d.p_std, d.sigma_min, d.sigma_max) == ("edm", 0.15, -2.4, 1.2, 0.002, 10.0)
+    assert (edm.sample.sampler, edm.sample.steps) == ("heun", 4) and edm.regularizer.lam == 0
+
+
 @pytest.mark.parametrize(
     "recipe,expected",
     [
@@ -307,6 +325,13 @@ def test_asterisk_curves_make_the_fixed_subset_then_train_and_score_both_runs(tm
         ["audiodiff", "train", "[OMP_NUM_THREADS=1]"],
         ["python", "local/lmnt_train.py", "[OMP_NUM_THREADS=1]"],
     ]
+    # the EDM run: its config trains, stage 4 samples it with Heun (the DDPM runs keep --sampler fast)
+    edm = ["--conf", "conf/edm.yaml", "--tag", "edm_curve", "--sampler", "heun", "--exp", str(exp)]
+    done, calls = run_recipe(tmp_path, "--stage", "2", "--stop_stage", "4", *edm, **curve)
+    assert done.returncode == 0, done.stderr
+    assert calls[-3].startswith("audiodiff train conf/edm.yaml ") and f"name=edm_curve exp_dir={exp} " in calls[-3]
+    assert calls[-1].startswith(f"python ../../recipes/learning_curve.py {exp}/edm_curve ")
+    assert "--mels-from data/curve8 --sampler heun --evaluate" in calls[-1]
     (test / "wav.scp").write_text("beeperr /w/beeperr.wav\n")  # a test split without the listed prompts
     done, _ = run_recipe(tmp_path, "--curve_set", str(subset), "--stop_stage", "1", **curve)
     assert done.returncode != 0 and "lacks prompts of conf/curve8.txt" in done.stderr

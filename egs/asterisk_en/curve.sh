@@ -9,6 +9,9 @@
 #   ./curve.sh --stop_stage 1
 #   ./curve.sh --stage 2 --stop_stage 2 & ./curve.sh --stage 3 --stop_stage 3 & wait
 #   ./curve.sh --stage 4
+# The EDM run (conf/edm.yaml) is sampled with Heun at its config's 4 steps: give stage 4 --sampler heun,
+#   ./curve.sh --stage 2 --stop_stage 2 --conf conf/edm.yaml --tag edm_curve
+#   ./curve.sh --stage 4 --stop_stage 4 --tag edm_curve --sampler heun
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +25,7 @@ conf=conf/baseline.yaml  # our training config; lmnt's run takes its sizes from 
 minutes=120  # training time of each run
 steps=100000  # at most this many steps (the minutes end both runs first on a CPU)
 ckpt_every=500  # checkpoint (and curve point) every this many steps, both runs
+sampler=fast  # stage 4's generate --sampler: fast (DiffWave's 6 steps) for DDPM runs, heun for EDM (its sample.steps)
 seeds=0  # the sampling seeds (clip k gets seed k mod their number), the same at every checkpoint
 metrics=mrstft,lsd_db,pesq_wb  # curve columns: metrics.json keys of evaluate --metrics mrstft,lsd,pesq
 log_dir=log  # stage logs (run.<time>.log)
@@ -55,7 +59,7 @@ fi
 if stage_enabled 4; then
     log "stage 4: score every checkpoint of $exp/$tag on $curve_set into $exp/$tag/curve"
     logged python ../../recipes/learning_curve.py "$exp/$tag" --ref "$curve_set" --seeds "$seeds" \
-        --generate "--mels-from $curve_set --sampler fast" --evaluate "--metrics mrstft,lsd,pesq" \
+        --generate "--mels-from $curve_set --sampler $sampler" --evaluate "--metrics mrstft,lsd,pesq" \
         --metrics "$metrics" --label "audiodiff ($tag)"
 fi
 
