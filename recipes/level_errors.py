@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-level denoising errors of a DDPM vocoder run: how good the denoiser is at each training level t.
+"""Per-level denoising errors of a vocoder run (DDPM or EDM): how good the denoiser is at each noise level.
 
     python ../../recipes/level_errors.py exp/baseline_curve --data data/asterisk_en/data/test \\
         --steps 1000,2000,5000,last --crops 16 --crop-length 4096 --seed 0
@@ -14,11 +14,16 @@ checkpoint and run, so columns differ only by the weights. The noising is traini
 (`DDPM.training_terms` with t and z given): with a PriorGrad prior (diffusion.prior) the noise is
 std(mel) * z and the eps error is divided by that std, exactly as the training loss.
 
+An EDM run (continuous sigma) has no steps: its levels are `--sigmas`, by default those of DiffWave's
+50-step DDPM schedule ("diffwave"; any DDPM schedule preset, or values like '0.002,0.01,0.1'), level t
+the t-th smallest, noised with `EDM.training_terms` (x = x0 + sigma z). Same crops, same z, same sigma:
+the noisy input x is the DDPM run's at the same t, so an EDM column and a DDPM column compare row by row.
+
 Per level, with x = x_t / sqrt(abar_t) = x0 + sigma_t eps the noisy input in the sigma view and
 x0_hat the model's clean estimate (sums over the samples of a subset, pooled over crops):
 
-    eps_l1, eps_l2   mean |e|, mean e^2 of the eps error e = (eps_hat - eps) / std (the training loss's
-                     L1 and L2; eps_hat - eps = (x0 - x0_hat) / sigma_t for any prediction type)
+    eps_l1, eps_l2   mean |e|, mean e^2 of the eps error e = (eps_hat - eps) / std (the DDPM training loss's
+                     L1 and L2; eps_hat - eps = (x0 - x0_hat) / sigma_t for any prediction type, and EDM)
     snr_db           10 log10(||x0||^2 / ||x0_hat - x0||^2)
     input_snr_db     10 log10(||x0||^2 / ||x - x0||^2): the SNR of x itself, what "no denoising" scores
     removed          1 - ||x0_hat - x0|| / ||x - x0||: 1 = all noise removed, 0 = x0_hat no better than x
@@ -54,6 +59,8 @@ from audiodiff.builders import build_task, load_for_generation  # noqa: E402
 from audiodiff.checkpoint import write_json  # noqa: E402
 from audiodiff.config import with_overrides  # noqa: E402
 from audiodiff.data.datasets import item_seed  # noqa: E402
+from audiodiff.diffusion import DDPM  # noqa: E402
+from audiodiff.diffusion.ddpm import SCHEDULE_PRESETS  # noqa: E402
 from audiodiff.diffusion.prior import frame_energy, spread_frames  # noqa: E402
 from audiodiff.diffusion.utils import append_dims  # noqa: E402
 
@@ -122,22 +129,50 @@ def errors(x0: Tensor, x0_hat: Tensor, x: Tensor, sigma: Tensor, std: Tensor | N
     }
 
 
+def level_sigmas(formulation, sigmas: str | None) -> Tensor:
+    """The sigma of each level (T,), increasing: a DDPM run's own steps; for EDM, `sigmas` (module doc).
+
+    Raises:
+        ValueError: `sigmas` for a DDPM run, or values that are not positive numbers.
+    """
+    if formulation.discrete:
+        if sigmas is not None:
+            raise ValueError(f"--sigmas {sigmas}: a DDPM run's levels are its own steps (--sigmas is for EDM runs)")
+        return formulation.sigmas
+    sigmas = sigmas or "diffwave"
+    if sigmas in SCHEDULE_PRESETS:
+        return DDPM.from_preset(sigmas).sigmas
+    try:
+        values = sorted(float(v) for v in sigmas.split(","))
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < math.inf for v in values):
+        raise ValueError(
+            f"--sigmas {sigmas!r}: want a DDPM schedule preset {list(SCHEDULE_PRESETS)} or positive numbers"
+        )
+    return torch.tensor(values, dtype=torch.float64)
+
+
 @torch.no_grad()
-def level_rows(net, formulation, crops: dict, masks: dict[str, Tensor], levels: list[int], batch: int) -> list[dict]:
+def level_rows(net, formulation, crops: dict, masks: dict[str, Tensor], levels: list[int], batch: int,
+               sigmas: Tensor | None = None) -> list[dict]:  # fmt: skip
     """One row per level t: {"t", "sigma", subset: errors(...)}, the crops noised with training's own
-    `training_terms` (the prior's std included) at t with the crops' fixed noise z."""
+    `training_terms` (the prior's std included) at t (DDPM) or at sigmas[t] (EDM: `level_sigmas`) with the
+    crops' fixed noise z."""
     x0, cond, z = crops["x0"], crops["cond"], crops["z"]
     std = formulation.prior_scale(cond)
+    sigmas = formulation.sigmas if sigmas is None else sigmas
     rows = []
     for t in levels:
+        level = t if formulation.discrete else float(sigmas[t])
         parts = [
-            formulation.training_terms(net, x0[i : i + batch], cond[i : i + batch],
-                                       t=torch.full((len(x0[i : i + batch]),), t), noise=z[i : i + batch])
+            formulation.training_terms(net, x0[i : i + batch], cond[i : i + batch], noise=z[i : i + batch],
+                                       **{formulation.level_name: torch.full((len(x0[i : i + batch]),), level)})
             for i in range(0, len(x0), batch)
         ]  # fmt: skip
         x0_hat, x = (torch.cat([p[key] for p in parts]) for key in ("x0_hat", "x"))
-        sigma = formulation.sigmas[t].expand(len(x0))
-        row = {"t": t, "sigma": float(formulation.sigmas[t])}
+        sigma = sigmas[t].expand(len(x0))
+        row = {"t": t, "sigma": float(sigmas[t])}
         rows.append(row | {name: errors(x0, x0_hat, x, sigma, std, m) for name, m in masks.items()})
     return rows
 
@@ -157,15 +192,13 @@ def chosen_checkpoints(run: Path, steps: list[int | str]) -> list[tuple[int, Pat
     return chosen
 
 
-def check_model(cfg, formulation, ckpt: Path, levels: list[int]) -> None:
+def check_model(cfg, ckpt: Path, levels: list[int], n_levels: int) -> None:
     """Refuse what the diagnostic cannot measure (one-line ValueError naming the checkpoint)."""
-    if not formulation.discrete:
-        raise ValueError(f"{ckpt}: diffusion.kind={cfg.diffusion.kind}; the levels are DDPM steps (want ddpm)")
     if cfg.task != "vocoder":
         raise ValueError(f"{ckpt}: task={cfg.task}; the loud/silent split needs the mels of a task=vocoder run")
-    bad = [t for t in levels if not 0 <= t < formulation.num_steps]
+    bad = [t for t in levels if not 0 <= t < n_levels]
     if bad:
-        raise ValueError(f"--levels {bad}: {ckpt} has levels 0-{formulation.num_steps - 1}")
+        raise ValueError(f"--levels {bad}: {ckpt} has levels 0-{n_levels - 1}")
 
 
 def measure(runs: list[Path], args: argparse.Namespace) -> dict:
@@ -177,17 +210,20 @@ def measure(runs: list[Path], args: argparse.Namespace) -> dict:
         for step, ckpt in chosen:
             start = time.perf_counter()
             cfg, net, formulation, _ = load_for_generation(ckpt, "cpu", use_ema=True)
-            levels = args.level_list or list(range(formulation.num_steps))
-            check_model(cfg, formulation, ckpt, levels)
+            sigmas = level_sigmas(formulation, args.sigmas)
+            levels = args.level_list or list(range(len(sigmas)))
+            check_model(cfg, ckpt, levels, len(sigmas))
             if crops is None:  # a run's checkpoints share its data settings
                 crops = crop_set(cfg, args.data, args.crops, args.crop_length, args.seed)
                 masks, split = frame_masks(crops["energy"], crops["hop"])
                 result.setdefault("split", split)
-            rows = level_rows(net, formulation, crops, masks, levels, args.batch_size)
+            rows = level_rows(net, formulation, crops, masks, levels, args.batch_size, sigmas)
             seconds = round(time.perf_counter() - start, 1)
             result["checkpoints"].append(
                 {"label": f"{args.labels.get(run, run.name)}@{step}", "run": str(run), "step": step,
-                 "file": str(ckpt), "prior": cfg.diffusion.prior.kind, "seconds": seconds, "rows": rows}
+                 "file": str(ckpt), "diffusion": cfg.diffusion.kind, "prior": cfg.diffusion.prior.kind,
+                 "sigmas": None if formulation.discrete else args.sigmas or "diffwave", "seconds": seconds,
+                 "rows": rows}
             )  # fmt: skip
             print(f"{run}@{step}: {len(levels)} levels in {seconds} s", flush=True)
     return result
@@ -202,7 +238,7 @@ def _cell(measure: str, value: float) -> str:
 TITLES = {
     "snr_db": "x0 SNR (dB): 10 log10 ||x0||^2 / ||x0_hat - x0||^2",
     "removed": "fraction of the noise removed: 1 - ||x0_hat - x0|| / ||x - x0||",
-    "eps_l1": "eps error, L1 (the training loss with loss_type l1)",
+    "eps_l1": "eps error, L1 (the DDPM training loss with loss_type l1)",
     "eps_l2": "eps error, L2 (mean square)",
     "input_snr_db": "SNR of the noisy input x itself (dB): what no denoising scores",
 }
@@ -304,6 +340,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, required=True, help="Held-out data dir (wav.scp) or folder of audio.")
     ap.add_argument("--steps", default="", help="Checkpoint steps, e.g. '1000,2000,last' (default: all).")
     ap.add_argument("--levels", default="", help="Training levels t, e.g. '0-9,20,49' (default: all).")
+    ap.add_argument("--sigmas", default=None, help="EDM runs: the levels' sigmas, a DDPM schedule preset or "
+                    "values like '0.002,0.01' (default: diffwave, the DDPM baseline's 50).")  # fmt: skip
     ap.add_argument("--crops", type=int, default=16, help="Number of held-out crops.")
     ap.add_argument("--crop-length", type=int, default=4096, help="Samples per crop (a multiple of the hop).")
     ap.add_argument("--seed", type=int, default=0, help="Seed of the crops and their noise.")

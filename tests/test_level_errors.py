@@ -1,4 +1,4 @@
-"""recipes/level_errors.py: per-level denoising errors of a DDPM vocoder on fixed held-out crops."""
+"""recipes/level_errors.py: per-level denoising errors of a DDPM or EDM vocoder on fixed held-out crops."""
 
 import importlib.util
 import json
@@ -20,14 +20,18 @@ VOCODER = ["model.diffwave.n_mels=80", "model.diffwave.hop=128", "task=vocoder"]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A tiny DDPM vocoder (checkpoints at steps 2 and 4), the same with PriorGrad's prior (step 2), 3 clips."""
+    """A tiny DDPM vocoder (checkpoints at steps 2 and 4), the same with PriorGrad's prior (step 2) and with EDM
+    (step 2), 3 clips."""
     root = tmp_path_factory.mktemp("levels")
     config = root / "conf.yaml"
     config.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
     corpus = write_corpus(root, n=3)
     plain = train_cli(config, corpus, root / "exp", "plain", "train.steps=4", *VOCODER)
     prior = train_cli(config, corpus, root / "exp", "pg", "train.steps=2", *VOCODER, "diffusion.prior.kind=mel_energy")
-    return plain, prior, corpus
+    edm_conf = root / "edm.yaml"
+    edm_conf.write_text("diffusion: {kind: edm, sigma_data: 0.15}\nsample: {sampler: heun, steps: 4}\n")
+    edm = train_cli(edm_conf, corpus, root / "exp", "edm", "train.steps=2", *VOCODER)
+    return plain, prior, corpus, edm
 
 
 def args(*extra):
@@ -35,7 +39,7 @@ def args(*extra):
 
 
 def test_two_calls_give_the_same_numbers_on_the_same_crops(tmp_path, runs):
-    plain, _, corpus = runs
+    plain, _, corpus, _ = runs
     common = ["--data", corpus, "--crops", "3", "--crop-length", "1024", "--levels", "0,25,49"]
     first = le.main([str(plain), *map(str, common), "--out", str(tmp_path / "a")])
     second = le.main([str(plain), *map(str, common), "--out", str(tmp_path / "b"), "--batch-size", "2"])
@@ -79,7 +83,7 @@ def test_oracles_perfect_estimate_and_no_denoising():
 def test_eps_error_is_the_training_loss_with_and_without_the_prior(runs):
     """At every level the L1 eps error over all samples equals DDPM.training_terms' loss (loss_type l1) on the
     same crops and noise: with PriorGrad's prior the noise is std-scaled and the error divided by the std."""
-    plain, prior, corpus = runs
+    plain, prior, corpus, _ = runs
     for run in (plain, prior):
         cfg, net, formulation, _ = load_for_generation(run)
         crops = le.crop_set(cfg, corpus, 3, 1024, 0)
@@ -106,7 +110,7 @@ def test_the_loud_and_silent_frames_are_the_top_half_and_the_bottom_quartile():
 
 
 def test_errors_name_the_missing_run_checkpoint_step_or_data(tmp_path, runs, capsys):
-    plain, _, corpus = runs
+    plain, _, corpus, _ = runs
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match=r"level_errors: no checkpoints in .*empty/checkpoints"):
         le.main([str(tmp_path / "empty"), "--data", str(corpus)])
@@ -128,16 +132,54 @@ def test_errors_name_the_missing_run_checkpoint_step_or_data(tmp_path, runs, cap
     )
 
 
-def test_edm_and_non_vocoder_runs_are_refused_in_one_line():
+def test_an_edm_run_is_measured_at_the_ddpm_runs_sigmas_on_the_same_noisy_inputs(tmp_path, runs):
+    """EDM has no steps: by default its levels are DiffWave's 50 DDPM sigmas, so row t of an EDM column and of a
+    DDPM column see the same crops with the same noise at the same sigma (was: refused, 'the levels are DDPM
+    steps'); the eps error is EDM's training loss divided by its weight lambda(sigma) sigma^2."""
+    from audiodiff.diffusion import DDPM, EDM
+
+    plain, _, corpus, edm = runs
+    common = ["--data", corpus, "--crops", "3", "--crop-length", "1024", "--steps", "last"]
+    both = le.main([*map(str, [plain, edm, *common, "--levels", "0,25,49"]), "--out", str(tmp_path / "a")])
+    ddpm_rows, edm_rows = (c["rows"] for c in both["checkpoints"])
+    assert [c["diffusion"] for c in both["checkpoints"]] == ["ddpm", "edm"]
+    assert [c["sigmas"] for c in both["checkpoints"]] == [None, "diffwave"]
+    sigmas = DDPM.from_preset("diffwave").sigmas
+    assert [r["sigma"] for r in edm_rows] == [r["sigma"] for r in ddpm_rows] == [float(sigmas[t]) for t in (0, 25, 49)]
+    for a, b in zip(ddpm_rows, edm_rows):
+        assert a["all"]["input_snr_db"] == pytest.approx(b["all"]["input_snr_db"], abs=1e-3)
+        assert a["all"]["snr_db"] != b["all"]["snr_db"]  # the same inputs, other weights
+    cfg, net, formulation, _ = load_for_generation(edm)
+    assert isinstance(formulation, EDM)
+    crops = le.crop_set(cfg, corpus, 3, 1024, 0)
+    masks, _ = le.frame_masks(crops["energy"], crops["hop"])
+    chosen = le.level_sigmas(formulation, "0.3,0.002")  # explicit values, sorted: level 0 the least noise
+    assert chosen.tolist() == [0.002, 0.3]
+    for row in le.level_rows(net, formulation, crops, masks, [0, 1], 16, chosen):
+        sigma = torch.full((3,), row["sigma"])
+        with torch.no_grad():
+            terms = formulation.training_terms(net, crops["x0"], crops["cond"], sigma=sigma, noise=crops["z"])
+        weight = float(formulation.loss_weight(sigma)[0]) * row["sigma"] ** 2
+        assert row["all"]["eps_l2"] * weight == pytest.approx(float(terms["denoise"].mean()), rel=1e-4)
+
+
+def test_sigmas_are_for_edm_runs_and_non_vocoder_runs_are_refused_in_one_line(tmp_path, runs, capsys):
     from types import SimpleNamespace
 
     from audiodiff.diffusion import DDPM, EDM
 
-    ddpm = DDPM.from_preset("diffwave")
-    edm = SimpleNamespace(task="vocoder", diffusion=SimpleNamespace(kind="edm"))
-    with pytest.raises(ValueError, match=r"^ck.pt: diffusion.kind=edm; the levels are DDPM steps \(want ddpm\)$"):
-        le.check_model(edm, EDM(), Path("ck.pt"), [0])
+    plain, _, corpus, edm = runs
+    with pytest.raises(ValueError, match=r"^--sigmas diffwave: a DDPM run's levels are its own steps"):
+        le.level_sigmas(DDPM.from_preset("diffwave"), "diffwave")
+    for bad in ("0.1,-1", "0.1,x", "linear", ""):
+        with pytest.raises(ValueError, match=r"want a DDPM schedule preset \['diffwave', .*\] or positive numbers"):
+            le.level_sigmas(EDM(), bad or ",")
+    assert len(le.level_sigmas(EDM(), None)) == 50 and len(le.level_sigmas(EDM(), "ddpm")) == 1000
+    with pytest.raises(SystemExit, match=r"^level_errors: --sigmas 0.1: a DDPM run's levels are its own steps"):
+        le.main([str(plain), "--data", str(corpus), "--crops", "1", "--sigmas", "0.1"])
+    with pytest.raises(SystemExit, match=r"--levels \[2\]: .*edm/checkpoints/ckpt-00000002.pt has levels 0-1$"):
+        le.main([str(edm), "--data", str(corpus), "--crops", "1", "--sigmas", "0.1,1", "--levels", "2"])
     waveform = SimpleNamespace(task="waveform", diffusion=SimpleNamespace(kind="ddpm"))
     with pytest.raises(ValueError, match=r"^ck.pt: task=waveform; the loud/silent split needs"):
-        le.check_model(waveform, ddpm, Path("ck.pt"), [0])
-    le.check_model(SimpleNamespace(task="vocoder", diffusion=SimpleNamespace(kind="ddpm")), ddpm, Path("ck.pt"), [49])
+        le.check_model(waveform, Path("ck.pt"), [0], 50)
+    le.check_model(SimpleNamespace(task="vocoder", diffusion=SimpleNamespace(kind="edm")), Path("ck.pt"), [49], 50)
