@@ -3,6 +3,7 @@ with Griffin-Lim or a vocoder, and mel models trained from dumped features."""
 
 import json
 
+import pytest
 import yaml
 
 from audiodiff.checkpoint import load_checkpoint
@@ -22,6 +23,42 @@ def test_vocoder_training_and_vocoding(tmp_path, corpus, config):
     short = write_short_clip(tmp_path / "short")  # 2 hops: no STFT frame fits (a traceback from the padding before)
     out = fail_cli("generate", "--ckpt", run, "--mels-from", short.parent, "--out", tmp_path / "s", "--device", "cpu")
     assert f"{short}: 256 samples in whole hops of 128, shorter than one STFT frame (512" in out
+
+
+def test_edm_vocoder_calls_the_network_on_c_in_x_and_c_noise_at_the_heun_grid(tmp_path, corpus, monkeypatch):
+    """egs/asterisk_en/conf/edm.yaml's path: a mel-conditioned DiffWave trained with EDM vocodes with Heun; each
+    network call gets c_in x (unit-scale at sigma_max) and c_noise = ln(sigma) / 4 at the grid's levels, with the
+    mel condition: 4 steps = 7 calls per clip (--mels-from vocodes one clip at a time)."""
+    import math
+
+    import torch
+
+    from audiodiff.diffusion.samplers import karras_sigmas
+    from audiodiff.models.diffwave_infer import DiffWaveInference
+
+    config = tmp_path / "edm.yaml"
+    config.write_text("diffusion: {kind: edm, sigma_data: 0.15, sigma_max: 10.0}\nsample: {sampler: heun, steps: 4}\n")
+    voc = ["model.diffwave.n_mels=80", "model.diffwave.hop=128", "task=vocoder", "data.mel_preset=speech16k"]
+    run = train_cli(config, corpus, tmp_path / "exp", "edm_voc", "train.steps=2", *voc)
+    calls, call = [], DiffWaveInference.__call__
+
+    def spy(self, x, t, cond=None):
+        calls.append((t.tolist(), float(x[0].std()), cond is not None))
+        return call(self, x, t, cond)
+
+    monkeypatch.setattr(DiffWaveInference, "__call__", spy)
+    out = tmp_path / "vocoded"
+    res = run_cli("generate", "--ckpt", run, "--mels-from", corpus, "--out", out, "--device", "cpu", "--seeds", "0")
+    assert res.exit_code == 0, res.output
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["sampler"], settings["steps"], len(settings["files"])) == ("heun", 4, 6)
+    s = karras_sigmas(4, 0.002, 10.0).tolist()  # 10, 1.54, 0.119, 0.002, then 0
+    levels = [s[0], s[1], s[1], s[2], s[2], s[3], s[3]]  # Heun: 2 calls a step, 1 for the last (to 0)
+    assert len(calls) == 6 * 7 and all(c[2] for c in calls)
+    for (t, _, _), sigma in zip(calls, levels * 6):
+        assert t == pytest.approx([math.log(sigma) / 4], rel=1e-5)
+    first = torch.tensor([c[1] for c in calls[::7]])  # c_in x with x ~ N(0, 10^2): std 10 / sqrt(10^2 + 0.15^2)
+    assert first.sub(10 / math.hypot(10, 0.15)).abs().max() < 0.1
 
 
 def test_priorgrad_vocoder_stores_its_energy_range_resumes_and_vocodes(tmp_path, corpus, config):
