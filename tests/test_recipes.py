@@ -187,7 +187,7 @@ def test_asterisk_edm_config_is_the_baseline_but_for_the_formulation_and_its_sam
     assert net.pop("embed_interp") == "exact" and base_net.pop("embed_interp") == "lerp" and net == base_net
     d = edm.diffusion
     assert (d.kind, d.sigma_data, d.p_mean, d.p_std, d.sigma_min, d.sigma_max) == ("edm", 0.15, -2.4, 1.2, 0.002, 10.0)
-    assert (edm.sample.sampler, edm.sample.steps) == ("heun", 4) and edm.regularizer.lam == 0
+    assert (edm.sample.sampler, edm.sample.steps) == ("heun", 18) and edm.regularizer.lam == 0
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@
 #   ./curve.sh --stop_stage 1
 #   ./curve.sh --stage 2 --stop_stage 2 & ./curve.sh --stage 3 --stop_stage 3 & wait
 #   ./curve.sh --stage 4
-# The EDM run (conf/edm.yaml) is sampled with Heun at its config's 4 steps: give stage 4 --sampler heun,
+# The EDM run (conf/edm.yaml) is sampled with Heun at its config's 18 steps: give stage 4 --sampler heun,
 #   ./curve.sh --stage 2 --stop_stage 2 --conf conf/edm.yaml --tag edm_curve
 #   ./curve.sh --stage 4 --stop_stage 4 --tag edm_curve --sampler heun
 set -euo pipefail

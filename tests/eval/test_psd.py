@@ -111,3 +111,28 @@ def test_diffwave_ancestral_sampler_alone_loses_the_weak_bands():
     result = band_psd_error(_oracle_sample(sample_ddpm, ddpm_sigmas(ddpm.sigmas), ddpm.prior_std()), _spec())
     errors = [b["error_db"] for b in result["bands"]]
     assert errors[-1] < -4 and errors[0] > -1.5
+
+
+def test_the_asterisk_edm_configs_heun_grid_alone_keeps_every_band_within_1_db():
+    """egs/asterisk_en/conf/edm.yaml's sampler (its Heun grid, through generate's own plan) driven by the exact
+    denoiser of the ar process, whose 41 dB spectral range is like this speech's; EDM is invariant when the data
+    and every sigma scale together, so the config's sigmas are scaled by 0.2 / sigma_data (the process's std).
+    Was 4 steps: +7 to +19 dB per band, the sampler alone leaving noise (bench/results/sampler_bias_heun_steps.md)."""
+    from pathlib import Path
+
+    from audiodiff.builders import build_formulation
+    from audiodiff.config import load_config
+    from audiodiff.sampling import run_plan, sampling_plan
+
+    conf = Path(__file__).parents[2] / "egs/asterisk_en/conf/edm.yaml"
+    d = load_config(conf, ["name=x", "data.train=/d"]).diffusion
+    k = 0.2 / d.sigma_data
+    scaled = [f"diffusion.{key}={getattr(d, key) * k}" for key in ("sigma_data", "sigma_min", "sigma_max")]
+    cfg = load_config(conf, ["name=x", "data.train=/d", *scaled])
+    formulation = build_formulation(cfg)
+    plan = sampling_plan(cfg, formulation, cfg.sample.sampler, cfg.sample.steps)
+    clips = run_plan(
+        plan, wiener_denoiser(_spec(), 2048), formulation, list(range(128)), (1, 2048), dtype=torch.float64
+    )
+    errors = [b["error_db"] for b in band_psd_error(clips[:, 0].numpy(), _spec())["bands"]]
+    assert max(map(abs, errors)) < 1.0, errors
