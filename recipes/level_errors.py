@@ -18,6 +18,7 @@ An EDM run (continuous sigma) has no steps: its levels are `--sigmas`, by defaul
 50-step DDPM schedule ("diffwave"; any DDPM schedule preset, or values like '0.002,0.01,0.1'), level t
 the t-th smallest, noised with `EDM.training_terms` (x = x0 + sigma z). Same crops, same z, same sigma:
 the noisy input x is the DDPM run's at the same t, so an EDM column and a DDPM column compare row by row.
+Every column must have the first column's sigmas (the tables pair rows by position); others are refused.
 
 Per level, with x = x_t / sqrt(abar_t) = x0 + sigma_t eps the noisy input in the sigma view and
 x0_hat the model's clean estimate (sums over the samples of a subset, pooled over crops):
@@ -201,6 +202,18 @@ def check_model(cfg, ckpt: Path, levels: list[int], n_levels: int) -> None:
         raise ValueError(f"--levels {bad}: {ckpt} has levels 0-{n_levels - 1}")
 
 
+def check_same_levels(ckpt: Path, rows: list[dict], columns: list[dict]) -> None:
+    """Refuse a column whose levels' sigmas are not the first column's: the tables pair rows by position and
+    label them with the first column's sigma (one-line ValueError naming the checkpoint)."""
+    have, want = ([r["sigma"] for r in c] for c in (rows, columns[0]["rows"] if columns else rows))
+    if len(have) != len(want) or not all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(have, want)):
+        raise ValueError(
+            f"{ckpt}: its levels are at sigma {[float(f'{v:.3g}') for v in have]}, the first column's at "
+            f"{[float(f'{v:.3g}') for v in want]}; compare runs at the same sigmas (the same DDPM schedule; "
+            "an EDM run takes --sigmas, default diffwave)"
+        )
+
+
 def measure(runs: list[Path], args: argparse.Namespace) -> dict:
     """Every chosen checkpoint of `runs` on the fixed crops: the result dict (module doc) without outputs."""
     result = {"runs": [str(r) for r in runs], "data": str(args.data), "crops": args.crops, "seed": args.seed,
@@ -218,6 +231,7 @@ def measure(runs: list[Path], args: argparse.Namespace) -> dict:
                 masks, split = frame_masks(crops["energy"], crops["hop"])
                 result.setdefault("split", split)
             rows = level_rows(net, formulation, crops, masks, levels, args.batch_size, sigmas)
+            check_same_levels(ckpt, rows, result["checkpoints"])
             seconds = round(time.perf_counter() - start, 1)
             result["checkpoints"].append(
                 {"label": f"{args.labels.get(run, run.name)}@{step}", "run": str(run), "step": step,

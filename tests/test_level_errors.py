@@ -183,3 +183,19 @@ def test_sigmas_are_for_edm_runs_and_non_vocoder_runs_are_refused_in_one_line(tm
     with pytest.raises(ValueError, match=r"^ck.pt: task=waveform; the loud/silent split needs"):
         le.check_model(waveform, Path("ck.pt"), [0], 50)
     le.check_model(SimpleNamespace(task="vocoder", diffusion=SimpleNamespace(kind="edm")), Path("ck.pt"), [49], 50)
+
+
+def test_runs_whose_levels_are_at_other_sigmas_are_refused_not_mislabelled(tmp_path, runs):
+    """The tables pair rows by position under the first column's sigma: a DDPM run on the 1000-step schedule beside
+    DiffWave's 50-step one would have its t = 25 (sigma 0.0955) filed under sigma 0.632 (was: written silently; with
+    more levels than the first column, an IndexError)."""
+    plain, _, corpus, _ = runs
+    config = tmp_path / "conf.yaml"
+    config.write_text("diffusion:\n  schedule: ddpm\n")
+    other = train_cli(config, corpus, tmp_path / "exp", "ddpm1000", "train.steps=1", *VOCODER)
+    common = ["--data", corpus, "--crops", "1", "--crop-length", "1024", "--levels", "0,25", "--out", tmp_path / "o"]
+    said = r"ddpm1000/checkpoints/ckpt-00000001.pt: its levels are at sigma \[0.01, 0.0955\], the first column's at "
+    with pytest.raises(SystemExit, match=said + r"\[0.01, 0.632\]; compare runs at the same sigmas"):
+        le.main([*map(str, [plain, other, "--steps", "last", *common])])
+    assert not (tmp_path / "o" / "levels.md").exists()
+    le.main([*map(str, [plain, "--steps", "2,4", *common])])  # columns of one run share their levels
