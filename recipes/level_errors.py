@@ -19,6 +19,7 @@ An EDM run (continuous sigma) has no steps: its levels are `--sigmas`, by defaul
 the t-th smallest, noised with `EDM.training_terms` (x = x0 + sigma z). Same crops, same z, same sigma:
 the noisy input x is the DDPM run's at the same t, so an EDM column and a DDPM column compare row by row.
 Every column must have the first column's sigmas (the tables pair rows by position); others are refused.
+Every run must draw the same crops (the same data.sample_rate); the first run's mels split them for all.
 
 Per level, with x = x_t / sqrt(abar_t) = x0 + sigma_t eps the noisy input in the sigma view and
 x0_hat the model's clean estimate (sums over the samples of a subset, pooled over crops):
@@ -228,8 +229,11 @@ def measure(runs: list[Path], args: argparse.Namespace) -> dict:
             check_model(cfg, ckpt, levels, len(sigmas))
             if crops is None:  # a run's checkpoints share its data settings
                 crops = crop_set(cfg, args.data, args.crops, args.crop_length, args.seed)
-                masks, split = frame_masks(crops["energy"], crops["hop"])
-                result.setdefault("split", split)
+                if "split" not in result:  # the first run's mels pick every column's loud and silent samples
+                    first, (masks, result["split"]) = crops, frame_masks(crops["energy"], crops["hop"])
+                elif not all(torch.equal(crops[k], first[k]) for k in ("x0", "z")):
+                    raise ValueError(f"{run}: its crops of {args.data} are not {runs[0]}'s (another "
+                                     "data.sample_rate?); the columns must denoise the same samples")  # fmt: skip
             rows = level_rows(net, formulation, crops, masks, levels, args.batch_size, sigmas)
             check_same_levels(ckpt, rows, result["checkpoints"])
             seconds = round(time.perf_counter() - start, 1)

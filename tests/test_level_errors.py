@@ -199,3 +199,16 @@ def test_runs_whose_levels_are_at_other_sigmas_are_refused_not_mislabelled(tmp_p
         le.main([*map(str, [plain, other, "--steps", "last", *common])])
     assert not (tmp_path / "o" / "levels.md").exists()
     le.main([*map(str, [plain, "--steps", "2,4", *common])])  # columns of one run share their levels
+
+
+def test_a_run_that_draws_other_crops_is_refused(tmp_path, runs):
+    """Columns differ only by their weights: a run at another sample rate (8 kHz here) crops and resamples other
+    samples, so it is refused (was: measured on its own crops, the loud/silent split and 'split' the first run's)."""
+    plain, _, corpus, _ = runs
+    voc8k = ["model.diffwave.n_mels=32", "model.diffwave.hop=256", "task=vocoder", "data.sample_rate=8000",
+             "data.mel_preset=speech8k"]  # fmt: skip
+    (tmp_path / "c.yaml").write_text("diffusion:\n  schedule: diffwave\n")
+    other = train_cli(tmp_path / "c.yaml", corpus, tmp_path / "exp", "sr8k", "train.steps=1", *voc8k)
+    common = ["--data", corpus, "--crops", "2", "--crop-length", "1024", "--levels", "0", "--steps", "last"]
+    with pytest.raises(SystemExit, match=r"sr8k: its crops of .* are not .*plain's \(another data.sample_rate\?\)"):
+        le.main([*map(str, [plain, other, *common]), "--out", str(tmp_path / "o")])
