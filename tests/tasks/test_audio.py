@@ -28,7 +28,7 @@ def test_vocoder_training_and_vocoding(tmp_path, corpus, config):
 def test_edm_vocoder_calls_the_network_on_c_in_x_and_c_noise_at_the_heun_grid(tmp_path, corpus, monkeypatch):
     """egs/asterisk_en/conf/edm.yaml's path: a mel-conditioned DiffWave trained with EDM vocodes with Heun; each
     network call gets c_in x (unit-scale at sigma_max) and c_noise = ln(sigma) / 4 at the grid's levels, with the
-    mel condition: 4 steps = 7 calls per clip (--mels-from vocodes one clip at a time)."""
+    mel condition: 4 steps (the config samples 18; 4 keeps this short) = 7 calls per clip (one clip at a time)."""
     import math
 
     import torch
