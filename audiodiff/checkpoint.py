@@ -11,9 +11,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import torch
+
+if TYPE_CHECKING:
+    from audiodiff.diffusion.prior import PriorConfig
 
 LATEST = "latest"
 TMP = ".tmp-"  # temp files: .<name>.tmp-<pid>
@@ -153,3 +156,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path} is not an audiodiff checkpoint (no 'config'/'model' entries)")
     state["path"] = str(path)
     return state
+
+
+def stored_prior(path: str | Path) -> PriorConfig | None:
+    """The diffusion.prior block (PriorGrad) stored in a checkpoint's config; None when it has none.
+
+    Args:
+        path: a checkpoint file, a `latest` pointer or a run directory (`resolve_checkpoint`): one of
+            ours, or an lmnt-com/diffwave file, read with `safe_torch_load` (it runs no code from it).
+
+    Returns:
+        The stored prior, or None for a checkpoint trained without one (kind "none") and for an
+        lmnt-com/diffwave file (trained with N(0, I)).
+    """
+    from audiodiff.config import from_yaml
+    from audiodiff.models.lmnt import safe_torch_load
+
+    path = resolve_checkpoint(path)
+    raw = safe_torch_load(path)
+    if not (isinstance(raw, dict) and "config" in raw and "model" in raw):
+        return None
+    prior = from_yaml(raw["config"], f"{path}: stored config").diffusion.prior
+    return None if prior.kind == "none" else prior

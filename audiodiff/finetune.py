@@ -19,14 +19,16 @@ new model.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from audiodiff.checkpoint import latest_checkpoint, resolve_checkpoint
+from audiodiff.checkpoint import resolve_checkpoint, stored_prior
 from audiodiff.config import ExperimentConfig, from_yaml
 from audiodiff.data.corpora.common import sha256sum
+from audiodiff.diffusion.prior import PriorConfig
 from audiodiff.models.lmnt import config_from_lmnt_state, lmnt_to_ours, safe_torch_load, split_lmnt_checkpoint
 
 
@@ -76,13 +78,17 @@ def _source_file(cfg: ExperimentConfig) -> Path:
     return resolve_checkpoint(path)
 
 
-def inherit_prior(cfg: ExperimentConfig, run: Path | None) -> str | None:
+def inherit_prior(
+    cfg: ExperimentConfig, latest: Path | None, held: Callable[[], PriorConfig | None] | None
+) -> str | None:
     """A fine-tuned run with diffusion.prior and no energy range takes its source's prior block.
 
     Args:
         cfg: the experiment config; its diffusion.prior is replaced by the source's.
-        run: the run directory when resuming: its own latest checkpoint is then the source (it holds
-            what the run started with; the init_from file need not exist any more).
+        latest: the checkpoint a resumed run continues from (None: a new run): it is then the source
+            (it holds what the run started with; the init_from file need not exist any more).
+        held: returns the prior stored in `latest` (`stored_prior`; the caller reads it once for this
+            and `keep_prior_align`); None with `latest`.
 
     Returns:
         The log line naming the prior and where it came from, or None when nothing was taken (no
@@ -91,12 +97,9 @@ def inherit_prior(cfg: ExperimentConfig, run: Path | None) -> str | None:
     prior = cfg.diffusion.prior
     if not cfg.train.init_from or prior.kind == "none" or prior.energy_min is not None:
         return None
-    file = (latest_checkpoint(run / "checkpoints") if run is not None else None) or _source_file(cfg)
-    raw = safe_torch_load(file)
-    if not (isinstance(raw, dict) and "config" in raw and "model" in raw):
-        return None  # lmnt's: trained with N(0, I)
-    source = from_yaml(raw["config"], f"{file}: stored config").diffusion.prior
-    if source.kind != prior.kind or source.energy_min is None:
+    file = latest or _source_file(cfg)
+    source = held() if held is not None else stored_prior(file)  # lmnt's: None, trained with N(0, I)
+    if source is None or source.kind != prior.kind or source.energy_min is None:
         return None
     cfg.diffusion.prior = source
     return (

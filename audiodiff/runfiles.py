@@ -15,12 +15,17 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch.distributed as dist
 
 from audiodiff.checkpoint import LATEST, TMP, latest_checkpoint, read_json, remove_stale_temps, write_json
+
+if TYPE_CHECKING:
+    from audiodiff.diffusion.prior import PriorConfig
 
 LOCK_NAME = "train.lock"
 
@@ -229,21 +234,16 @@ RESUME_FREE = (
 )
 
 
-def keep_prior_align(cfg, run: Path | None) -> None:
-    """A resumed run (`run` None: not resuming) whose config leaves diffusion.prior.align unset keeps its
-    checkpoint's placement ("hold" for a run from before align existed), the one its weights learned, not
-    the "centre" that `audiodiff train` records for a new run."""
+def keep_prior_align(cfg, held: Callable[[], PriorConfig | None] | None) -> None:
+    """A resumed run whose config leaves diffusion.prior.align unset keeps its checkpoint's placement ("hold"
+    for a run from before align existed), the one its weights learned, not the "centre" that `audiodiff train`
+    records for a new run. `held` returns the prior stored in the checkpoint the run resumes from
+    (`checkpoint.stored_prior`; read only when needed); None: a new run."""
     prior = cfg.diffusion.prior
-    if prior.kind == "none" or prior.align is not None or run is None:
+    if prior.kind == "none" or prior.align is not None or held is None:
         return
-    latest = latest_checkpoint(run / "checkpoints")
-    if latest is None:  # --auto-resume of a run not started yet: a new run
-        return
-    from audiodiff.checkpoint import load_checkpoint
-    from audiodiff.config import from_yaml
-
-    stored = from_yaml(load_checkpoint(latest)["config"], f"{latest}: stored config").diffusion.prior
-    if stored.kind == prior.kind:
+    stored = held()
+    if stored is not None and stored.kind == prior.kind:
         prior.align = stored.align
 
 

@@ -10,8 +10,10 @@ import time
 
 import torch
 
-from audiodiff.checkpoint import latest_checkpoint, load_checkpoint
+from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, stored_prior
+from audiodiff.config import load_config, to_yaml
 from tests.conftest import ENV, base_args, fail_cli, train_cli, weights
+from tests.models.lmnt_files import lmnt_style_state, save_lmnt_checkpoint
 
 
 def test_kill_during_checkpoint_write_keeps_last_good_and_resumes(tmp_path, corpus, config):
@@ -61,3 +63,23 @@ def test_disk_full_while_checkpointing_keeps_the_previous_one(tmp_path, corpus, 
     assert "the previous checkpoint ckpt-00000002.pt is intact" in out
     assert sorted(p.name for p in ckpts.iterdir()) == ["ckpt-00000002.pt", "latest"]
     assert load_checkpoint(exp / "full")["step"] == 2
+
+
+def test_stored_prior_reads_a_priorgrad_checkpoints_prior_and_none_otherwise(tmp_path):
+    """stored_prior: the diffusion.prior block of one of our checkpoints (a run directory resolves to its
+    latest), None for a run without a prior and for an lmnt-com/diffwave file (their pickled params too)."""
+    voc = ["name=x", "data.train=/d", "task=vocoder", "model.diffwave.n_mels=80", "model.diffwave.hop=128"]
+    prior = ["diffusion.prior.kind=mel_energy", "diffusion.prior.std_min=0.2", "diffusion.prior.energy_min=0.001",
+             "diffusion.prior.energy_max=5.0", "diffusion.prior.align=hold"]  # fmt: skip
+    for name, extra in (("grad", prior), ("plain", [])):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        state = {"config": to_yaml(load_config(None, [*voc, *extra])), "model": {}, "step": 2}
+        torch.save(state, tmp_path / name / "checkpoints" / "ckpt-00000002.pt")
+    held = stored_prior(tmp_path / "grad" / "checkpoints" / "ckpt-00000002.pt")
+    assert (held.kind, held.std_min, held.energy_min, held.energy_max, held.align) == (
+        "mel_energy", 0.2, 0.001, 5.0, "hold"
+    )  # fmt: skip
+    assert stored_prior(tmp_path / "grad") == held
+    assert stored_prior(tmp_path / "plain") is None
+    lmnt = save_lmnt_checkpoint(tmp_path / "lmnt.pt", lmnt_style_state(layers=2, channels=8), {"n_mels": 80})
+    assert stored_prior(lmnt) is None

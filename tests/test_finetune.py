@@ -2,12 +2,13 @@
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from audiodiff.checkpoint import load_checkpoint
+from audiodiff.checkpoint import latest_checkpoint, load_checkpoint
 from audiodiff.models.lmnt import lmnt_to_ours, safe_torch_load
 from tests.conftest import base_args, run_cli, train_cli
 from tests.models.lmnt_files import ShellCommand, lmnt_style_state, save_lmnt_checkpoint
@@ -153,3 +154,20 @@ def test_a_fine_tuned_prior_model_keeps_the_prior_its_weights_were_trained_with(
     prior = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
     assert prior["energy_min"] not in (None, 0.001) and prior["align"] == "centre"
     assert "trained with" not in (run / "log.txt").read_text()
+
+
+def test_a_resumed_fine_tune_reads_its_checkpoint_at_most_once_for_the_prior(tmp_path, corpus, config, monkeypatch):
+    """Resuming a fine-tune with diffusion.prior reads the latest checkpoint at most once for the prior it may
+    inherit and the align it may keep, then once for the resume. A run fine-tuned without a prior and resumed
+    with one (--allow-changes) read it three times: inherit_prior and keep_prior_align each loaded it."""
+    exp = tmp_path / "exp"
+    plain = train_cli(config, corpus, exp, "src", "train.steps=1", *PRIOR_VOCODER[:3])
+    run = train_cli(config, corpus, exp, "ft", "train.steps=1", *PRIOR_VOCODER[:3], f"train.init_from={plain}")
+    latest = latest_checkpoint(run / "checkpoints")
+    loads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or load(f, *a, **k))
+    args = ["train.steps=2", *PRIOR_VOCODER, f"train.init_from={plain}"]
+    train_cli(config, corpus, exp, "ft", *args, flags=["--resume", "--allow-changes"])
+    assert [Path(f) for f in loads if isinstance(f, str | Path)].count(latest) == 2
+    prior = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
+    assert load_checkpoint(run)["step"] == 2 and prior["kind"] == "mel_energy" and prior["energy_min"] is not None
