@@ -1,4 +1,5 @@
-"""The training loop: data -> model -> regularized objective -> AdamW, one readable function.
+"""The training loop: data -> model -> regularized objective -> AdamW, one readable function
+(each optimizer step is `train_step`, audiodiff/train_step.py).
 
 Run with `audiodiff train CONFIG [key=value ...]`, or on several processes with
 `torchrun --nproc_per_node N -m audiodiff.cli train ...` (DistributedDataParallel; NCCL on
@@ -12,7 +13,6 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from audiodiff.losses import build_spectral_loss
 from audiodiff.runfiles import keep_prior_align, prepare_run_dir, record_resume, resume_changes
 from audiodiff.sampling import sample
 from audiodiff.tasks import Task
+from audiodiff.train_step import train_step
 
 
 class NonFiniteLossError(RuntimeError):
@@ -81,60 +82,6 @@ def _check_replicas(model: nn.Module) -> None:
     dist.all_gather(gathered, checksum)
     if any(not torch.equal(g, gathered[0]) for g in gathered):
         raise RuntimeError(f"parameters differ across processes: checksums {[g.item() for g in gathered]}")
-
-
-def train_step(
-    next_micro: Callable[[], tuple[Tensor, Tensor | None, dict]],
-    call: nn.Module,
-    objective: SpectralObjective,
-    opt: torch.optim.Optimizer,
-    ema: list[Tensor],
-    decay: float,
-    *,
-    grad_accum: int = 1,
-    grad_clip: float = 0.0,
-    autocast: bool = False,
-    graphs: bool = False,
-    model: nn.Module | None = None,
-) -> tuple[dict[str, Tensor], Tensor, bool]:
-    """One optimizer step: `grad_accum` micro-batches forward/backward, clipping, AdamW, EMA.
-
-    Args:
-        next_micro: returns the next micro-batch (x0, cond, sample), `sample` being the levels and
-            noise for `objective` (empty: the objective draws them).
-        call: the network as called (compiled or DDP-wrapped); `model`, when DDP-wrapped, skips
-            the gradient all-reduce on all but the last micro-batch.
-        ema: EMA copies of the parameters of `opt`'s single group, lerped towards them by 1 - decay.
-        grad_clip: max gradient norm (0: no clipping, the norm is still computed).
-        autocast: bf16 autocast on x0's device (CUDA: train.bf16; CPU: train.fast_cpu); the
-            parameters, gradients and optimizer state stay float32. graphs: mark CUDA-graph step boundaries.
-
-    Returns:
-        (per-term loss means over the step, gradient norm, whether the step was taken): a
-        non-finite loss or gradient leaves the weights as they are.
-    """
-    params = opt.param_groups[0]["params"]
-    sums: dict[str, Tensor] = {}
-    for micro in range(grad_accum):
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        x0, cond, levels = next_micro()
-        sync = not hasattr(model, "no_sync") or micro == grad_accum - 1
-        with model.no_sync() if not sync else torch.enable_grad():
-            with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = objective(call, x0, cond, **levels)
-            (out["loss"].mean() / grad_accum).backward()
-        for name, value in out.items():
-            if name != "x0_hat":
-                sums[name] = sums.get(name, 0.0) + value.detach().float().mean() / grad_accum
-    grad_norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-    ok = bool(torch.isfinite(grad_norm) and torch.isfinite(sums["loss"]))
-    if ok:
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
-    opt.zero_grad(set_to_none=True)
-    return sums, grad_norm, ok
 
 
 def _crop_note(cfg: ExperimentConfig, net: nn.Module, task) -> str | None:
