@@ -50,9 +50,7 @@ Each invocation's wall time and packing are appended to `<out>/grid_time.json`; 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -61,12 +59,13 @@ from pathlib import Path
 
 import yaml
 
-from audiodiff.checkpoint import read_json as load_json
 from audiodiff.checkpoint import write_json
 from audiodiff.eval.context import finished_evaluation
-from audiodiff.eval.plots import plot_groups
-from audiodiff.fastcpu import cpu_name as _cpu_name  # recipes/learning_curve.py imports it from here
 from audiodiff.runfiles import set_complete
+
+sys.path.insert(0, str(Path(__file__).parent))  # the report lives beside it (also when tests load this file)
+# _cpu_name: recipes/learning_curve.py and level_errors.py import it from here
+from ablate_report import _cpu_name, read_json, report  # noqa: E402, F401
 
 STAGES = ("train", "generate", "evaluate", "report")
 
@@ -244,17 +243,6 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
     return cell
 
 
-def read_json(path: Path, default):
-    """The JSON in `path`, or `default` when it is missing or cut off (said on stderr: it is redone)."""
-    if not path.exists():
-        return default
-    try:
-        return load_json(path)
-    except ValueError:
-        print(f"{path}: not JSON (an interrupted write?); treated as missing", file=sys.stderr)
-        return default
-
-
 def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int, stages: list[str]) -> None:
     """Append one invocation's wall time and packing to <out>/grid_time.json."""
     path = out / "grid_time.json"
@@ -263,111 +251,6 @@ def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int
     packed = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
     times.append({"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages})
     write_json(path, times)
-
-
-def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
-    flat = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[f"{prefix}{k}"] = float(v)
-    return flat
-
-
-def _lookup(flat: dict[str, float], key: str, embedder: str | None) -> float | None:
-    """flat[key], or the same metric under its other name: metrics.fad <-> metrics.fad_<embedder>.
-
-    Scores in an embedding space are named after the embedder since issue 17 (fad -> fad_ge2e);
-    old grids name them without it, old metrics.json files store them without it.
-    """
-    if key in flat or embedder is None:
-        return flat.get(key)
-    for other in (f"{key}_{embedder}", key.removesuffix(f"_{embedder}")):
-        if other in flat:
-            return flat[other]
-    return None
-
-
-def _plot(rows: list[dict], keys: list[str], path: Path) -> dict | None:
-    """results.png (`plot_groups`), the first group without a regularizer as the baseline line;
-    {"file", "baseline", "panels"} (the panels' titles), or None (and no file) with no keys or rows."""
-    if not (keys and rows):
-        path.unlink(missing_ok=True)  # an earlier report's picture would no longer match results.md
-        return None
-    baseline = next((r["group"] for r in rows if r["variant"] == r["group"]), None)
-    return {"file": path.name, "baseline": baseline, "panels": plot_groups(rows, keys, path, baseline)}
-
-
-def report(grid: dict, all_cells: list[dict]) -> dict:
-    keys = grid.get("report") or []
-    groups: dict[str, dict] = {}
-    for c in all_cells:
-        metrics = finished_evaluation(c["run"] / "eval")
-        if metrics is None:
-            continue
-        flat, embedder = _flatten(metrics), (metrics.get("embedder") or {}).get("name")
-        tpath = c["run"] / "timing.json"
-        timing = read_json(tpath, {})
-        g = groups.setdefault(c["group"], {"variant": c["variant"], "lam": c["lam"], "seeds": [], "values": {}})
-        g["seeds"].append(c["seed"])
-        g.setdefault("train_s", []).append(timing.get("train_s"))
-        for k in keys:
-            value = _lookup(flat, k, embedder)
-            if value is not None:
-                g["values"].setdefault(k, []).append(value)
-    rows = []
-    for name, g in groups.items():
-        row = {"group": name, "variant": g["variant"], "lam": g["lam"], "seeds": g["seeds"]}
-        for k, vals in g["values"].items():
-            row[k] = {
-                "mean": statistics.fmean(vals),
-                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                "values": vals,
-            }
-        times = [t for t in g["train_s"] if t is not None]
-        row["train_s_mean"] = statistics.fmean(times) if times else None
-        rows.append(row)
-    times_path = grid["out"] / "grid_time.json"
-    last_time = (read_json(times_path, []) or [None])[-1]
-    base_cfg = yaml.safe_load(all_cells[0]["run"].joinpath("config.yaml").read_text()) if all_cells else {}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=grid["root"])
-    result = {
-        "grid": str(grid["root"]),
-        "commit": commit.stdout.strip(),
-        "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
-        "grid_time": last_time,
-        "steps": (base_cfg.get("train") or {}).get("steps"),
-        "batch_size": (base_cfg.get("train") or {}).get("batch_size"),
-        "metrics": keys,
-        "rows": rows,
-    }
-    out = grid["out"]
-    result["plot"] = _plot(rows, keys, out / "results.png")
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
-        f"{result['machine']}; mean +- std over seeds",
-        *(
-            [f"grid wall time {last_time['wall_s']:.0f} s ({last_time['cells']} runs, {last_time['packing']})"]
-            if last_time
-            else []
-        ),
-        "",
-        "| variant | lambda | seeds | " + " | ".join(k.removeprefix("metrics.") for k in keys) + " | train s/run |",
-        "|---|---:|---:|" + "---:|" * len(keys) + "---:|",
-    ]
-    for r in rows:
-        cols = [f"{r[k]['mean']:.4g} +- {r[k]['std']:.2g}" if k in r else "-" for k in keys]
-        t = f"{r['train_s_mean']:.0f}" if r["train_s_mean"] else "-"
-        lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"
-        lines.append(f"| {r['variant']} | {lam} | {len(r['seeds'])} | " + " | ".join(cols) + f" | {t} |")
-    if result["plot"]:
-        base = result["plot"]["baseline"]
-        caption = "mean +- std over seeds, one dot per seed" + (f"; dashed line: {base}" if base else "")
-        lines += ["", f"![{caption}]({result['plot']['file']})"]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    return result
 
 
 def main() -> None:
