@@ -125,7 +125,7 @@ def generate(
     start = _init_record(cfg, formulation, sampler, init, init_level, mels_from)
     task = build_task(cfg, device, **options)
     jobs = task.jobs(seeds, mels_from)
-    starts = _griffin_lim_starts(task, mels_from, start, log)
+    starts = _griffin_lim_starts(task, jobs, start, log)
     out = writable_dir(out, "generate: output folder")
     previous = claim_output(out, [job.name for job in jobs])
     size = min(batch_size, task.max_batch or batch_size)
@@ -171,8 +171,9 @@ def _init_record(cfg: ExperimentConfig, formulation, sampler: str, init, level, 
     return record
 
 
-def _griffin_lim_starts(task, mels_from, start: dict | None, log) -> tuple[int, dict] | None:
-    """(level, {utt: (1, T) Griffin-Lim waveform}) for a shallow start (`_init_record`) above level 0, else None."""
+def _griffin_lim_starts(task, jobs: list, start: dict | None, log) -> tuple[int, dict] | None:
+    """(level, {job name: (1, T) Griffin-Lim waveform of its clip}) for a shallow start (`_init_record`) above
+    level 0, else None; the clips are the ones the vocoder's jobs read (`Job.audio`)."""
     if start is None:
         return None
     if log:
@@ -182,12 +183,9 @@ def _griffin_lim_starts(task, mels_from, start: dict | None, log) -> tuple[int, 
     if start["level"] == 0:
         return None
     from audiodiff.audio.features import LogMel
-    from audiodiff.data.datasets import list_audio
-    from audiodiff.tasks.audio import vocoder_input
 
     logmel = LogMel(task.mel)  # on the CPU, as `audiodiff griffin-lim` runs
-    clips = {utt: vocoder_input(path, task.mel) for utt, path in list_audio(mels_from).items()}
-    return start["level"], {utt: griffin_lim_clip(logmel, wav, **GRIFFIN_LIM)[None] for utt, wav in clips.items()}
+    return start["level"], {job.name: griffin_lim_clip(logmel, job.audio, **GRIFFIN_LIM)[None] for job in jobs}
 
 
 def _run_jobs(

@@ -66,6 +66,19 @@ def test_the_last_level_gives_back_griffin_lim_plus_that_levels_noise(tmp_path, 
         assert torch.corrcoef(torch.stack([residual, z]))[0, 1] > 0.95
 
 
+def test_each_clip_is_read_once_for_its_condition_and_its_griffin_lim_start(tmp_path, vocoder, monkeypatch):
+    """The Griffin-Lim starts come from the clips the vocoder's jobs read (Job.audio); each clip was read twice."""
+    import audiodiff.tasks.audio
+
+    run, corpus = vocoder
+    reads, load = [], audiodiff.tasks.audio.load_audio
+    monkeypatch.setattr(
+        audiodiff.tasks.audio, "load_audio", lambda path, *a, **k: reads.append(path) or load(path, *a, **k)
+    )
+    _, settings = vocode(run, corpus, tmp_path / "g3", *SHALLOW, "3")
+    assert settings["init"]["level"] == 3 and sorted(reads) == sorted(set(reads)) and len(reads) == 2
+
+
 @pytest.mark.parametrize("sampler,steps,skip", [("fast", 6, 2), ("ddpm", 50, 40), ("ddim", 8, 3)])
 def test_the_first_state_is_init_plus_the_levels_noise_scaled_by_the_prior(sampler, steps, skip):
     """x = init + sigma_K * scale * z, i.e. sqrt(abar) x = sqrt(abar) init + sqrt(1 - abar) scale z, per sample."""

@@ -222,8 +222,8 @@ class VocoderTask(WaveformTask):
             raise ValueError("generate: this model is a vocoder (task=vocoder); pass --mels-from DIR")
         jobs = []
         for i, (utt, path) in enumerate(list_audio(source).items()):
-            wav = vocoder_input(path, self.mel).to(self.device)
-            jobs.append(Job(utt, seeds[i % len(seeds)], self.condition(wav[None])[0]))
+            wav = vocoder_input(path, self.mel)
+            jobs.append(Job(utt, seeds[i % len(seeds)], self.condition(wav.to(self.device)[None])[0], wav))
         return jobs
 
 

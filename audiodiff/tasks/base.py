@@ -28,11 +28,14 @@ def seed_names(seeds: list[int]) -> list[str]:
 
 
 class Job(NamedTuple):
-    """One file to generate: its name (file stem), seed and condition (None, or one example's)."""
+    """One file to generate: its name (file stem), seed and condition (None, or one example's); a
+    vocoder's job also holds the clip (T,) its condition was taken from, on the CPU (shallow diffusion
+    starts from that clip's Griffin-Lim waveform: `audiodiff.generate`)."""
 
     name: str
     seed: int
     cond: Tensor | None
+    audio: Tensor | None = None
 
 
 class Task(ABC):
