@@ -14,7 +14,12 @@ CURVE_ROWS = 12  # loss-curve rows on the card (the whole curve is in NAME.loss.
 def _shape(cfg) -> str:
     if cfg.task == "image":
         return "x".join(str(n) for n in cfg.data.image_shape) + " images"
-    return f"{cfg.data.segment}-sample crops at {cfg.data.sample_rate} Hz, mel preset {cfg.data.mel_preset}"
+    text = f"{cfg.data.segment}-sample crops at {cfg.data.sample_rate} Hz, mel preset {cfg.data.mel_preset}"
+    if cfg.task == "vocoder" and cfg.data.cond_waveform == "griffin_lim":
+        gl = cfg.data.cond_griffin_lim
+        text += f"; conditioned on the mels and their Griffin-Lim waveform ({gl.iters} iterations"
+        text += f", momentum {gl.momentum:g})"
+    return text
 
 
 def _network(cfg) -> str:

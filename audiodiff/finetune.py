@@ -53,6 +53,11 @@ def _check_architecture(file: Path, kind: str, source: dict, cfg: ExperimentConf
     if cfg.model.kind != kind:
         raise ValueError(f"train.init_from={file} holds a {kind} model; the config has model.kind={cfg.model.kind}")
     target = OmegaConf.to_container(cfg.model[kind])
+    if kind == "diffwave" and source.get("wave_cond", 0) != target["wave_cond"]:
+        raise ValueError(
+            f"train.init_from={file}: its DiffWave takes {source.get('wave_cond', 0)} waveform channels beside mels "
+            f"(lmnt-com/diffwave's take none), data.cond_waveform={cfg.data.cond_waveform} needs {target['wave_cond']}"
+        )
     differ = [f"model.{kind}.{k}={v!r} (config: {target.get(k)!r})" for k, v in source.items() if target.get(k) != v]
     if differ:
         raise ValueError(f"train.init_from={file} has a different model; set {', '.join(differ)}")

@@ -56,6 +56,7 @@ def test_fine_tunes_from_an_lmnt_checkpoint(tmp_path, corpus, config, lmnt_file)
         (["model.diffwave.layers=3"], "has a different model; set model.diffwave.layers=2 (config: 3)"),
         (["model.diffwave.embed_interp=exact"], "set model.diffwave.embed_interp='lerp' (config: 'exact')"),
         (["train.init_sha256=00ff"], "but train.init_sha256=00ff"),
+        (["data.cond_waveform=griffin_lim"], "takes 0 waveform channels beside mels (lmnt-com/diffwave's take none)"),
         # a UNet cannot be a vocoder: the config check refuses it before init_from is read
         (["model.kind=unet"], "task=vocoder needs model.kind=diffwave with model.diffwave.hop=256"),
     ],

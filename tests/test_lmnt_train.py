@@ -204,6 +204,10 @@ def test_train_on_a_missing_data_dir_or_a_conf_lmnt_cannot_take_is_one_line(tiny
     odd.write_text(f"defaults: [{conf}]\ndata: {{segment: 2176}}\n")
     with pytest.raises(SystemExit, match=r"^lmnt_train.py train: .*segment=2176 is not a whole number of lmnt hops"):
         lt.main([*base, "--train", str(data), "--conf", str(odd)])
+    gl = tmp_path / "gl.yaml"  # a Griffin-Lim-conditioned vocoder: lmnt's network has no input for the waveform
+    gl.write_text(f"defaults: [{conf}]\ndata: {{cond_waveform: griffin_lim}}\n")
+    with pytest.raises(SystemExit, match=r"^lmnt_train.py train: .*data.cond_waveform=griffin_lim: lmnt's DiffWave"):
+        lt.main([*base, "--train", str(data), "--conf", str(gl)])
 
 
 def test_params_take_the_conf_sample_rate_and_train_refuses_clips_at_another(tiny_data, tmp_path):

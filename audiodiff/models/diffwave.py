@@ -5,6 +5,12 @@ Shapes: audio (B, 1, T); diffusion step t (B,) float (fractional steps allowed);
 embedding, applies a dilated convolution (dilation 2^(i mod cycle)), adds the projected
 (upsampled) mel, a gated tanh/sigmoid unit, and splits a 1x1 output into residual and skip
 paths. The summed skips go through two 1x1 convolutions to the output (zero-initialised).
+
+With `wave_cond` W > 0 the condition also carries W sample-rate channels (e.g. the Griffin-Lim
+waveform of the mels), packed at frame rate by `pack_waveform` as W * hop extra channels per frame
+so that the condition stays one (B, n_mels + W * hop, frames) tensor (batching, cropping and
+`project_condition` are unchanged); they join the upsampled mel as W more inputs of every layer's
+condition projection.
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ class DiffWaveConfig:
             trained on integer steps its sinusoids (up to 10^4 rad per step) make a fractional
             step's embedding unrelated to every trained one. Experiment configs default to
             "auto", resolved by `resolve_embed_interp` from the formulation.
+        wave_cond: sample-rate condition channels (0: the mel alone, today's network; 1: a vocoder
+            conditioned on its mels' Griffin-Lim waveform, data.cond_waveform=griffin_lim). They
+            enter every layer's condition projection (in-channels n_mels + wave_cond) beside the
+            upsampled mel, not the input convolution: the projection already hands them to the
+            first layer's gate and to every later one, it is computed once per utterance
+            (`project_condition`), and the input stays x_t alone, which the fast CPU path
+            (diffwave_infer.py) folds into a per-channel scale. Needs n_mels > 0.
     """
 
     layers: int = 30
@@ -49,6 +62,56 @@ class DiffWaveConfig:
     hop: int = 256
     embed_dim: int = 512
     embed_interp: EmbedInterp = "lerp"
+    wave_cond: int = 0
+
+
+def pack_waveform(cond: Tensor, wave: Tensor, hop: int) -> Tensor:
+    """A frame-rate condition and a sample-rate one as one frame-rate tensor (inverse: `unpack_waveform`).
+
+    Sample f * hop + j of channel w goes to channel n + w * hop + j of frame f, so cropping or
+    batching whole frames crops or batches the waveform with them.
+
+    Args:
+        cond: (B, n, frames), e.g. the mel condition.
+        wave: (B, W, frames * hop), e.g. the Griffin-Lim waveform (W = 1).
+        hop: samples per frame.
+
+    Returns:
+        (B, n + W * hop, frames).
+    """
+    b, w, t = wave.shape
+    frames = cond.shape[-1]
+    if t != frames * hop:
+        raise ValueError(
+            f"pack_waveform: {t} waveform samples, the condition's {frames} frames x hop {hop} = {frames * hop}"
+        )
+    return torch.cat([cond, wave.reshape(b, w, frames, hop).transpose(2, 3).reshape(b, w * hop, frames)], dim=1)
+
+
+def unpack_waveform(cond: Tensor, n: int, hop: int) -> tuple[Tensor, Tensor]:
+    """(B, n + W * hop, frames) from `pack_waveform` -> ((B, n, frames), (B, W, frames * hop))."""
+    b, c, frames = cond.shape
+    w, rest = divmod(c - n, hop)
+    if w < 0 or rest:
+        raise ValueError(f"unpack_waveform: {c} channels are not {n} frame-rate channels plus whole hops of {hop}")
+    wave = cond[:, n:].reshape(b, w, hop, frames).transpose(2, 3).reshape(b, w, frames * hop)
+    return cond[:, :n], wave
+
+
+def upsample_condition(upsampler: nn.Module, cond: Tensor, config: DiffWaveConfig) -> Tensor:
+    """A packed condition (B, n_mels + wave_cond * hop, frames) -> (B, n_mels + wave_cond, frames * hop):
+    the mel upsampled by `upsampler`, the waveform channels (if any) unpacked beside it."""
+    want = config.n_mels + config.wave_cond * config.hop
+    if cond.shape[1] != want:
+        extra = f" + wave_cond {config.wave_cond} x hop {config.hop}" if config.wave_cond else ""
+        raise ValueError(
+            f"DiffWave: the condition has {cond.shape[1]} channels, the model takes n_mels {config.n_mels}{extra}"
+            f" = {want}"
+        )
+    if not config.wave_cond:
+        return upsampler(cond)
+    mel, wave = unpack_waveform(cond, config.n_mels, config.hop)
+    return torch.cat([upsampler(mel), wave], dim=1)
 
 
 def resolve_embed_interp(interp: str, formulation: str) -> str:
@@ -185,11 +248,14 @@ class DiffWave(nn.Module):
         self.config = cfg = config or DiffWaveConfig()
         if cfg.layers < 1 or cfg.channels < 1 or cfg.cycle < 1:
             raise ValueError(f"DiffWave: layers, channels and cycle must be >= 1, got {cfg}")
+        if cfg.wave_cond < 0 or (cfg.wave_cond and not cfg.n_mels):
+            raise ValueError(f"DiffWave: wave_cond={cfg.wave_cond} must be >= 0, and > 0 only with n_mels > 0")
         self.inp = nn.Conv1d(1, cfg.channels, 1)
         self.step_embed = StepEmbedding(cfg.embed_dim, cfg.embed_interp)
         self.upsampler = MelUpsampler(cfg.hop) if cfg.n_mels else None
         self.layers = nn.ModuleList(
-            ResidualLayer(cfg.channels, 2 ** (i % cfg.cycle), cfg.embed_dim, cfg.n_mels) for i in range(cfg.layers)
+            ResidualLayer(cfg.channels, 2 ** (i % cfg.cycle), cfg.embed_dim, cfg.n_mels + cfg.wave_cond)
+            for i in range(cfg.layers)
         )
         self.skip_out = nn.Conv1d(cfg.channels, cfg.channels, 1)
         self.out = nn.Conv1d(cfg.channels, 1, 1)
@@ -205,11 +271,11 @@ class DiffWave(nn.Module):
         """Upsample a mel and apply every layer's condition projection, in one stacked convolution.
 
         The result does not depend on the diffusion step: pass it as `cond` to reuse it across
-        all sampling steps. (B, n_mels, frames) -> (B, layers, 2C, frames * hop)
+        all sampling steps. (B, n_mels + wave_cond * hop, frames) -> (B, layers, 2C, frames * hop)
         """
         if self.upsampler is None:
             raise ValueError("project_condition needs a mel-conditioned DiffWave (n_mels > 0)")
-        up = self.upsampler(mel)
+        up = upsample_condition(self.upsampler, mel, self.config)
         weight = torch.cat([layer.cond_proj.weight for layer in self.layers])
         bias = torch.cat([layer.cond_proj.bias for layer in self.layers])
         out = F.conv1d(up, weight, bias)
@@ -218,7 +284,8 @@ class DiffWave(nn.Module):
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         """x (B, 1, T), t (B,) -> (B, 1, T).
 
-        cond: the mel (B, n_mels, T / hop), or `project_condition(mel)` (B, layers, 2C, T)
+        cond: the mel (B, n_mels, T / hop) (with wave_cond: `pack_waveform(mel, wave, hop)`,
+        (B, n_mels + wave_cond * hop, T / hop)), or `project_condition(cond)` (B, layers, 2C, T)
         precomputed once for many calls; None for the unconditional model.
         """
         if (cond is None) != (self.upsampler is None):
@@ -229,7 +296,7 @@ class DiffWave(nn.Module):
             if cond.ndim == 4:
                 projected = cond
             elif cond.ndim == 3:
-                up = self.upsampler(cond)
+                up = upsample_condition(self.upsampler, cond, self.config)
                 if up.shape[-1] != x.shape[-1]:
                     raise ValueError(
                         f"DiffWave: mel frames x hop = {up.shape[-1]} samples, but audio has {x.shape[-1]}"

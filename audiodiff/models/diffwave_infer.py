@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from audiodiff.models.diffwave import DiffWave
+from audiodiff.models.diffwave import DiffWave, upsample_condition
 
 
 class DiffWaveInference:
@@ -89,10 +89,10 @@ class DiffWaveInference:
 
     @torch.no_grad()
     def project_condition(self, mel: Tensor) -> Tensor:
-        """(B, n_mels, frames) -> every layer's folded mel projection, time-major (B, layers, T, 2C)."""
+        """(B, n_mels + wave_cond * hop, frames) -> every layer's folded projection, time-major (B, layers, T, 2C)."""
         if not self.config.n_mels:
             raise ValueError("project_condition needs a mel-conditioned DiffWave (n_mels > 0)")
-        up = self.upsampler(mel).transpose(1, 2)  # (B, T, n_mels)
+        up = upsample_condition(self.upsampler, mel, self.config).transpose(1, 2)  # (B, T, n_mels + wave_cond)
         b, t = up.shape[:2]
         out = up.new_empty(b, len(self.taps), t, 2 * self.config.channels)
         for i in range(b):

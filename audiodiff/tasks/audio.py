@@ -12,7 +12,34 @@ from audiodiff.audio.features import LogMel, display_logmel, griffin_lim, mel_co
 from audiodiff.audio.io import load_audio, save_audio
 from audiodiff.data.datasets import AudioClips, DiffusionExamples, list_audio
 from audiodiff.data.kaldi import label_names, read_labels
+from audiodiff.models.diffwave import pack_waveform, unpack_waveform
 from audiodiff.tasks.base import Job, Task
+
+# data.cond_waveform -> the sample-rate channels it adds to a vocoder's condition (model.diffwave.wave_cond)
+COND_WAVEFORMS = {"none": 0, "griffin_lim": 1}
+
+
+def wave_cond_channels(cfg) -> int:
+    """model.diffwave.wave_cond as data.cond_waveform sets it: the sample-rate channels of the condition.
+
+    Raises:
+        ValueError: data.cond_waveform other than "none" on a task other than vocoder, or
+            model.diffwave.wave_cond set to another value than 0 or that one.
+    """
+    kind, given = cfg.data.cond_waveform, cfg.model.diffwave.wave_cond
+    if kind not in COND_WAVEFORMS:
+        raise ValueError(f"data.cond_waveform={kind!r} is not allowed; choose one of {list(COND_WAVEFORMS)}")
+    if kind != "none" and cfg.task != "vocoder":
+        raise ValueError(
+            f"data.cond_waveform={kind} adds a waveform made from a vocoder's mels to its condition: "
+            f"it needs task=vocoder, got task={cfg.task}"
+        )
+    if given not in (0, COND_WAVEFORMS[kind]):
+        raise ValueError(
+            f"model.diffwave.wave_cond={given} does not fit data.cond_waveform={kind} ({COND_WAVEFORMS[kind]} "
+            "channels); leave wave_cond out, data.cond_waveform sets it"
+        )
+    return COND_WAVEFORMS[kind]
 
 
 def mel_to_unit(features: Tensor, mel_range) -> Tensor:
@@ -44,19 +71,48 @@ def vocoder_input(path: Path, mel) -> Tensor:
     return wav
 
 
-def vocoder_condition(features: Tensor, data) -> Tensor:
-    """Log-mels (B, n_mels, frames) -> a vocoder's condition, as `data.cond_scale` says.
+def vocoder_condition(features: Tensor, data, logmel: LogMel | None = None) -> Tensor:
+    """Log-mels (B, n_mels, frames) -> a vocoder's condition, as `data.cond_scale` and `data.cond_waveform` say.
 
-    "raw": as computed (lmnt-com/diffwave's convention; its db_unit mels already lie in [0, 1]);
-    "mel_range": mapped by `data.mel_range` to [-1, 1], as the mel task's model space (natural-log
-    mels span about -11.5..2.5 and would otherwise enter the upsampler unscaled).
+    cond_scale "raw": as computed (lmnt-com/diffwave's convention; its db_unit mels already lie in
+    [0, 1]); "mel_range": mapped by `data.mel_range` to [-1, 1], as the mel task's model space
+    (natural-log mels span about -11.5..2.5 and would otherwise enter the upsampler unscaled).
+    cond_waveform "griffin_lim": the mels' `condition_waveform` packed behind them
+    (`pack_waveform`: (B, n_mels + hop, frames)); `logmel` is the LogMel of `data.mel_preset`
+    (built when not given).
     """
-    return mel_to_unit(features, data.mel_range) if data.cond_scale == "mel_range" else features
+    cond = mel_to_unit(features, data.mel_range) if data.cond_scale == "mel_range" else features
+    if data.cond_waveform == "none":
+        return cond
+    logmel = logmel or LogMel(mel_config(data.mel_preset, sample_rate=data.sample_rate)).to(features.device)
+    return pack_waveform(cond, condition_waveform(logmel, features, data)[:, None], logmel.config.hop)
 
 
 def vocoder_features(cond: Tensor, data) -> Tensor:
-    """Inverse of `vocoder_condition`: a vocoder's condition -> its log-mels (as computed)."""
+    """Inverse of `vocoder_condition`: a vocoder's condition -> its log-mels (as computed), the
+    waveform channels of data.cond_waveform left out."""
+    if data.cond_waveform != "none":
+        mel = mel_config(data.mel_preset, sample_rate=data.sample_rate)
+        cond = unpack_waveform(cond, mel.n_mels, mel.hop)[0]
     return unit_to_mel(cond, data.mel_range) if data.cond_scale == "mel_range" else cond
+
+
+@torch.no_grad()
+def condition_waveform(logmel: LogMel, features: Tensor, data) -> Tensor:
+    """The Griffin-Lim waveform (B, frames * hop) of a vocoder's log-mels (B, n_mels, frames), as
+    `data.cond_griffin_lim` says (iters, momentum, seed): a parameter-free function of the mels alone.
+
+    A vocoder's frames are one per hop (the last, centred STFT frame of its clip is dropped), so
+    the last frame is repeated once and the inversion cut to frames * hop samples. The initial
+    phase is drawn from a generator seeded with `seed` at every call: the same mels give the same
+    waveform (in a batch, each row's draw depends on its row). Training crops are inverted
+    without the context around them; generation inverts each whole utterance.
+    """
+    gl = data.cond_griffin_lim
+    padded = torch.cat([features, features[..., -1:]], dim=-1)
+    generator = torch.Generator(features.device).manual_seed(gl.seed)
+    length = features.shape[-1] * logmel.config.hop
+    return griffin_lim(logmel, padded, gl.iters, gl.momentum, length=length, generator=generator)
 
 
 def spectrogram_grid(audios: list[Tensor], sample_rate: int, path: Path, titles: list[str]) -> None:
@@ -192,8 +248,8 @@ class VocoderTask(WaveformTask):
         return self.logmel(audio)[..., : audio.shape[-1] // self.hop]
 
     def condition(self, audio: Tensor) -> Tensor:
-        """The condition (B, n_mels, T // hop) of audio (B, 1, T) or (B, T): log-mels by `vocoder_condition`."""
-        return vocoder_condition(self.features(audio), self.cfg.data)
+        """The condition (B, n_mels [+ hop], T // hop) of audio (B, 1, T) or (B, T): log-mels by `vocoder_condition`."""
+        return vocoder_condition(self.features(audio), self.cfg.data, self.logmel)
 
     def examples(self):
         """The clips; with diffusion.prior and no stored energy range, the range over their frames (recorded)."""
@@ -225,6 +281,12 @@ class VocoderTask(WaveformTask):
             wav = vocoder_input(path, self.mel)
             jobs.append(Job(utt, seeds[i % len(seeds)], self.condition(wav.to(self.device)[None])[0], wav))
         return jobs
+
+    def settings(self, source):
+        d = self.cfg.data
+        if d.cond_waveform == "none":
+            return super().settings(source)
+        return {"mels_from": source, "cond_waveform": d.cond_waveform, "cond_griffin_lim": dict(d.cond_griffin_lim)}
 
 
 class MelTask(AudioTask):

@@ -97,6 +97,10 @@ def lmnt_params(conf: Path) -> dict:
 
     cfg = load_config(conf, ["name=lmnt", "data.train=unused"])  # the sizes only
     net, sample_rate = cfg.model.diffwave, cfg.data.sample_rate
+    if cfg.data.cond_waveform != "none":
+        raise ValueError(
+            f"{conf}: data.cond_waveform={cfg.data.cond_waveform}: lmnt's DiffWave is conditioned on mels only"
+        )
     if cfg.data.segment % LMNT_HOP:
         raise ValueError(f"{conf}: data.segment={cfg.data.segment} is not a whole number of lmnt hops ({LMNT_HOP})")
     params = dict(lmnt("params").params)
