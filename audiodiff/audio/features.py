@@ -140,7 +140,7 @@ def griffin_lim(
     iters: int = 64,
     momentum: float = 0.99,
     length: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> Tensor:
     """Fast Griffin-Lim (Perraudin et al. 2013) from log-mel features. (B, n_mels, frames) -> (B, T).
 
@@ -150,7 +150,9 @@ def griffin_lim(
         iters: phase-retrieval iterations.
         momentum: fast Griffin-Lim momentum (0 is classic Griffin-Lim).
         length: output length in samples (default (frames - 1) * hop).
-        generator: for the random initial phase.
+        generator: for the random initial phase; a list of B generators draws each row's from its own,
+            so that a row's result does not depend on the rest of the batch (row 0 draws what one
+            generator draws for the whole batch).
     """
     cfg = logmel.config
     target = logmel.mel_to_magnitude(logmel.to_linear(features))
@@ -158,7 +160,7 @@ def griffin_lim(
     if cfg.normalize_window:
         target = target * win.pow(2).sum().sqrt()
     length = length or (features.shape[-1] - 1) * cfg.hop
-    phase = torch.rand(target.shape, generator=generator, device=target.device, dtype=target.dtype) * 2 * math.pi
+    phase = _uniform(target, generator) * 2 * math.pi
     angles = torch.polar(torch.ones_like(target), phase)
     prev = torch.zeros_like(angles)
     for _ in range(iters):
@@ -168,6 +170,16 @@ def griffin_lim(
         angles = accel / accel.abs().clamp_min(1e-16)
         prev = rebuilt
     return torch.istft(target * angles, cfg.n_fft, cfg.hop, cfg.win_length, win, length=length)
+
+
+def _uniform(like: Tensor, generator: torch.Generator | list[torch.Generator] | None) -> Tensor:
+    """U[0, 1) draws shaped like `like` (B, ...): from `generator`, or row b from generator[b] (a list of B)."""
+    rand = {"device": like.device, "dtype": like.dtype}
+    if not isinstance(generator, list):
+        return torch.rand(like.shape, generator=generator, **rand)
+    if len(generator) != like.shape[0]:
+        raise ValueError(f"griffin_lim: {len(generator)} generators for a batch of {like.shape[0]}; give one per row")
+    return torch.stack([torch.rand(like.shape[1:], generator=g, **rand) for g in generator])
 
 
 def display_logmel(sample_rate: int) -> LogMel:

@@ -104,13 +104,14 @@ def condition_waveform(logmel: LogMel, features: Tensor, data) -> Tensor:
 
     A vocoder's frames are one per hop (the last, centred STFT frame of its clip is dropped), so
     the last frame is repeated once and the inversion cut to frames * hop samples. The initial
-    phase is drawn from a generator seeded with `seed` at every call: the same mels give the same
-    waveform (in a batch, each row's draw depends on its row). Training crops are inverted
-    without the context around them; generation inverts each whole utterance.
+    phase is drawn, for each row on its own, from a generator seeded with `seed` at every call: the
+    same mels give the same waveform, in any batch (a training crop gets what it would get alone, as
+    generation computes it, and a mel model's samples vocoded in one batch do not depend on each other).
+    Training crops are inverted without the context around them; generation inverts each whole utterance.
     """
     gl = data.cond_griffin_lim
     padded = torch.cat([features, features[..., -1:]], dim=-1)
-    generator = torch.Generator(features.device).manual_seed(gl.seed)
+    generator = [torch.Generator(features.device).manual_seed(gl.seed) for _ in range(features.shape[0])]
     length = features.shape[-1] * logmel.config.hop
     return griffin_lim(logmel, padded, gl.iters, gl.momentum, length=length, generator=generator)
 

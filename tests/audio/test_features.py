@@ -80,6 +80,19 @@ def test_griffin_lim_reduces_spectral_distance_over_iterations():
     assert dist[0] > dist[1] > dist[2] and dist[2] < 0.6 * dist[0]
 
 
+def test_griffin_lim_with_one_generator_per_row_inverts_each_row_as_if_alone():
+    lm = LogMel(mel_config("speech16k"))
+    feats = lm(torch.stack([voice(), 0.5 * voice().roll(4000)]))[..., :40]
+    gens = lambda n: [torch.Generator().manual_seed(7) for _ in range(n)]  # noqa: E731
+    both = griffin_lim(lm, feats, iters=4, generator=gens(2))
+    shared = griffin_lim(lm, feats, iters=4, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(both[0], shared[0])  # row 0 draws what one generator draws for the batch
+    torch.testing.assert_close(both[1], griffin_lim(lm, feats[1:], iters=4, generator=gens(1))[0])
+    assert not torch.allclose(both[1], shared[1], atol=1e-3)  # one generator: row 1's draw follows row 0's
+    with pytest.raises(ValueError, match=r"^griffin_lim: 1 generators for a batch of 2; give one per row$"):
+        griffin_lim(lm, feats, iters=1, generator=gens(1))
+
+
 def test_speech8k_turns_one_second_into_a_32_by_32_picture_below_nyquist():
     """The small mel preset of egs/digits/conf/mel_small.yaml: 1 s at 8 kHz -> 32 bands x 32 frames, every
     band inside 0..4 kHz and carrying energy (no empty filter from a top edge past Nyquist)."""

@@ -1,13 +1,14 @@
 """data.cond_waveform=griffin_lim: a vocoder conditioned on its mels and their Griffin-Lim waveform."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from audiodiff.audio.features import griffin_lim
-from audiodiff.builders import build_formulation, build_task
+from audiodiff.builders import TASKS, build_formulation, build_network, build_task
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.config import ConfigError, load_config
 from audiodiff.models.diffwave import unpack_waveform
@@ -28,15 +29,41 @@ def test_the_condition_packs_the_griffin_lim_waveform_of_its_own_mels_behind_the
     mel, wave = unpack_waveform(cond, 80, 128)
     assert torch.equal(mel, plain.condition(audio))  # the mel channels are the plain vocoder's
     feats = task.features(audio)  # Griffin-Lim of the raw log-mels, the last frame repeated: 9 frames -> 1024
-    want = griffin_lim(
-        task.logmel, torch.cat([feats, feats[..., -1:]], -1), 4, 0.99, 1024, torch.Generator().manual_seed(3)
-    )
-    assert torch.equal(wave[:, 0], want)
+    padded = torch.cat([feats, feats[..., -1:]], -1)  # each row's initial phase from its own generator, seed 3
+    for row, want in zip(wave[:, 0], padded):
+        alone = griffin_lim(task.logmel, want[None], 4, 0.99, 1024, torch.Generator().manual_seed(3))[0]
+        torch.testing.assert_close(row, alone, rtol=1e-4, atol=1e-6)  # batched FFTs round differently
     assert torch.equal(task.condition(audio), cond)  # seeded: the same mels give the same condition
     assert torch.equal(vocoder_condition(feats, task.cfg.data), cond)  # a mel model's vocoder builds its own LogMel
     torch.testing.assert_close(vocoder_features(cond, task.cfg.data), feats)  # the mels back, the waveform left out
     other = build_task(load_config(None, [*VOC, *scale, *GL, "data.cond_griffin_lim.iters=8"]), "cpu")
     assert not torch.equal(other.condition(audio), cond)  # the recorded settings are the ones used
+
+
+def test_a_clips_griffin_lim_condition_does_not_depend_on_its_batch():
+    """Each row draws its own initial phase: a training crop's condition is the one it has alone (as generation
+    computes it, batch 1), and a mel model's sample vocoded through a Griffin-Lim vocoder depends on its seed,
+    not on the other samples of its batch (as with Griffin-Lim decoding: tasks/test_tasks.py)."""
+    task = build_task(load_config(None, [*VOC, *GL, "data.segment=1024"]), "cpu")
+    audio = torch.randn(3, 1, 1024, generator=torch.Generator().manual_seed(0)) * 0.1
+    batch = task.condition(audio)
+    for i in range(3):
+        torch.testing.assert_close(batch[i], task.condition(audio[i : i + 1])[0], rtol=1e-4, atol=1e-6)
+    conf = Path(__file__).parents[2] / "egs/digits/conf/mel_baseline.yaml"
+    mel = TASKS["mel"](load_config(conf, ["name=mel", "data.train=unused"]))
+    small = ["data.mel_preset=speech16k", "data.sample_rate=16000", "model.diffwave.layers=2"]
+    small.append("model.diffwave.channels=4")
+    voc = load_config(None, [*VOC, *GL, *small])
+    net = build_network(voc).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # random weights throughout: the output layer starts at zero
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    mel.vocoder = (voc, net, build_formulation(voc), 0)
+    x = torch.rand((3, *mel.shape()), generator=torch.Generator().manual_seed(2)) * 2 - 1
+    together, alone = mel.decode(x, [5, 6, 7])[1], mel.decode(x[1:2], [6])[0]
+    assert together.abs().max() > 0.01
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_priorgrad_takes_the_frame_energies_from_the_mel_channels_only():
@@ -97,8 +124,6 @@ def test_a_griffin_lim_vocoder_trains_records_its_settings_and_vocodes(tmp_path,
 
 
 def test_the_asterisk_glcond_config_is_the_baseline_plus_the_griffin_lim_condition():
-    from pathlib import Path
-
     from audiodiff.config import config_changes
 
     conf = Path(__file__).parents[2] / "egs/asterisk_en/conf"
