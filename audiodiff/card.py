@@ -84,10 +84,14 @@ def _slices(minutes: float) -> list[str]:
     ]
 
 
-def _wall(seconds: float | None) -> str:
+def _wall(seconds: float | None, pieces: int | None = None) -> str:
+    """`seconds`: the checkpoint's train_seconds (`pieces` processes), or with pieces None its mtime minus the start."""
     if seconds is None:
         return "not recorded (no TensorBoard events or config.yaml in the run)"
-    return f"{seconds / 60:.1f} min (first TensorBoard event to the checkpoint's write, on the training machine)"
+    if pieces is None:
+        return f"{seconds / 60:.1f} min (first TensorBoard event to the checkpoint's write, on the training machine)"
+    over = f"summed over {pieces} resumed pieces, idle time between them not counted" if pieces > 1 else "one piece"
+    return f"{seconds / 60:.1f} min (training time from the first step, {over}, on the training machine)"
 
 
 def _table(rows: list[tuple[str, str]]) -> list[str]:
@@ -166,7 +170,7 @@ def card_text(facts: dict, size: int) -> str:
         ("training", f"{meta['step']} steps, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}, {ema}"),
         ("sampling", _sampling(cfg) + _resampled(facts.get("resampled") or {})),
         ("weights", f"EMA, {meta['dtype']} ({size / 1e6:.2f} MB; loaded as float32)"),
-        ("wall time", _wall(facts["wall_s"])),
+        ("wall time", _wall(facts["wall_s"], facts.get("train_pieces"))),
         ("machine", "; ".join(facts["machines"]) or "not recorded (trained before log.txt recorded it)"),
         ("commit", commit),
         ("torch", meta["torch"]),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 LATEST = "latest"
 TMP = ".tmp-"  # temp files: .<name>.tmp-<pid>
+TRAINING_TIME = ("train_seconds", "train_pieces", "train_seconds_note")  # train's record (`training_time`)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -144,18 +145,36 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint file or the latest one of a run/checkpoint directory."""
-    path = resolve_checkpoint(path)
+def _read(path: Path, **kwargs) -> object:
+    """torch.load(path, weights_only=True, **kwargs); a one-line ValueError naming `path` when it cannot."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, weights_only=True, **kwargs)
     except Exception as err:  # truncated, not a torch file, or pickled objects beyond tensors
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path} is not a readable audiodiff checkpoint: {reason}") from err
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint file or the latest one of a run/checkpoint directory."""
+    path = resolve_checkpoint(path)
+    state = _read(path, map_location=map_location)
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{path} is not an audiodiff checkpoint (no 'config'/'model' entries)")
     state["path"] = str(path)
     return state
+
+
+def training_time(path: str | Path) -> dict:
+    """A checkpoint's record of its training time, read without loading its tensors (mmap).
+
+    Returns:
+        {"train_seconds", "train_pieces", "train_seconds_note"} as far as the file holds them: the
+        seconds the training processes spent on the run up to this checkpoint (summed over resumes),
+        how many processes that sums, and, where an older checkpoint's time was estimated, how. {} for a
+        checkpoint written before they were recorded (its wall time: `runfiles.wall_seconds`).
+    """
+    state = _read(path, map_location="cpu", mmap=True)
+    return {k: state[k] for k in TRAINING_TIME if isinstance(state, dict) and k in state}
 
 
 def stored_prior(path: str | Path) -> PriorConfig | None:

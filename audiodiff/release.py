@@ -236,7 +236,7 @@ def export(
     from audiodiff.config import from_yaml, to_yaml
     from audiodiff.eval.results import source_commit
     from audiodiff.guidance import guidance_problem
-    from audiodiff.runfiles import run_start
+    from audiodiff.runfiles import run_start, wall_seconds
 
     state = load_checkpoint(source)
     ckpt = Path(state["path"])
@@ -273,7 +273,7 @@ def export(
         "commit_source": "from the run's log.txt" if commits else "the exporting checkout's; the run recorded none",
         "torch": str(state.get("torch", "unknown")),
     }
-    start = run_start(run)
+    timed = "train_seconds" in state  # train's training time (audiodiff.train), else mtime minus the start
     facts = {
         "name": name,
         "meta": meta,
@@ -281,7 +281,8 @@ def export(
         "commits": commits,
         "machines": machines,
         "exporting_commit": exporting,
-        "wall_s": round(ckpt.stat().st_mtime - start, 1) if start is not None else None,
+        "wall_s": float(state["train_seconds"]) if timed else wall_seconds(run_start(run), ckpt),
+        "train_pieces": int(state.get("train_pieces", 1)) if timed else None,
         "resumes": _resume_lines(run / "log.txt"),
         "sliced": sliced,
         "prepare": parse_prepare(prepare) if prepare else guess_prepare(cfg.data.train),

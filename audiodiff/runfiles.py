@@ -289,6 +289,30 @@ def run_start(run: Path) -> float | None:
     return config.stat().st_mtime if config.is_file() else None
 
 
+def wall_seconds(start: float | None, ckpt: Path) -> float | None:
+    """Seconds from `start` (run_start) to the checkpoint file's write: the wall time of a checkpoint
+    written before train recorded train_seconds (idle time between resumes included); None without a start."""
+    return None if start is None else round(Path(ckpt).stat().st_mtime - start, 1)
+
+
+def resumed_time(run: Path, ckpt: Path, state: dict) -> tuple[float, int, str | None, str | None]:
+    """The training time a resume from `ckpt` (its loaded `state`) carries on from.
+
+    Returns:
+        (train_seconds, pieces: the processes they sum, note: how they were estimated when the
+        checkpoint predates train_seconds, kept in later checkpoints; log: a line for log.txt, or None).
+        Such a checkpoint's time is the one learning curves gave it: its mtime minus the run's start
+        (`wall_seconds`, idle time between earlier resumes included), or 0 without a start.
+    """
+    if "train_seconds" in state:
+        return float(state["train_seconds"]), int(state.get("train_pieces", 1)), state.get("train_seconds_note"), None
+    seconds = wall_seconds(run_start(run), ckpt)
+    how = "0 (no TensorBoard events or config.yaml to start from)" if seconds is None else "mtime - start"
+    seconds = seconds or 0.0
+    note = f"steps up to {int(state['step'])}: {how} = {seconds:g} s, idle time between resumes included"
+    return seconds, 1, note, f"train_seconds of {Path(ckpt).name} unknown, taken as {how} = {seconds:g} s"
+
+
 # A generated set (audiodiff generate --out DIR) describes itself in DIR/settings.json: "files"
 # lists exactly its files. While generate runs, "complete" is false and "pending" holds the stems
 # it is writing, so an interrupted run's files are still known to be its own.

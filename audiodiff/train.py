@@ -29,7 +29,7 @@ from audiodiff.diffusion import SpectralObjective, training_sample
 from audiodiff.fastcpu import machine, resolve_fast_cpu
 from audiodiff.finetune import inherit_prior, init_from_checkpoint
 from audiodiff.losses import build_spectral_loss
-from audiodiff.runfiles import keep_prior_align, prepare_run_dir, record_resume, resume_changes
+from audiodiff.runfiles import keep_prior_align, prepare_run_dir, record_resume, resume_changes, resumed_time
 from audiodiff.sampling import sample
 from audiodiff.tasks import Task
 from audiodiff.train_step import train_step
@@ -39,14 +39,14 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient."""
 
 
-clock = time.monotonic  # wall clock for train.max_minutes (tests replace it)
+clock = time.monotonic  # wall clock for train.max_minutes and train_seconds (tests replace it)
 
 
-def _out_of_time(started: float, max_minutes: float, world: int, device: torch.device) -> bool:
-    """Whether train.max_minutes have passed since `started`; rank 0's clock decides for every process."""
+def _out_of_time(elapsed: float, max_minutes: float, world: int, device: torch.device) -> bool:
+    """Whether train.max_minutes have passed (`elapsed` seconds); rank 0's clock decides for every process."""
     if max_minutes <= 0:
         return False
-    late = clock() - started >= 60 * max_minutes
+    late = elapsed >= 60 * max_minutes
     if world > 1:  # the processes must stop at the same step (a lone process would wait in all-reduce)
         flag = torch.tensor([float(late)], device=device)
         dist.broadcast(flag, 0)
@@ -119,6 +119,12 @@ def train(
     is locked for the whole run: a second writer is refused (RunInUseError). With
     train.max_minutes > 0 the loop stops once that much time has passed since it began (model
     building and data loading not counted), saves a checkpoint and returns: a resumable slice.
+    Every checkpoint records `train_seconds`, on the same clock: the seconds since this process's
+    first step plus the resumed checkpoint's train_seconds, i.e. the training time summed over the
+    run's pieces (`train_pieces` of them), without their set-up (reading the data, building the model:
+    as lmnt's trainer in egs/asterisk_en/local/lmnt_train.py counts) and without the idle time between
+    them; log.txt's "checkpoint ckpt-N.pt saved at step N, train_seconds=T" lines repeat it. A resume from a
+    checkpoint without one takes its mtime minus the run's start (`runfiles.resumed_time`, logged).
     `stop_at` ends the run after that step (with a checkpoint) while the learning-rate schedule
     stays that of train.steps: the start of a longer run, as audiodiff.reproduce re-trains it.
     """
@@ -194,6 +200,7 @@ def _train(
 
     # ---- resume (the RNG state is restored just before the loop, after everything that draws from it)
     step, rng, changes = 0, None, []
+    trained, pieces, time_note, time_log = 0.0, 0, None, None  # training time before this process (train()'s doc)
     if resume and latest is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {run / 'checkpoints'}")
     if latest is not None:
@@ -215,6 +222,7 @@ def _train(
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         rng = state["rng_cpu"], state.get("rng_cuda")
+        trained, pieces, time_note, time_log = resumed_time(run, latest, state)
 
     # ---- data: a global-batch stream, exact to resume and independent of the process count
     stream = TrainingStream(len(examples), tc.batch_size, tc.seed, rank, world, tc.grad_accum, start_step=step)
@@ -235,6 +243,8 @@ def _train(
     if rank == 0:
         if latest is not None:
             record_resume(run, log, latest, step, changes, to_yaml(cfg))
+            if time_log:
+                log.write(time_log + "\n")
         (run / "config.yaml").write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tensorboard"))
     if log:  # the commit and machine on every start and resume: `audiodiff export` puts them on the card
@@ -252,7 +262,7 @@ def _train(
     bar = tqdm(total=tc.steps, initial=step, desc=cfg.name, disable=rank != 0 or not progress)
     autocast = tc.bf16 if device.type == "cuda" else tc.fast_cpu == "on"
 
-    def checkpoint() -> None:
+    def checkpoint(now: float) -> None:
         if world > 1:
             _check_replicas(net)
         if rank == 0:
@@ -265,10 +275,16 @@ def _train(
                 "rng_cpu": torch.get_rng_state(),
                 "world_size": world,
                 "torch": str(torch.__version__),
+                "train_seconds": round(trained + now - started, 1),
+                "train_pieces": pieces + 1,
             }
+            if time_note:
+                state["train_seconds_note"] = time_note
             if device.type == "cuda":
                 state["rng_cuda"] = torch.cuda.get_rng_state(device)
-            save_checkpoint(run / "checkpoints", step, state, tc.keep_ckpts)
+            path = save_checkpoint(run / "checkpoints", step, state, tc.keep_ckpts)
+            log.write(f"checkpoint {path.name} saved at step {step}, train_seconds={state['train_seconds']:g}\n")
+            log.flush()
 
     if rng is not None:  # after the model, the data iterator and the loss: exact resume with dropout
         torch.set_rng_state(rng[0])
@@ -330,11 +346,12 @@ def _train(
             _log_samples(
                 cfg, net, ema, formulation, task, len(examples), writer, run / "samples" / f"step_{step:08d}", step
             )
+        now = clock()  # one look per step: train_seconds of a checkpoint and train.max_minutes
         if step % tc.ckpt_every == 0 or step == last:
-            checkpoint()
-        if step < tc.steps and _out_of_time(started, tc.max_minutes, world, device):
+            checkpoint(now)
+        if step < tc.steps and _out_of_time(now - started, tc.max_minutes, world, device):
             if step % tc.ckpt_every:
-                checkpoint()
+                checkpoint(now)
             if rank == 0:
                 note = f"train.max_minutes={tc.max_minutes:g} reached at step {step}: checkpoint saved; resume to go on"
                 log.write(note + "\n")

@@ -35,9 +35,11 @@ budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overri
 --set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it; `--set classifier=null`
 leaves an optional key out; list keys must be YAML lists).
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
-training budget (steps, wall seconds per run), the machine and the commit; `<out>/results.png` (linked
-from results.md) draws it: one panel per report key, a bar per group with the seed std and each seed's
-value, the baseline (the first group without a regularizer) as a dashed line.
+training budget (steps, wall seconds per run: the train command's time, plus for a cell resumed
+after an interrupted grid its earlier pieces' train_seconds, `trained_before`), the machine and the
+commit; `<out>/results.png` (linked from results.md) draws it: one panel per report key, a bar per
+group with the seed std and each seed's value, the baseline (the first group without a regularizer)
+as a dashed line.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
 workers x threads may not exceed the cores. The default is one thread per process and as many
 processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
@@ -59,9 +61,9 @@ from pathlib import Path
 
 import yaml
 
-from audiodiff.checkpoint import write_json
+from audiodiff.checkpoint import latest_checkpoint, training_time, write_json
 from audiodiff.eval.context import finished_evaluation
-from audiodiff.runfiles import set_complete
+from audiodiff.runfiles import run_start, set_complete, wall_seconds
 
 sys.path.insert(0, str(Path(__file__).parent))  # the report lives beside it (also when tests load this file)
 # _cpu_name: recipes/learning_curve.py and level_errors.py import it from here
@@ -180,6 +182,16 @@ def _sh(cmd: list[str], log: Path, threads: int = 1) -> None:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); see {log}")
 
 
+def trained_before(run: Path) -> float:
+    """Training seconds a cell's run already holds (an interrupted grid: the train command resumes it),
+    0 for a new one: its latest checkpoint's train_seconds, or mtime minus the start for an older one."""
+    ckpt = latest_checkpoint(run / "checkpoints")
+    if ckpt is None:
+        return 0.0
+    seconds = training_time(ckpt).get("train_seconds")
+    return float(seconds) if seconds is not None else wall_seconds(run_start(run), ckpt) or 0.0
+
+
 def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads: int = 1) -> dict:
     run: Path = cell["run"]
     run.mkdir(parents=True, exist_ok=True)
@@ -190,7 +202,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
     timing = read_json(timing_path, {})
     cli = [sys.executable, "-m", "audiodiff.cli"]
     if "train" in stages and not timing.get("train_done"):
-        t0 = time.perf_counter()
+        before, t0 = trained_before(run), time.perf_counter()
         _sh(
             [
                 *cli,
@@ -206,7 +218,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
             log,
             threads,
         )
-        timing.update(train_s=round(time.perf_counter() - t0, 1), train_done=True)
+        timing.update(train_s=round(before + time.perf_counter() - t0, 1), train_done=True)
         write_json(timing_path, timing)
     gen, ev = run / "generated", run / "eval"
     if "generate" in stages and not set_complete(gen):

@@ -11,9 +11,12 @@ with `audiodiff evaluate` against `--ref` (both through the CLI, in this process
 `<out>/step_<N>/{generated,eval}`; finished steps are skipped, so the curve can be extended while
 the run goes on.
 
-Wall time of a checkpoint is its file's modification time minus the start of training (the first
-TensorBoard event file's creation time): seconds on the machine that ran it, on a shared machine
-including the time others took, and for a resumed run the idle time before the resume.
+Wall time of a checkpoint is the training time train recorded in it (train_seconds): seconds from
+the first step of each process that trained the run to the checkpoint, summed over a run resumed in
+pieces (--auto-resume, train.max_minutes slices), without their set-up and the idle time between them;
+on a shared machine it includes the time others took. A checkpoint written before train recorded it
+gets the old reading: its file's modification time minus the start of training (the first TensorBoard
+event file's creation time), idle time before a resume included. curve.md says which it holds.
 
 The convergence rule (issue 16): the last doubling of steps improves each metric by < 5%. With S
 the last step and H the checkpoint step nearest S / 2, improvement = (m_S - m_H) / |m_H| for a
@@ -52,9 +55,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ablate import _cpu_name, read_json  # noqa: E402  (the machine name the grids report)
 from learning_curve_report import curve_markdown, plot_curves, sample_rows  # noqa: E402
 
-from audiodiff.checkpoint import write_json  # noqa: E402
+from audiodiff.checkpoint import training_time, write_json  # noqa: E402
 from audiodiff.eval.context import BETTER, HIGHER_IS_BETTER, direction, finished_evaluation, read_floor  # noqa: E402
-from audiodiff.runfiles import run_start, set_complete  # noqa: E402
+from audiodiff.runfiles import run_start, set_complete, wall_seconds  # noqa: E402
 
 DEFAULT_METRICS = ("inception_score", "classifier_fid", "pixel_histogram_tv", "power_spectrum_log10_l1")
 THRESHOLD = 0.05
@@ -71,11 +74,6 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     if not found:
         raise FileNotFoundError(f"no checkpoints in {run / 'checkpoints'} (want ckpt-<step>.pt)")
     return sorted(found)
-
-
-def wall_seconds(start: float | None, ckpt: Path) -> float | None:
-    """Seconds from the start of training to the checkpoint's write (idle time between resumes included)."""
-    return None if start is None else round(ckpt.stat().st_mtime - start, 1)
 
 
 def directions(metrics: list[str], higher: set[str]) -> dict[str, str]:
@@ -180,10 +178,33 @@ def score_checkpoint(step: int, ckpt: Path, out: Path, args: argparse.Namespace,
     return report["metrics"]
 
 
-def run_checkpoints(run: Path) -> list[tuple[int, Path, float | None]]:
-    """(step, file, wall seconds) of every checkpoint of an audiodiff run (wall time: see the module doc)."""
-    start = run_start(run)
-    return [(step, ckpt, wall_seconds(start, ckpt)) for step, ckpt in checkpoints(run)]
+def run_checkpoints(run: Path) -> tuple[list[tuple[int, Path, float | None]], str]:
+    """(step, file, wall seconds) of every checkpoint of an audiodiff run, and curve.md's sentence on
+    what the wall seconds are (module doc): train_seconds where recorded, else mtime minus the start."""
+    start, points, old, last = run_start(run), [], [], {}
+    for step, ckpt in checkpoints(run):
+        record = training_time(ckpt)  # the scalars only: its tensors are not read (mmap)
+        if "train_seconds" in record:
+            points.append((step, ckpt, float(record["train_seconds"])))
+            last = record
+        else:
+            points.append((step, ckpt, wall_seconds(start, ckpt)))
+            old.append(step)
+    mtime = "the checkpoint file's mtime minus the run's first TensorBoard event, idle time between resumes included"
+    if not last:
+        return points, f"wall s: {mtime} (the checkpoints predate train_seconds)"
+    pieces = int(last.get("train_pieces", 1))
+    said = (
+        f"wall s: training time summed over {pieces} resumed pieces (train_seconds; their set-up and the "
+        "idle time between them not counted)"
+        if pieces > 1
+        else "wall s: training time in one piece (train_seconds, from the first step)"
+    )
+    if "train_seconds_note" in last:
+        said += f"; {last['train_seconds_note']}"
+    if old:
+        said += f"; steps {', '.join(map(str, old))} predate train_seconds: {mtime}"
+    return points, said
 
 
 def curve_rows(
@@ -217,6 +238,7 @@ def learning_curve(
     points: list[tuple[int, Path, float | None]] | None = None,
     generate=generate_with_cli,
     weights: str = "EMA weights",
+    wall_note: str = "",
 ) -> dict:
     """Score the checkpoints of `run`; write curve.json/.md/.png under `out`; the result dict.
 
@@ -224,9 +246,12 @@ def learning_curve(
         points: (step, checkpoint, wall seconds) to score; default: the audiodiff run's own (run_checkpoints).
         generate: fills a generated set from a checkpoint (score_checkpoint); default `audiodiff generate`.
         weights: which weights the generated sets use, for curve.md.
+        wall_note: what the wall seconds of `points` are, for curve.md (the run's own: `run_checkpoints`).
     """
     out.mkdir(parents=True, exist_ok=True)
-    rows = curve_rows(run_checkpoints(run) if points is None else points, out, args, generate)
+    if points is None:
+        points, wall_note = run_checkpoints(run)
+    rows = curve_rows(points, out, args, generate)
     higher = set(args.higher.split(","))
     better = directions(args.metric_list, higher)
     floor = {}
@@ -244,6 +269,7 @@ def learning_curve(
         "n_seeds": len(args.seed_list),
         "n_outputs": _outputs(out, rows),
         "weights": weights,
+        "wall_note": wall_note,
         "generate": " ".join(args.generate) or "the run's sampler",
         "metrics": args.metric_list,
         "higher": sorted(higher & set(args.metric_list)),

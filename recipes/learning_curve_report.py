@@ -16,6 +16,7 @@ def curve_markdown(result: dict) -> str:
         f"run {result['run']}, commit {result['commit']}, {result['machine']}; {result['n_outputs']} generated "
         f"files (seeds {result['seeds']}) per checkpoint, {result['weights']}, generate options: {result['generate']}",
         "",
+        *([result["wall_note"], ""] if result.get("wall_note") else []),
         "| step | wall s | " + " | ".join(metrics) + " | rule holds (all metrics) |",
         "|---:|---:|" + "---:|" * len(metrics) + "---|",
     ]

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from audiodiff.cli import main as cli
@@ -182,11 +183,13 @@ def test_a_curve_metric_the_evaluation_did_not_write_is_an_error_naming_the_keys
     monkeypatch.setattr(lc, "_cli", _fake_evaluate({"mrstft": 4.1, "lsd_db": 29.3, "pesq_wb": 1.03}))
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "ckpt-00000020.pt").write_bytes(b"")
+    torch.save({"step": 20, "train_seconds": 7.0}, run / "checkpoints" / "ckpt-00000020.pt")  # its wall time is read
     argv = [str(run), "--ref", str(tmp_path), "--seeds", "0", "--generate", "--mels-from x"]
     with pytest.raises(SystemExit, match=r"--metrics lsd,pesq: not in .*metrics\.json, which has mrstft, lsd_db, pes"):
         lc.main([*argv, "--metrics", "mrstft,lsd,pesq"])
-    assert lc.main([*argv, "--metrics", "mrstft,lsd_db,pesq_wb"])["rows"][0]["lsd_db"] == 29.3
+    row = lc.main([*argv, "--metrics", "mrstft,lsd_db,pesq_wb"])["rows"][0]
+    assert row["lsd_db"] == 29.3 and row["wall_s"] == 7.0
+    assert "wall s: training time in one piece (train_seconds" in (run / "curve" / "curve.md").read_text()
 
 
 def test_a_vocoder_curve_counts_its_clips_and_plots_wall_time_beside_a_compared_run(tmp_path, monkeypatch):

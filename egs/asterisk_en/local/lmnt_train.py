@@ -17,7 +17,7 @@ when --minutes have passed, with the wall time of each in `wall.json`, and conti
 `weights.pt` when run again (the wall time then adds on). The clock starts where ours does: at the
 first step, once the model, the optimizer, a resumed state and the data (their mels, computed once
 as their preprocess does before training) are ready; our trainer reads its clips and builds its
-model before the TensorBoard file that starts its wall time and before train.max_minutes' clock.
+model before its first step, where its train_seconds (the wall time of its curve) and train.max_minutes' clock start.
 
 Their params take our vocoder's sizes from `--conf` (conf/baseline.yaml) where lmnt has a knob:
 sample rate (data.sample_rate), residual layers, residual channels, dilation cycle, n_mels, batch size,
@@ -258,9 +258,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         try:
             points = saved_points(args.run)
             out = args.out or args.run / "curve"
-            result = lc.learning_curve(
-                args.run, out, args, points, vocode_with_lmnt, weights="raw weights (lmnt's trainer keeps no EMA)"
-            )
+            weights = "raw weights (lmnt's trainer keeps no EMA)"
+            wall = "wall s: training time from wall.json, summed over continued runs (their set-up not counted)"
+            result = lc.learning_curve(args.run, out, args, points, vocode_with_lmnt, weights, wall)
         except (FileNotFoundError, RuntimeError, ValueError) as err:
             raise SystemExit(f"lmnt_train.py curve: {err}") from None
         print((out / "curve.md").read_text())

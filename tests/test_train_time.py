@@ -1,0 +1,91 @@
+"""A run's training time (train_seconds in its checkpoints): summed over resumed pieces, without the idle
+time between them; read by learning curves, ablation grids and export cards."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import audiodiff.train
+from audiodiff.checkpoint import load_checkpoint, training_time
+from audiodiff.runfiles import run_start
+from tests.conftest import train_cli
+
+ROOT = Path(__file__).parents[1]
+spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "recipes" / "learning_curve.py")
+lc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lc)
+DAY = 86400.0
+
+
+@pytest.fixture
+def ticking(monkeypatch):
+    """train's clock, 10 s later at each look; `now[0] += DAY` is a day's pause between two processes."""
+    now = [0.0]
+
+    def clock():
+        now[0] += 10.0
+        return now[0]
+
+    monkeypatch.setattr(audiodiff.train, "clock", clock)
+    return now
+
+
+def _pieces(config, corpus, exp, now, old_first: bool = False) -> Path:
+    """2 steps, a day's pause, resumed to 4 (ckpt_every 2). The clock: start, one look per step: 20 s a piece.
+    old_first: the step-2 checkpoint loses its train_seconds, as one written before they were recorded."""
+    run = train_cli(config, corpus, exp, "run", "train.steps=2", "train.ckpt_every=2")
+    first = run / "checkpoints" / "ckpt-00000002.pt"
+    if old_first:
+        state = torch.load(first, weights_only=True)
+        del state["train_seconds"], state["train_pieces"]
+        torch.save(state, first)
+    os.utime(first, (run_start(run) + 500, run_start(run) + 500))  # 500 s after the start by its mtime
+    now[0] += DAY
+    train_cli(config, corpus, exp, "run", "train.steps=4", "train.ckpt_every=2", flags=["--auto-resume"])
+    second = run / "checkpoints" / "ckpt-00000004.pt"
+    os.utime(second, (run_start(run) + DAY + 600, run_start(run) + DAY + 600))  # the day's pause in its mtime
+    return run
+
+
+def test_train_seconds_sum_the_pieces_without_the_pause(tmp_path, corpus, config, ticking):
+    run = _pieces(config, corpus, tmp_path / "exp", ticking)
+    first, second = (training_time(run / "checkpoints" / f"ckpt-0000000{k}.pt") for k in (2, 4))
+    assert first == {"train_seconds": 20.0, "train_pieces": 1}
+    assert second == {"train_seconds": 40.0, "train_pieces": 2}  # 20 + 20: the day between not counted
+    assert load_checkpoint(run)["train_seconds"] == 40.0  # the full loader reads the same
+    assert "checkpoint ckpt-00000004.pt saved at step 4, train_seconds=40\n" in (run / "log.txt").read_text()
+    # the learning curve's wall axis: the recorded training time, not the files' mtimes (500 s, a day + 600 s)
+    points, note = lc.run_checkpoints(run)
+    assert [(step, wall) for step, _, wall in points] == [(2, 20.0), (4, 40.0)]
+    assert note.startswith("wall s: training time summed over 2 resumed pieces")
+    # an export card says the same
+    from audiodiff.release import export
+
+    card = export(run, tmp_path / "card" / "tiny")[3].read_text()
+    assert "| wall time | 0.7 min (training time from the first step, summed over 2 resumed pieces" in card
+
+
+def test_a_checkpoint_without_train_seconds_resumes_from_its_mtime(tmp_path, corpus, config, ticking):
+    run = _pieces(config, corpus, tmp_path / "exp", ticking, old_first=True)
+    assert (
+        "train_seconds of ckpt-00000002.pt unknown, taken as mtime - start = 500 s\n" in (run / "log.txt").read_text()
+    )
+    second = training_time(run / "checkpoints" / "ckpt-00000004.pt")
+    assert second["train_seconds"] == 520.0 and second["train_pieces"] == 2  # 500 + this piece's 20
+    assert second["train_seconds_note"].startswith("steps up to 2: mtime - start = 500 s")
+    points, note = lc.run_checkpoints(run)
+    assert [(step, wall) for step, _, wall in points] == [(2, 500.0), (4, 520.0)]
+    assert "steps 2 predate train_seconds: the checkpoint file's mtime minus" in note
+
+
+def test_an_ablation_cell_resumed_after_an_interrupted_grid_counts_its_earlier_piece(tmp_path, corpus, config, ticking):
+    spec = importlib.util.spec_from_file_location("ablate", ROOT / "recipes" / "ablate.py")
+    ablate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablate)
+    run = tmp_path / "exp" / "cell"
+    assert ablate.trained_before(run) == 0.0  # a new cell
+    train_cli(config, corpus, tmp_path / "exp", "cell", "train.steps=2")
+    assert ablate.trained_before(run) == 20.0  # its train_seconds: train_s adds the resumed command's time
