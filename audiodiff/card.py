@@ -84,14 +84,21 @@ def _slices(minutes: float) -> list[str]:
     ]
 
 
-def _wall(seconds: float | None, pieces: int | None = None) -> str:
-    """`seconds`: the checkpoint's train_seconds (`pieces` processes), or with pieces None its mtime minus the start."""
+def _wall(seconds: float | None, pieces: int | None = None, note: str | None = None, init_from: str = "") -> str:
+    """`seconds`: the checkpoint's train_seconds (`pieces` processes; `note`: how a part of them that predates
+    train_seconds was estimated), or with pieces None its mtime minus the start. `init_from`: a fine-tune's source."""
     if seconds is None:
         return "not recorded (no TensorBoard events or config.yaml in the run)"
     if pieces is None:
-        return f"{seconds / 60:.1f} min (first TensorBoard event to the checkpoint's write, on the training machine)"
-    over = f"summed over {pieces} resumed pieces, idle time between them not counted" if pieces > 1 else "one piece"
-    return f"{seconds / 60:.1f} min (training time from the first step, {over}, on the training machine)"
+        text = f"{seconds / 60:.1f} min (first TensorBoard event to the checkpoint's write, on the training machine)"
+    else:
+        over = f"summed over {pieces} resumed pieces, idle time between them not counted" if pieces > 1 else "one piece"
+        text = f"{seconds / 60:.1f} min (training time from the first step, {over}, on the training machine)"
+    if note:  # runfiles.resumed_time: "steps up to N: mtime - start = S s, idle time between resumes included"
+        text += f"; {note}"
+    if init_from:  # train counts a fine-tune from 0: the source's weights came trained
+        text += f"; the fine-tuning only (train.init_from={init_from}: its training not counted)"
+    return text
 
 
 def _table(rows: list[tuple[str, str]]) -> list[str]:
@@ -170,7 +177,7 @@ def card_text(facts: dict, size: int) -> str:
         ("training", f"{meta['step']} steps, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}, {ema}"),
         ("sampling", _sampling(cfg) + _resampled(facts.get("resampled") or {})),
         ("weights", f"EMA, {meta['dtype']} ({size / 1e6:.2f} MB; loaded as float32)"),
-        ("wall time", _wall(facts["wall_s"], facts.get("train_pieces"))),
+        ("wall time", _wall(facts["wall_s"], facts.get("train_pieces"), facts.get("train_seconds_note"), tc.init_from)),
         ("machine", "; ".join(facts["machines"]) or "not recorded (trained before log.txt recorded it)"),
         ("commit", commit),
         ("torch", meta["torch"]),

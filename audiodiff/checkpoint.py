@@ -173,7 +173,10 @@ def training_time(path: str | Path) -> dict:
         how many processes that sums, and, where an older checkpoint's time was estimated, how. {} for a
         checkpoint written before they were recorded (its wall time: `runfiles.wall_seconds`).
     """
-    state = _read(path, map_location="cpu", mmap=True)
+    try:
+        state = _read(path, map_location="cpu", mmap=True)
+    except ValueError:  # mmap refused (torch's legacy, non-zip format, as load_checkpoint reads): read it whole
+        state = _read(path, map_location="cpu")
     return {k: state[k] for k in TRAINING_TIME if isinstance(state, dict) and k in state}
 
 

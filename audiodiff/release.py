@@ -283,6 +283,7 @@ def export(
         "exporting_commit": exporting,
         "wall_s": float(state["train_seconds"]) if timed else wall_seconds(run_start(run), ckpt),
         "train_pieces": int(state.get("train_pieces", 1)) if timed else None,
+        "train_seconds_note": state.get("train_seconds_note"),
         "resumes": _resume_lines(run / "log.txt"),
         "sliced": sliced,
         "prepare": parse_prepare(prepare) if prepare else guess_prepare(cfg.data.train),

@@ -124,7 +124,8 @@ def train(
     run's pieces (`train_pieces` of them), without their set-up (reading the data, building the model:
     as lmnt's trainer in egs/asterisk_en/local/lmnt_train.py counts) and without the idle time between
     them; log.txt's "checkpoint ckpt-N.pt saved at step N, train_seconds=T" lines repeat it. A resume from a
-    checkpoint without one takes its mtime minus the run's start (`runfiles.resumed_time`, logged).
+    checkpoint without one takes its mtime minus the run's start (`runfiles.resumed_time`, logged). A
+    fine-tune (train.init_from) counts from 0: only the weights come from its source, not the source's time.
     `stop_at` ends the run after that step (with a checkpoint) while the learning-rate schedule
     stays that of train.steps: the start of a longer run, as audiodiff.reproduce re-trains it.
     """

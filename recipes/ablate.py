@@ -188,7 +188,10 @@ def trained_before(run: Path) -> float:
     ckpt = latest_checkpoint(run / "checkpoints")
     if ckpt is None:
         return 0.0
-    seconds = training_time(ckpt).get("train_seconds")
+    try:
+        seconds = training_time(ckpt).get("train_seconds")
+    except ValueError as err:  # the cell fails (main lists it), as its train command would, not the whole grid
+        raise RuntimeError(f"{run}: {err}") from err
     return float(seconds) if seconds is not None else wall_seconds(run_start(run), ckpt) or 0.0
 
 

@@ -20,6 +20,13 @@ spec.loader.exec_module(lc)
 DAY = 86400.0
 
 
+def _ablate():
+    spec = importlib.util.spec_from_file_location("ablate", ROOT / "recipes" / "ablate.py")
+    ablate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablate)
+    return ablate
+
+
 @pytest.fixture
 def ticking(monkeypatch):
     """train's clock, 10 s later at each look; `now[0] += DAY` is a day's pause between two processes."""
@@ -82,10 +89,43 @@ def test_a_checkpoint_without_train_seconds_resumes_from_its_mtime(tmp_path, cor
 
 
 def test_an_ablation_cell_resumed_after_an_interrupted_grid_counts_its_earlier_piece(tmp_path, corpus, config, ticking):
-    spec = importlib.util.spec_from_file_location("ablate", ROOT / "recipes" / "ablate.py")
-    ablate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablate)
+    ablate = _ablate()
     run = tmp_path / "exp" / "cell"
     assert ablate.trained_before(run) == 0.0  # a new cell
     train_cli(config, corpus, tmp_path / "exp", "cell", "train.steps=2")
     assert ablate.trained_before(run) == 20.0  # its train_seconds: train_s adds the resumed command's time
+
+
+def test_the_card_says_which_time_was_estimated_and_that_a_fine_tune_counts_its_own(tmp_path, corpus, config, ticking):
+    from audiodiff.release import export
+
+    run = _pieces(config, corpus, tmp_path / "exp", ticking, old_first=True)
+    card = export(run, tmp_path / "card" / "resumed")[3].read_text()
+    # 520 s = the step-2 checkpoint's 500 s by its mtime (idle time included) + 20 s: the card must not claim none
+    assert "summed over 2 resumed pieces, idle time between them not counted" in card
+    assert "; steps up to 2: mtime - start = 500 s, idle time between resumes included" in card
+    # a fine-tune of it starts its own clock: 20 s for its 2 steps, not the source's 520 s + 20 s
+    tuned = train_cli(config, corpus, tmp_path / "exp", "tuned", "train.steps=2", f"train.init_from={run}")
+    assert training_time(tuned / "checkpoints" / "ckpt-00000002.pt") == {"train_seconds": 20.0, "train_pieces": 1}
+    card = export(tuned, tmp_path / "card" / "tuned")[3].read_text()
+    assert f"one piece, on the training machine); the fine-tuning only (train.init_from={run}: its" in card
+
+
+def test_training_time_reads_a_legacy_format_file_and_names_an_unreadable_one(tmp_path):
+    legacy = tmp_path / "ckpt-00000010.pt"  # torch's pre-zip format, which torch.load(mmap=True) refuses
+    torch.save({"step": 10, "train_seconds": 3.5, "w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert training_time(legacy) == {"train_seconds": 3.5}
+    bad = tmp_path / "ckpt-00000020.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"ckpt-00000020.pt is not a readable audiodiff checkpoint"):
+        training_time(bad)
+
+
+def test_an_ablation_cell_with_an_unreadable_checkpoint_fails_alone(tmp_path):
+    ablate = _ablate()
+    run = tmp_path / "cell"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-00000002.pt").write_bytes(b"cut off")
+    # main lists a RuntimeError as the cell's failure and runs the other cells; a ValueError stopped the grid
+    with pytest.raises(RuntimeError, match=r"cell: .*ckpt-00000002.pt is not a readable audiodiff checkpoint"):
+        ablate.trained_before(run)
