@@ -302,14 +302,22 @@ def resumed_time(run: Path, ckpt: Path, state: dict) -> tuple[float, int, str | 
         (train_seconds, pieces: the processes they sum, note: how they were estimated when the
         checkpoint predates train_seconds, kept in later checkpoints; log: a line for log.txt, or None).
         Such a checkpoint's time is the one learning curves gave it: its mtime minus the run's start
-        (`wall_seconds`, idle time between earlier resumes included), or 0 without a start.
+        (`wall_seconds`, idle time between earlier resumes included), or 0 without a start. Without
+        TensorBoard events the start is config.yaml's mtime, which every start rewrites: the last piece's
+        start, so earlier pieces are not counted (and a start after the checkpoint counts 0, not < 0).
     """
     if "train_seconds" in state:
         return float(state["train_seconds"]), int(state.get("train_pieces", 1)), state.get("train_seconds_note"), None
     seconds = wall_seconds(run_start(run), ckpt)
-    how = "0 (no TensorBoard events or config.yaml to start from)" if seconds is None else "mtime - start"
-    seconds = seconds or 0.0
-    note = f"steps up to {int(state['step'])}: {how} = {seconds:g} s, idle time between resumes included"
+    tail = ""
+    if seconds is None or seconds < 0:
+        how = "0 (no TensorBoard events or config.yaml to start from, or a config.yaml newer than it)"
+    elif any((run / "tensorboard").glob("events.out.tfevents.*")):
+        how, tail = "mtime - start", ", idle time between resumes included"
+    else:  # run_start's fallback
+        how = "mtime - config.yaml's mtime (no TensorBoard events: the last start, earlier pieces not counted)"
+    seconds = max(seconds or 0.0, 0.0)
+    note = f"steps up to {int(state['step'])}: {how} = {seconds:g} s{tail}"
     return seconds, 1, note, f"train_seconds of {Path(ckpt).name} unknown, taken as {how} = {seconds:g} s"
 
 

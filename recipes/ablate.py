@@ -192,7 +192,7 @@ def trained_before(run: Path) -> float:
         seconds = training_time(ckpt).get("train_seconds")
     except ValueError as err:  # the cell fails (main lists it), as its train command would, not the whole grid
         raise RuntimeError(f"{run}: {err}") from err
-    return float(seconds) if seconds is not None else wall_seconds(run_start(run), ckpt) or 0.0
+    return float(seconds) if seconds is not None else max(wall_seconds(run_start(run), ckpt) or 0.0, 0.0)
 
 
 def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads: int = 1) -> dict:

@@ -3,6 +3,7 @@ time between them; read by learning curves, ablation grids and export cards."""
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,33 @@ def test_an_ablation_cell_with_an_unreadable_checkpoint_fails_alone(tmp_path):
     # main lists a RuntimeError as the cell's failure and runs the other cells; a ValueError stopped the grid
     with pytest.raises(RuntimeError, match=r"cell: .*ckpt-00000002.pt is not a readable audiodiff checkpoint"):
         ablate.trained_before(run)
+
+
+@pytest.mark.parametrize(
+    ("config_age", "taken", "seconds"),
+    [
+        # config.yaml 300 s older than the checkpoint: the last start (every start rewrites config.yaml)
+        (300, "mtime - config.yaml's mtime (no TensorBoard events: the last start, earlier pieces not counted)", 300),
+        # config.yaml newer than the checkpoint (a later start that failed before its first one): not < 0
+        (-100, "0 (no TensorBoard events or config.yaml to start from, or a config.yaml newer than it)", 0),
+    ],
+)
+def test_an_old_checkpoint_of_a_run_without_tensorboard_events(
+    tmp_path, corpus, config, ticking, config_age, taken, seconds
+):
+    run = train_cli(config, corpus, tmp_path / "exp", "run", "train.steps=2", "train.ckpt_every=2")
+    first = run / "checkpoints" / "ckpt-00000002.pt"
+    state = torch.load(first, weights_only=True)
+    del state["train_seconds"], state["train_pieces"]
+    torch.save(state, first)
+    shutil.rmtree(run / "tensorboard")  # run_start falls back to config.yaml's mtime
+    mtime = first.stat().st_mtime
+    os.utime(run / "config.yaml", (mtime - config_age, mtime - config_age))
+    assert _ablate().trained_before(run) == seconds  # an ablation cell resumed from it: the same reading
+    train_cli(config, corpus, tmp_path / "exp", "run", "train.steps=4", "train.ckpt_every=2", flags=["--auto-resume"])
+    assert (
+        f"train_seconds of ckpt-00000002.pt unknown, taken as {taken} = {seconds} s\n" in (run / "log.txt").read_text()
+    )
+    second = training_time(run / "checkpoints" / "ckpt-00000004.pt")
+    assert second["train_seconds"] == seconds + 20.0  # -80 with the config.yaml newer than the checkpoint
+    assert second["train_seconds_note"] == f"steps up to 2: {taken} = {seconds} s"
