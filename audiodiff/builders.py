@@ -31,7 +31,7 @@ def _diffwave(cfg: ExperimentConfig) -> nn.Module:
     from audiodiff.tasks.audio import wave_cond_channels
 
     sizes = dict(cfg.model.diffwave)  # "auto" is resolved by load_config, not in configs built in code
-    sizes["embed_interp"] = resolve_embed_interp(sizes["embed_interp"], cfg.diffusion.kind)
+    sizes["embed_interp"] = resolve_embed_interp(sizes["embed_interp"], cfg.diffusion.kind, sizes["embed_freqs"])
     sizes["wave_cond"] = wave_cond_channels(cfg)  # set by data.cond_waveform (load_config records it)
     return DiffWave(DiffWaveConfig(**sizes))
 

@@ -27,7 +27,8 @@ def _network(cfg) -> str:
         u = cfg.model.unet
         return f"UNet, {u.channels} channels x {list(u.channel_mult)}, attention at {list(u.attn_levels) or 'none'}"
     d = cfg.model.diffwave
-    return f"DiffWave, {d.layers} layers x {d.channels} channels, dilation cycle {d.cycle}"
+    embed = ", step embedding on EDM's frequencies" if getattr(d, "embed_freqs", "diffwave") == "edm" else ""
+    return f"DiffWave, {d.layers} layers x {d.channels} channels, dilation cycle {d.cycle}{embed}"
 
 
 def _regularizer(cfg) -> str:

@@ -220,7 +220,7 @@ def _resolve(cfg: DictConfig, source: str) -> None:
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     try:
-        diffwave.embed_interp = resolve_embed_interp(diffwave.embed_interp, cfg.diffusion.kind)
+        diffwave.embed_interp = resolve_embed_interp(diffwave.embed_interp, cfg.diffusion.kind, diffwave.embed_freqs)
     except ValueError as err:
         raise ConfigError(f"{source}: model.diffwave.{err}") from None
 

@@ -53,8 +53,9 @@ def warn_fractional_steps(net: nn.Module, formulation: Formulation, sigmas: Tens
     fractional step's embedding is unrelated to any trained one, and the eps error there was
     measured up to 27x that of the neighbouring integer steps. Checkpoints from before "lerp"
     became the DDPM default store "exact" and still sample as they did, with this warning.
+    embed_freqs "edm" (at most 1 rad per step) is smooth between steps: no warning.
     """
-    if not (isinstance(net, DiffWave) and net.config.embed_interp == "exact"):
+    if not (isinstance(net, DiffWave) and net.config.embed_interp == "exact" and net.config.embed_freqs == "diffwave"):
         return
     steps = formulation.fractional_steps(sigmas)
     if steps:

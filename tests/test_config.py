@@ -121,6 +121,22 @@ def test_embed_interp_auto_is_resolved_by_the_formulation_and_stored_resolved():
         load_config(None, [*base, "model.diffwave.embed_interp=cubic"])
 
 
+def test_embed_freqs_defaults_to_diffwave_is_checked_and_refuses_lerp():
+    base = ["name=x", "data.train=/d"]
+    old = to_yaml(load_config(None, base))
+    assert "embed_freqs: diffwave" in old  # stored with the run
+    lines = [line for line in old.splitlines() if "embed_freqs" not in line]  # a config stored before the key
+    assert from_yaml("\n".join(lines)).model.diffwave.embed_freqs == "diffwave"
+    edm = load_config(None, [*base, "diffusion.kind=edm", "model.diffwave.embed_freqs=edm"])
+    assert (edm.model.diffwave.embed_freqs, edm.model.diffwave.embed_interp) == ("edm", "exact")
+    # DDPM steps on EDM's frequencies (at most 1 rad per step) are smooth between integers: auto is exact
+    assert load_config(None, [*base, "model.diffwave.embed_freqs=edm"]).model.diffwave.embed_interp == "exact"
+    with pytest.raises(ConfigError, match="model.diffwave.embed_freqs='edm' does not go with embed_interp='lerp'"):
+        load_config(None, [*base, "model.diffwave.embed_freqs=edm", "model.diffwave.embed_interp=lerp"])
+    with pytest.raises(ConfigError, match=r"embed_freqs='fourier' is not allowed; choose one of \['diffwave', 'edm'\]"):
+        load_config(None, [*base, "model.diffwave.embed_freqs=fourier"])
+
+
 @pytest.mark.parametrize(
     "text,match",
     [

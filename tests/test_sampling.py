@@ -11,8 +11,9 @@ from audiodiff.models import DiffWave, DiffWaveConfig
 from audiodiff.sampling import sample
 
 
-def tiny(interp):
-    return DiffWave(DiffWaveConfig(layers=2, channels=4, cycle=2, n_mels=0, embed_dim=16, embed_interp=interp))
+def tiny(interp, freqs="diffwave"):
+    cfg = DiffWaveConfig(layers=2, channels=4, cycle=2, n_mels=0, embed_dim=16, embed_interp=interp, embed_freqs=freqs)
+    return DiffWave(cfg)
 
 
 def run(net, formulation, sampler):
@@ -29,6 +30,7 @@ def test_exact_ddpm_diffwave_warns_at_fractional_steps_only():
         run(tiny("exact"), ddpm, "ddpm")  # 6 evenly spaced integer steps
         run(tiny("lerp"), ddpm, "fast")
         run(tiny("exact"), EDM(), "heun")  # continuous c_noise: exact is right
+        run(tiny("exact", "edm"), ddpm, "fast")  # EDM's frequencies (<= 1 rad per step): smooth between steps
 
 
 def conditional_config(label_dropout=0.1, classes=3):

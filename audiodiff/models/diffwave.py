@@ -25,6 +25,8 @@ from torch import Tensor, nn
 
 EMBED_INTERPS = ("exact", "lerp")
 EmbedInterp = Literal[("auto", *EMBED_INTERPS)]  # "auto" only in experiment configs (resolved on load)
+EMBED_FREQS = ("diffwave", "edm")
+EmbedFreqs = Literal[EMBED_FREQS]
 
 
 @dataclass
@@ -46,6 +48,12 @@ class DiffWaveConfig:
             trained on integer steps its sinusoids (up to 10^4 rad per step) make a fractional
             step's embedding unrelated to every trained one. Experiment configs default to
             "auto", resolved by `resolve_embed_interp` from the formulation.
+        embed_freqs: the 64 sinusoid frequencies of the step embedding (`step_frequencies`).
+            "diffwave" (default): 1 .. 10^4 rad per unit, made for integer DDPM steps 0..T-1. "edm":
+            1 .. 10^-4, NVlabs/edm's PositionalEmbedding (DDPM++, ADM) for c_noise = ln(sigma) / 4,
+            which spans about 2 units, where DiffWave's higher frequencies turn many times and make
+            most features a hash of sigma. A non-persistent buffer: state dicts do not change. Not with
+            embed_interp "lerp" (made for integer steps; a one-line error).
         wave_cond: sample-rate condition channels (0: the mel alone, today's network; 1: a vocoder
             conditioned on its mels' Griffin-Lim waveform, data.cond_waveform=griffin_lim). They
             enter every layer's condition projection (in-channels n_mels + wave_cond) beside the
@@ -63,6 +71,7 @@ class DiffWaveConfig:
     embed_dim: int = 512
     embed_interp: EmbedInterp = "lerp"
     wave_cond: int = 0
+    embed_freqs: EmbedFreqs = "diffwave"
 
 
 def pack_waveform(cond: Tensor, wave: Tensor, hop: int) -> Tensor:
@@ -114,22 +123,46 @@ def upsample_condition(upsampler: nn.Module, cond: Tensor, config: DiffWaveConfi
     return torch.cat([upsampler(mel), wave], dim=1)
 
 
-def resolve_embed_interp(interp: str, formulation: str) -> str:
-    """An experiment config's embed_interp for the diffusion formulation ("ddpm" or "edm").
+def resolve_embed_interp(interp: str, formulation: str, freqs: str = "diffwave") -> str:
+    """An experiment config's embed_interp for the diffusion formulation ("ddpm" or "edm") and embed_freqs.
 
     "auto" means "lerp" for DDPM (trained on integer steps 0..T-1, sampled at fractional ones)
-    and "exact" for EDM (continuous c_noise = ln(sigma) / 4, which has no integer grid).
+    and "exact" for EDM (continuous c_noise = ln(sigma) / 4, which has no integer grid) or for
+    embed_freqs "edm" (at most 1 rad per unit: smooth between integer steps).
     """
     if interp not in ("auto", *EMBED_INTERPS):
         raise ValueError(f"embed_interp={interp!r} is not allowed; choose one of ['auto', 'exact', 'lerp']")
     if interp == "auto":
-        return "lerp" if formulation == "ddpm" else "exact"
+        interp = "lerp" if formulation == "ddpm" and freqs == "diffwave" else "exact"
     if interp == "lerp" and formulation == "edm":
         raise ValueError(
             "embed_interp='lerp' interpolates between integer DDPM steps, but EDM conditions on the continuous "
             "c_noise = ln(sigma) / 4; use 'exact' or 'auto'"
         )
+    check_embed_freqs(freqs, interp)
     return interp
+
+
+def check_embed_freqs(freqs: str, interp: str) -> None:
+    """ValueError unless `freqs` is an embed_freqs choice that goes with the (resolved) embed_interp."""
+    if freqs not in EMBED_FREQS:
+        raise ValueError(f"embed_freqs={freqs!r} is not allowed; choose one of {list(EMBED_FREQS)}")
+    if freqs == "edm" and interp == "lerp":
+        raise ValueError(
+            "embed_freqs='edm' does not go with embed_interp='lerp', which interpolates between integer DDPM "
+            "steps; EDM's frequencies embed a continuous input: use embed_interp 'exact' or 'auto'"
+        )
+
+
+def step_frequencies(freqs: str = "diffwave") -> Tensor:
+    """The 64 frequencies (rad per unit of input) of DiffWave's step embedding, float32.
+
+    "diffwave": 10^(4 i / 63), 1 .. 10^4 (Kong et al. 2021). "edm": (1 / 10^4)^(i / 63), 1 .. 10^-4,
+    computed as NVlabs/edm's PositionalEmbedding(max_positions=10000, endpoint=True) does.
+    """
+    if freqs == "edm":
+        return (1 / 10000) ** (torch.arange(64, dtype=torch.float32) / 63)
+    return 10.0 ** (torch.arange(64) * 4.0 / 63.0)
 
 
 DIFFWAVE_PRESETS: dict[str, DiffWaveConfig] = {
@@ -163,19 +196,20 @@ def upsample_factors(hop: int, max_factor: int = 16) -> list[int]:
 
 
 class StepEmbedding(nn.Module):
-    """Sinusoidal embedding of the (fractional) step, 64 frequencies 10^(4 i / 63), then a 2-layer MLP.
+    """Sinusoidal embedding of the (fractional) step at 64 frequencies (`step_frequencies`), then a 2-layer MLP.
 
     Computed in the module's precision (float32, or float64 after `.double()`); see
-    DiffWaveConfig.embed_interp for "exact" and "lerp".
+    DiffWaveConfig.embed_interp for "exact" and "lerp", DiffWaveConfig.embed_freqs for the frequencies.
     """
 
-    def __init__(self, embed_dim: int, interp: str = "lerp") -> None:
+    def __init__(self, embed_dim: int, interp: str = "lerp", freqs: str = "diffwave") -> None:
         super().__init__()
         if interp not in EMBED_INTERPS:
             hint = "; 'auto' must be resolved first (resolve_embed_interp)" if interp == "auto" else ""
             raise ValueError(f"embed_interp={interp!r} is not allowed; choose one of {list(EMBED_INTERPS)}{hint}")
+        check_embed_freqs(freqs, interp)
         self.interp = interp
-        self.register_buffer("freqs", 10.0 ** (torch.arange(64) * 4.0 / 63.0), persistent=False)
+        self.register_buffer("freqs", step_frequencies(freqs), persistent=False)
         self.fc1 = nn.Linear(128, embed_dim)
         self.fc2 = nn.Linear(embed_dim, embed_dim)
 
@@ -251,7 +285,7 @@ class DiffWave(nn.Module):
         if cfg.wave_cond < 0 or (cfg.wave_cond and not cfg.n_mels):
             raise ValueError(f"DiffWave: wave_cond={cfg.wave_cond} must be >= 0, and > 0 only with n_mels > 0")
         self.inp = nn.Conv1d(1, cfg.channels, 1)
-        self.step_embed = StepEmbedding(cfg.embed_dim, cfg.embed_interp)
+        self.step_embed = StepEmbedding(cfg.embed_dim, cfg.embed_interp, cfg.embed_freqs)
         self.upsampler = MelUpsampler(cfg.hop) if cfg.n_mels else None
         self.layers = nn.ModuleList(
             ResidualLayer(cfg.channels, 2 ** (i % cfg.cycle), cfg.embed_dim, cfg.n_mels + cfg.wave_cond)

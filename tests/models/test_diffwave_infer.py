@@ -31,10 +31,10 @@ CASES = [  # (config, batch, length, tile): tiles smaller than, equal to and lar
 ]
 
 
-@pytest.mark.parametrize("interp", ["lerp", "exact"])
+@pytest.mark.parametrize("interp,freqs", [("lerp", "diffwave"), ("exact", "diffwave"), ("exact", "edm")])
 @pytest.mark.parametrize("cfg,batch,length,tile", CASES)
-def test_engine_computes_the_same_function_as_the_module(cfg, batch, length, tile, interp):
-    net = trained_looking(replace(cfg, embed_interp=interp))
+def test_engine_computes_the_same_function_as_the_module(cfg, batch, length, tile, interp, freqs):
+    net = trained_looking(replace(cfg, embed_interp=interp, embed_freqs=freqs))
     engine = DiffWaveInference(net, tile=tile)
     x, t = torch.randn(batch, 1, length), torch.rand(batch) * 40
     mel = torch.randn(batch, cfg.n_mels, length // cfg.hop) if cfg.n_mels else None
