@@ -190,6 +190,24 @@ def test_asterisk_edm_config_is_the_baseline_but_for_the_formulation_and_its_sam
     assert (edm.sample.sampler, edm.sample.steps) == ("heun", 18) and edm.regularizer.lam == 0
 
 
+def test_asterisk_edm_embed_config_is_the_edm_config_with_edms_embedding_frequencies():
+    from omegaconf import OmegaConf
+
+    from audiodiff.card import _network
+    from audiodiff.config import load_config
+
+    edm, embed = (
+        load_config(ROOT / f"egs/asterisk_en/conf/{n}.yaml", ["name=x", "data.train=/d"]) for n in ("edm", "edm_embed")
+    )
+    new, old = OmegaConf.to_container(embed), OmegaConf.to_container(edm)
+    assert (
+        new["model"]["diffwave"].pop("embed_freqs") == "edm"
+        and old["model"]["diffwave"].pop("embed_freqs") == "diffwave"
+    )
+    assert new == old and embed.model.diffwave.embed_interp == "exact"
+    assert _network(embed).endswith(", step embedding on EDM's frequencies") and "EDM" not in _network(edm)
+
+
 @pytest.mark.parametrize(
     "recipe,expected",
     [
