@@ -15,6 +15,7 @@ The grid file (YAML, paths relative to it):
     classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
     report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
     overrides: [train.fast_cpu=auto]     # optional: appended to every run's `audiodiff train`
+    archive: ../../docs/ablation/grids/digits   # optional: finished cells' scores, to commit (below)
 
 Embedding metrics carry their embedder (metrics.fad_ge2e); a grid's older name (metrics.fad) reads
 the same value, and so does a new name from metrics.json written before the rename.
@@ -30,10 +31,22 @@ are skipped (a run is trained when its final checkpoint exists, generated when g
 says generate finished the set, evaluated when eval/metrics.json holds a whole report; generating a set
 anew removes its old metrics.json), so an interrupted grid resumes where it stopped;
 `--stage evaluate --force-eval` re-scores every run (e.g. with a new metric) without retraining.
+A grid outlives its machine with `archive:` (a folder, committed; checkpoints are too big, scores a few
+KB): as each cell finishes (trained, evaluation finished), and in every report for the finished cells
+(so a grid started before the key existed is archived by `--stage report`), its record goes to
+`<archive>/<group>/seed<k>/`: eval/metrics.json, timing.json, config.yaml, run.yaml (defaults relative
+to the grid file) and archived.json (the commit train's log.txt recorded, the machine, the date, the
+overrides). A cell without a finished evaluation whose record the archive holds (a new machine) is
+restored from it (those files, into its run directory) and runs no stage: no checkpoint, no clips
+(`--force-eval` skips it with a line); a record made with another run.yaml or overrides than the grid
+composes now is an error naming the cell (delete the archive entry to train it anew). An archived
+record is never replaced: a run whose metrics differ from it gets a line and the archive is kept. The
+report counts restored cells like the others and lists them with their commit.
 `--set KEY=YAML` replaces a key of the grid file for one invocation, e.g. a smoke of a grid at a tiny
 budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overrides=[train.steps=2]'
 --set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it; `--set classifier=null`
-leaves an optional key out; list keys must be YAML lists).
+leaves an optional key out; list keys must be YAML lists; `--set out=...` leaves the grid's archive out,
+so a smoke's cells do not land in it, unless `--set archive=DIR` is given too).
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
 training budget (steps, wall seconds per run: the train command's time, plus for a cell resumed
 after an interrupted grid its earlier pieces' train_seconds, `trained_before`), the machine and the
@@ -52,7 +65,9 @@ Each invocation's wall time and packing are appended to `<out>/grid_time.json`; 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -63,6 +78,7 @@ import yaml
 
 from audiodiff.checkpoint import latest_checkpoint, training_time, write_json
 from audiodiff.eval.context import finished_evaluation
+from audiodiff.release import recorded
 from audiodiff.runfiles import run_start, set_complete, wall_seconds
 
 sys.path.insert(0, str(Path(__file__).parent))  # the report lives beside it (also when tests load this file)
@@ -77,7 +93,7 @@ def _fmt_lam(lam: float) -> str:
 
 
 GRID_KEYS = ("config", "train_data", "ref", "out", "seeds", "variants", "generate", "evaluate", "classifier", "report",
-             "overrides")  # fmt: skip
+             "overrides", "archive")  # fmt: skip
 LIST_KEYS = ("seeds", "variants", "generate", "evaluate", "report", "overrides")
 
 
@@ -100,6 +116,9 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
     grid, sets = yaml.safe_load(path.read_text()), sets or {}
     if isinstance(grid, dict):  # --set KEY=null leaves an optional key out (e.g. classifier)
         grid = {k: v for k, v in {**grid, **sets}.items() if not (k in sets and v is None)}
+        if "out" in sets and "archive" in grid and "archive" not in sets:  # a smoke's cells are not the grid's
+            del grid["archive"]
+            print(f"--set out={sets['out']}: the grid's archive is left out (--set archive=DIR to use one)")
     required = ("config", "train_data", "ref", "out", "seeds", "variants")
     for key in required:
         if not isinstance(grid, dict) or key not in grid:
@@ -113,7 +132,7 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
         raise SystemExit(f"{where}: {bad[0]} must be a YAML list ({bad[0]}: [...]), got {grid[bad[0]]!r}")
     root = path.parent.resolve()
     grid["root"] = root
-    for key in ("config", "train_data", "ref", "out", "classifier"):
+    for key in ("config", "train_data", "ref", "out", "classifier", "archive"):
         if key in grid:
             grid[key] = (root / grid[key]).resolve()
     names = [v["name"] for v in grid["variants"]]
@@ -195,9 +214,126 @@ def trained_before(run: Path) -> float:
     return float(seconds) if seconds is not None else max(wall_seconds(run_start(run), ckpt) or 0.0, 0.0)
 
 
+def _cell_name(cell: dict) -> str:
+    return f"{cell['group']} seed {cell['seed']}"
+
+
+def archive_entry(grid: dict, cell: dict) -> Path | None:
+    """Where the grid's `archive` keeps the cell's record (<archive>/<group>/seed<k>), None without the key."""
+    return grid["archive"] / cell["group"] / f"seed{cell['seed']}" if "archive" in grid else None
+
+
+def _identity(run_yaml: str, overrides: list[str], root: Path) -> dict:
+    """What a cell was trained with, the same on any machine: its run.yaml with the `defaults` paths
+    relative to the grid's folder, and its command-line overrides."""
+    body = yaml.safe_load(run_yaml) or {}
+    body["defaults"] = [os.path.relpath(d, root) if os.path.isabs(d) else d for d in body.get("defaults", [])]
+    return {"run.yaml": body, "overrides": list(overrides)}
+
+
+def _finished(run: Path) -> dict | None:
+    """The cell's metrics when it is finished (trained per timing.json, evaluation finished), else None."""
+    if not read_json(run / "timing.json", {}).get("train_done"):
+        return None
+    return finished_evaluation(run / "eval")
+
+
+def _held(entry: Path) -> dict | None:
+    """The archived metrics of a cell, None when the archive does not hold it."""
+    return finished_evaluation(entry / "eval") if entry.is_dir() else None
+
+
+def archive_cell(cell: dict, grid: dict) -> str | None:
+    """Copy a finished cell's record into the grid's archive: eval/metrics.json, timing.json, config.yaml,
+    run.yaml (its defaults relative to the grid file) and archived.json (commit, machine, date, overrides).
+
+    Returns "archived" (written now), "same" (already held) or "kept" (the archive holds other metrics:
+    it is kept, and a line says so); None without an archive or when the cell is not finished."""
+    entry, run = archive_entry(grid, cell), cell["run"]
+    metrics = _finished(run) if entry is not None else None
+    if metrics is None:
+        return None
+    held = _held(entry)
+    if held is not None:
+        if held == metrics:
+            return "same"
+        print(
+            f"{_cell_name(cell)}: {run / 'eval' / 'metrics.json'} differs from the archived {entry}; kept the "
+            f"archive (delete {entry} to archive this run instead)",
+            flush=True,
+        )
+        return "kept"
+    if (run / "archived.json").is_file():  # restored from an archive: its record says where it was trained
+        info = read_json(run / "archived.json", {})
+    else:
+        commits = recorded(run / "log.txt", "commit")
+        info = {
+            "group": cell["group"],
+            "seed": cell["seed"],
+            "commit": commits[-1] if commits else None,  # train's log.txt: one line per start and resume
+            "commits": commits,
+            "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+            "trained_on": recorded(run / "log.txt", "machine"),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    info["overrides"] = cell["overrides"]
+    tmp = entry.parent / f".{entry.name}.tmp"  # written whole, then renamed: a kill leaves no half record
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "eval").mkdir(parents=True)
+    shutil.copyfile(run / "eval" / "metrics.json", tmp / "eval" / "metrics.json")
+    shutil.copyfile(run / "timing.json", tmp / "timing.json")
+    if (run / "config.yaml").is_file():  # train's whole config: the report's steps and batch size
+        shutil.copyfile(run / "config.yaml", tmp / "config.yaml")
+    body = _identity(cell["config"], [], grid["root"])["run.yaml"]
+    (tmp / "run.yaml").write_text("# defaults relative to the grid file\n" + yaml.safe_dump(body, sort_keys=False))
+    write_json(tmp / "archived.json", info)
+    if entry.exists():  # a folder without metrics (not a record): replaced
+        shutil.rmtree(entry)
+    tmp.rename(entry)
+    return "archived"
+
+
+def restore_cell(cell: dict, grid: dict) -> bool:
+    """Copy the cell's archived record into its run directory when the run has no finished evaluation
+    and the archive holds it (a new machine); True when restored. RuntimeError naming the cell when the
+    archived record was made with another config than the grid composes now."""
+    entry, run = archive_entry(grid, cell), cell["run"]
+    if entry is None or finished_evaluation(run / "eval") is not None or _held(entry) is None:
+        return False
+    _check_identity(cell, grid, (entry / "run.yaml").read_text(), read_json(entry / "archived.json", {}), entry)
+    (run / "eval").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(entry / "archived.json", run / "archived.json")  # first: the cell runs no stage from here on
+    (run / "run.yaml").write_text(cell["config"])  # the archived one, with this checkout's paths (same identity)
+    for name in ("config.yaml", "timing.json", "eval/metrics.json"):
+        if (entry / name).is_file():
+            shutil.copyfile(entry / name, run / name)
+    print(f"{_cell_name(cell)}: restored from the archive {entry}", flush=True)
+    return True
+
+
+def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, where: Path) -> None:
+    archived = _identity(run_yaml, info.get("overrides", cell["overrides"]), grid["root"])
+    if archived != _identity(cell["config"], cell["overrides"], grid["root"]):
+        raise RuntimeError(
+            f"{_cell_name(cell)}: the archive {where} was made with another config (run.yaml or overrides differ "
+            f"from what the grid composes now); delete that archive entry (and {cell['run']}) to train the cell anew"
+        )
+
+
 def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads: int = 1) -> dict:
     run: Path = cell["run"]
     run.mkdir(parents=True, exist_ok=True)
+    if restore_cell(cell, grid) or (run / "archived.json").is_file():  # scores only: no checkpoint, no clips
+        info = read_json(run / "archived.json", {})
+        _check_identity(cell, grid, (run / "run.yaml").read_text(), info, run / "archived.json")
+        if finished_evaluation(run / "eval") is None:
+            raise RuntimeError(f"{_cell_name(cell)}: {run} was restored from an archive but has no metrics.json; "
+                               "delete the run directory to restore or train it again")  # fmt: skip
+        if force_eval and "evaluate" in stages:
+            print(
+                f"{_cell_name(cell)}: restored from the archive, no generated clips: --force-eval skips it", flush=True
+            )
+        return cell
     log = run / "ablate.log"
     cfg_path = run / "run.yaml"
     cfg_path.write_text(cell["config"])
@@ -255,6 +391,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
             log,
             threads,
         )
+    archive_cell(cell, grid)  # right away: a lost machine keeps the finished cells' scores
     return cell
 
 
@@ -305,6 +442,12 @@ def main() -> None:
         record_time(grid["out"], time.perf_counter() - t0, len(todo), procs, threads, sorted(stages))
         if failures:
             raise SystemExit(f"{len(failures)} run(s) failed; first: {failures[0]}")
+    if "archive" in grid:  # cells finished before the key existed, and cells another machine archived
+        for c in all_cells:
+            try:
+                restore_cell(c, grid) or archive_cell(c, grid)
+            except RuntimeError as err:
+                raise SystemExit(str(err)) from None
     res = report(grid, all_cells)
     print((grid["out"] / "results.md").read_text())
     print(f"wrote {grid['out'] / 'results.json'} ({len(res['rows'])} rows)")

@@ -1,6 +1,8 @@
 """The report of an ablation grid (recipes/ablate.py, whose docstring describes it): results.json,
 results.md and results.png in the grid's `out` folder, mean +- sample std over seeds per
-(variant, lambda) group; a metric's old and new names read the same value (`_lookup`).
+(variant, lambda) group; a metric's old and new names read the same value (`_lookup`). Cells restored
+from the grid's `archive` (a run directory with archived.json) count like the others and are listed
+with their commit.
 """
 
 from __future__ import annotations
@@ -68,10 +70,16 @@ def _plot(rows: list[dict], keys: list[str], path: Path) -> dict | None:
 def report(grid: dict, all_cells: list[dict]) -> dict:
     keys = grid.get("report") or []
     groups: dict[str, dict] = {}
+    archived = []  # cells restored from the grid's archive (trained on another machine or checkout)
     for c in all_cells:
         metrics = finished_evaluation(c["run"] / "eval")
         if metrics is None:
             continue
+        if (c["run"] / "archived.json").is_file():
+            info = read_json(c["run"] / "archived.json", {})
+            archived.append(
+                {"group": c["group"], "seed": c["seed"], **{k: info.get(k) for k in ("commit", "machine", "date")}}
+            )
         flat, embedder = _flatten(metrics), (metrics.get("embedder") or {}).get("name")
         tpath = c["run"] / "timing.json"
         timing = read_json(tpath, {})
@@ -96,7 +104,8 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         rows.append(row)
     times_path = grid["out"] / "grid_time.json"
     last_time = (read_json(times_path, []) or [None])[-1]
-    base_cfg = yaml.safe_load(all_cells[0]["run"].joinpath("config.yaml").read_text()) if all_cells else {}
+    configs = [c["run"] / "config.yaml" for c in all_cells if (c["run"] / "config.yaml").is_file()]
+    base_cfg = yaml.safe_load(configs[0].read_text()) if configs else {}  # the first cell that has trained
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=grid["root"])
     result = {
         "grid": str(grid["root"]),
@@ -107,10 +116,13 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "batch_size": (base_cfg.get("train") or {}).get("batch_size"),
         "metrics": keys,
         "rows": rows,
+        "archived": archived,
     }
     out = grid["out"]
     result["plot"] = _plot(rows, keys, out / "results.png")
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    restored = [f"{a['group']} seed {a['seed']} (commit {a['commit'] or 'unknown'}, {a['machine']}, {a['date']})"
+                for a in archived]  # fmt: skip
     lines = [
         f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
         f"{result['machine']}; mean +- std over seeds",
@@ -119,6 +131,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
             if last_time
             else []
         ),
+        *([f"from the grid's archive (trained elsewhere): {'; '.join(restored)}"] if restored else []),
         "",
         "| variant | lambda | seeds | " + " | ".join(k.removeprefix("metrics.") for k in keys) + " | train s/run |",
         "|---|---:|---:|" + "---:|" * len(keys) + "---:|",

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,123 @@ def test_set_refuses_non_lists_and_bad_yaml_and_null_drops_an_optional_key(tmp_p
         ablate.load_grid(path)
     grid = ablate.load_grid(path, ablate.grid_sets(["classifier=null", "generate=[--seeds, 0-3]"]))
     assert "classifier" not in grid and grid["generate"] == ["--seeds", "0-3"]
+
+
+def _fake_audiodiff(called):
+    """A stand-in for ablate's `_sh`: records the command and writes what train, generate and evaluate leave."""
+
+    def sh(cmd, log, threads=1):
+        called.append(cmd[3])
+        if cmd[3] == "train":
+            run = Path(cmd[4]).parent
+            (run / "config.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
+            (run / "log.txt").write_text("commit 1234abcd56\nmachine Some CPU, 1 thread(s), torch x\n")
+        elif cmd[3] == "generate":
+            gen = Path(cmd[cmd.index("--out") + 1])
+            gen.mkdir(parents=True)
+            (gen / "settings.json").write_text(json.dumps({"complete": True, "files": ["0.wav"]}))
+        else:
+            ev = Path(cmd[cmd.index("--out") + 1])
+            run = ev.parent
+            ev.mkdir(parents=True, exist_ok=True)
+            fad = 1.0 + len(run.parent.name) + 0.5 * int(run.name.removeprefix("seed"))
+            (ev / "metrics.json").write_text(json.dumps({"metrics": {"fad": fad}, "gen": str(run / "generated")}))
+
+    return sh
+
+
+def _run_grid(monkeypatch, path, *args):
+    """recipes/ablate.py `path` args..., as from the command line; results.json."""
+    monkeypatch.setattr(ablate.sys, "argv", ["ablate.py", str(path), "--workers", "1", *args])
+    ablate.main()
+    return json.loads((path.parent / "exp" / "abl" / "results.json").read_text())
+
+
+def _archived_grid(tmp_path, monkeypatch):
+    """The test grid with `archive: archive/abl`, its audiodiff commands faked; (grid file, called)."""
+    tmp_path.mkdir(exist_ok=True)
+    _grid(tmp_path)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | {"archive": "archive/abl"}))
+    called = []
+    monkeypatch.setattr(ablate, "_sh", _fake_audiodiff(called))
+    return path, called
+
+
+def test_an_archived_grid_is_restored_on_a_new_machine_without_running_anything(tmp_path, monkeypatch, capsys):
+    """The machine is lost with its run directories; the committed archive brings back the scores, and
+    generate (no checkpoint there) / evaluate (no clips) are not run on the restored cells."""
+    path, called = _archived_grid(tmp_path / "a", monkeypatch)
+    first = _run_grid(monkeypatch, path)
+    assert called == ["train", "generate", "evaluate"] * 6 and first["archived"] == []
+    entry = tmp_path / "a" / "archive" / "abl" / "amp_lam0.1" / "seed1"
+    assert sorted(str(p.relative_to(entry)) for p in entry.rglob("*") if p.is_file()) == [
+        "archived.json", "config.yaml", "eval/metrics.json", "run.yaml", "timing.json"]  # fmt: skip
+    info = json.loads((entry / "archived.json").read_text())
+    assert info["commit"] == "1234abcd56" and info["machine"] and info["date"]
+    assert yaml.safe_load((entry / "run.yaml").read_text())["defaults"] == ["base.yaml", "amp.yaml"]  # portable
+    # a new machine: another checkout path, the grid files and the archive (committed), no exp/
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("exp"))
+    path = tmp_path / "b" / "grid.yaml"
+    called.clear()
+    capsys.readouterr()
+    again = _run_grid(monkeypatch, path)
+    assert called == []
+    assert again["rows"] == first["rows"] and (again["steps"], again["batch_size"]) == (7, 3)
+    assert [(a["group"], a["seed"], a["commit"]) for a in again["archived"]] == [
+        (c["group"], c["seed"], "1234abcd56") for c in ablate.cells(ablate.load_grid(path))]  # fmt: skip
+    out = capsys.readouterr().out
+    assert "amp_lam0.1 seed 1: restored from the archive" in out
+    assert "from the grid's archive (trained elsewhere): baseline seed 0 (commit 1234abcd56" in out
+    _run_grid(monkeypatch, path, "--stage", "generate")
+    assert called == [] and not (tmp_path / "b" / "exp" / "abl" / "baseline" / "seed0" / "generated").exists()
+    _run_grid(monkeypatch, path, "--stage", "evaluate", "--force-eval")
+    assert called == []
+    assert (
+        "baseline seed 0: restored from the archive, no generated clips: --force-eval skips it"
+        in capsys.readouterr().out
+    )
+
+
+def test_an_archive_keeps_its_record_when_a_run_scores_differently(tmp_path, monkeypatch, capsys):
+    """A grid run before the key existed is archived by --stage report; later different metrics do not
+    replace the archived ones silently."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    first = _run_grid(monkeypatch, path, "--set", "archive=null")
+    archive = tmp_path / "archive" / "abl"
+    assert not archive.exists()
+    _run_grid(monkeypatch, path, "--stage", "report")
+    assert len(list(archive.glob("*/seed*/eval/metrics.json"))) == 6
+    kept = (archive / "baseline" / "seed1" / "eval" / "metrics.json").read_text()
+    run_metrics = tmp_path / "exp" / "abl" / "baseline" / "seed1" / "eval" / "metrics.json"
+    run_metrics.write_text(json.dumps({"metrics": {"fad": 99.0}}))  # e.g. re-scored with --force-eval
+    capsys.readouterr()
+    res = _run_grid(monkeypatch, path, "--stage", "report")
+    assert (archive / "baseline" / "seed1" / "eval" / "metrics.json").read_text() == kept
+    out = capsys.readouterr().out
+    assert f"baseline seed 1: {run_metrics} differs from the archived {archive / 'baseline' / 'seed1'}; kept" in out
+    assert res["rows"][0]["metrics.fad"]["values"] != first["rows"][0]["metrics.fad"]["values"]  # the run's own
+
+
+def test_a_restored_cell_made_with_another_config_is_an_error_naming_it(tmp_path, monkeypatch):
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    _run_grid(monkeypatch, path)
+    shutil.rmtree(tmp_path / "exp")
+    (tmp_path / "base2.yaml").write_text("train: {steps: 9, batch_size: 3}\n")
+    called.clear()
+    with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was made with another config"):
+        _run_grid(monkeypatch, path, "--set", "config=base2.yaml")
+    with pytest.raises(SystemExit, match=r"amp_lam0.1 seed 0: the archive \S+ was made with another config"):
+        _run_grid(monkeypatch, path, "--set", "overrides=[train.steps=2]", "--only", "amp")
+    with pytest.raises(SystemExit, match="baseline seed 0: the archive .* delete that archive entry"):
+        _run_grid(monkeypatch, path, "--set", "config=base2.yaml", "--stage", "report")
+    assert called == []
+
+
+def test_a_smoke_in_a_scratch_folder_leaves_the_archive_out(tmp_path, monkeypatch, capsys):
+    path, _ = _archived_grid(tmp_path, monkeypatch)
+    assert ablate.load_grid(path)["archive"] == tmp_path / "archive" / "abl"
+    assert "archive" not in ablate.load_grid(path, ablate.grid_sets(["out=exp/smoke", "overrides=[train.steps=2]"]))
+    assert "--set out=exp/smoke: the grid's archive is left out" in capsys.readouterr().out
+    sets = ablate.grid_sets(["out=exp/smoke", "archive=archive/smoke"])
+    assert ablate.load_grid(path, sets)["archive"] == tmp_path / "archive" / "smoke"
