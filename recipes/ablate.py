@@ -50,7 +50,9 @@ so a smoke's cells do not land in it, unless `--set archive=DIR` is given too).
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
 training budget (steps, wall seconds per run: the train command's time, plus for a cell resumed
 after an interrupted grid its earlier pieces' train_seconds, `trained_before`), the machine and the
-commit; `<out>/results.png` (linked from results.md) draws it: one panel per report key, a bar per
+commit, the classifier that scored the cells (weights sha1, test accuracy) and train.fast_cpu as train
+resolved it, with a WARNING line naming the cells when these differ (a classifier retrained on a new
+machine); `<out>/results.png` (linked from results.md) draws it: one panel per report key, a bar per
 group with the seed std and each seed's value, the baseline (the first group without a regularizer)
 as a dashed line.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;

@@ -3,6 +3,12 @@ results.md and results.png in the grid's `out` folder, mean +- sample std over s
 (variant, lambda) group; a metric's old and new names read the same value (`_lookup`). Cells restored
 from the grid's `archive` (a run directory with archived.json) count like the others and are listed
 with their commit.
+
+What scored and trained each cell is compared across the cells (`_provenance`): cells scored by different
+classifiers (a classifier retrained on another machine: other weights, other IS / classifier-FID /
+conditional accuracy) or trained with a different CPU precision (train.fast_cpu resolved on: bf16
+autocast, off: fp32) are pooled all the same, but results.md says so in a WARNING line naming them
+(and otherwise names the one classifier and precision).
 """
 
 from __future__ import annotations
@@ -67,14 +73,43 @@ def _plot(rows: list[dict], keys: list[str], path: Path) -> dict | None:
     return {"file": path.name, "baseline": baseline, "panels": plot_groups(rows, keys, path, baseline)}
 
 
+def _scorer_and_precision(metrics: dict, run: Path) -> dict[str, str | None]:
+    """What a cell's numbers depend on beyond its run.yaml: the classifier that scored it (weights sha1
+    and test accuracy, from metrics.json) and train.fast_cpu as train resolved it (config.yaml)."""
+    clf = metrics.get("classifier") or {}
+    sha1 = clf.get("weights_sha1") if isinstance(clf, dict) else None
+    acc = clf.get("test_accuracy") if isinstance(clf, dict) else None
+    scorer = None if sha1 is None else sha1[:12] + (f" (test accuracy {acc:.1%})" if isinstance(acc, float) else "")
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None
+    fast_cpu = (cfg.get("train") or {}).get("fast_cpu") if isinstance(cfg, dict) else None
+    return {"classifier": scorer, "train.fast_cpu": None if fast_cpu is None else str(fast_cpu)}
+
+
+def _provenance(seen: dict[str, dict[str, list[str]]]) -> list[str]:
+    """results.md's lines on what scored and trained the cells (`_scorer_and_precision`): one line with the
+    properties every cell shares, and a WARNING line per property that differs, each value with its cells.
+    Cells that do not record a property are left out of it."""
+    same = [f"{name} {next(iter(values))}" for name, values in seen.items() if len(values) == 1]
+    lines = [f"every cell: {'; '.join(same)}"] if same else []
+    for name, values in seen.items():
+        if len(values) > 1:
+            parts = "; ".join(f"{value}: {', '.join(cells)}" for value, cells in values.items())
+            lines.append(f"WARNING: the cells differ in {name}, so their scores are not comparable: {parts}")
+    return lines
+
+
 def report(grid: dict, all_cells: list[dict]) -> dict:
     keys = grid.get("report") or []
     groups: dict[str, dict] = {}
     archived = []  # cells restored from the grid's archive (trained on another machine or checkout)
+    seen: dict[str, dict[str, list[str]]] = {}  # property -> value -> cells (`_provenance`)
     for c in all_cells:
         metrics = finished_evaluation(c["run"] / "eval")
         if metrics is None:
             continue
+        for name, value in _scorer_and_precision(metrics, c["run"]).items():
+            if value is not None:
+                seen.setdefault(name, {}).setdefault(value, []).append(f"{c['group']} seed {c['seed']}")
         if (c["run"] / "archived.json").is_file():
             info = read_json(c["run"] / "archived.json", {})
             archived.append(
@@ -117,6 +152,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "metrics": keys,
         "rows": rows,
         "archived": archived,
+        "scored_and_trained": seen,  # {"classifier"|"train.fast_cpu": {value: [cells]}}: one value each, or a WARNING
     }
     out = grid["out"]
     result["plot"] = _plot(rows, keys, out / "results.png")
@@ -132,6 +168,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
             else []
         ),
         *([f"from the grid's archive (trained elsewhere): {'; '.join(restored)}"] if restored else []),
+        *_provenance(seen),
         "",
         "| variant | lambda | seeds | " + " | ".join(k.removeprefix("metrics.") for k in keys) + " | train s/run |",
         "|---|---:|---:|" + "---:|" * len(keys) + "---:|",

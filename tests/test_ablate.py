@@ -72,6 +72,37 @@ def test_report_gives_mean_and_spread_over_seeds(tmp_path):
     assert "| amp | 0.1 | 2 | 2 +- 0 | 10 |" in md and "| baseline | - | 2 |" in md
 
 
+def test_report_warns_when_cells_were_scored_by_different_classifiers_or_trained_at_another_precision(tmp_path):
+    """A grid that outlives its machine: the next machine retrains the classifier (other weights) and may
+    resolve train.fast_cpu otherwise; its cells are pooled with the archived ones, so the report says so."""
+    grid = _grid(tmp_path)
+    cells = ablate.cells(grid)
+
+    def finish(c, sha1, acc, fast_cpu):
+        (c["run"] / "eval").mkdir(parents=True, exist_ok=True)
+        clf = {"weights_sha1": sha1, "test_accuracy": acc}
+        (c["run"] / "eval" / "metrics.json").write_text(json.dumps({"metrics": {"fad": 1.0}, "classifier": clf}))
+        (c["run"] / "config.yaml").write_text(f"train: {{steps: 7, batch_size: 3, fast_cpu: '{fast_cpu}'}}\n")
+
+    for c in cells:
+        finish(c, "a" * 40, 0.983, "off")
+    ablate.report(grid, cells)
+    md = (grid["out"] / "results.md").read_text()
+    assert "every cell: classifier aaaaaaaaaaaa (test accuracy 98.3%); train.fast_cpu off" in md
+    assert "WARNING" not in md
+    for c in cells[3:]:  # the second seed, on a new machine
+        finish(c, "b" * 40, 0.958, "on")
+    res = ablate.report(grid, cells)
+    md = (grid["out"] / "results.md").read_text()
+    assert (
+        "WARNING: the cells differ in classifier, so their scores are not comparable: aaaaaaaaaaaa (test accuracy "
+        "98.3%): baseline seed 0, amp_lam0.1 seed 0, amp_lam0.01 seed 0; bbbbbbbbbbbb (test accuracy 95.8%): "
+        "baseline seed 1, amp_lam0.1 seed 1, amp_lam0.01 seed 1" in md
+    )
+    assert "WARNING: the cells differ in train.fast_cpu, so their scores are not comparable: off: baseline seed 0" in md
+    assert "every cell:" not in md and sorted(res["scored_and_trained"]["train.fast_cpu"]) == ["off", "on"]
+
+
 def test_report_plots_one_panel_per_key_with_the_baseline_and_links_it(tmp_path):
     from PIL import Image
 
