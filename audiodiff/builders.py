@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 def _diffwave(cfg: ExperimentConfig) -> nn.Module:
     from audiodiff.models.diffwave import DiffWave, DiffWaveConfig, resolve_embed_interp
-    from audiodiff.tasks.audio import wave_cond_channels
 
-    sizes = dict(cfg.model.diffwave)  # "auto" is resolved by load_config, not in configs built in code
+    # "auto" is resolved by load_config, not in configs built in code; wave_cond is the config's, which
+    # load_config / from_yaml set from data.cond_waveform (config._validated)
+    sizes = dict(cfg.model.diffwave)
     sizes["embed_interp"] = resolve_embed_interp(sizes["embed_interp"], cfg.diffusion.kind, sizes["embed_freqs"])
-    sizes["wave_cond"] = wave_cond_channels(cfg)  # set by data.cond_waveform (load_config records it)
     return DiffWave(DiffWaveConfig(**sizes))
 
 
