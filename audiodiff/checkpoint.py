@@ -6,6 +6,8 @@ config as YAML), loadable with `torch.load(weights_only=True)`: no pickled class
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import time
@@ -200,3 +202,16 @@ def stored_prior(path: str | Path) -> PriorConfig | None:
         return None
     prior = from_yaml(raw["config"], f"{path}: stored config").diffusion.prior
     return None if prior.kind == "none" else prior
+
+
+@dataclasses.dataclass
+class ResumedPrior:
+    """The diffusion.prior stored in the checkpoint `path` a run resumes from (`stored_prior`), read on the
+    first use of `prior` and at most once: train() hands one to `finetune.inherit_prior` and
+    `runfiles.keep_prior_align`, which read it only when they need it."""
+
+    path: Path
+
+    @functools.cached_property
+    def prior(self) -> PriorConfig | None:
+        return stored_prior(self.path)

@@ -19,16 +19,14 @@ new model.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from audiodiff.checkpoint import resolve_checkpoint, stored_prior
+from audiodiff.checkpoint import ResumedPrior, resolve_checkpoint, stored_prior
 from audiodiff.config import ExperimentConfig, from_yaml
 from audiodiff.data.corpora.common import sha256sum
-from audiodiff.diffusion.prior import PriorConfig
 from audiodiff.models.lmnt import config_from_lmnt_state, lmnt_to_ours, safe_torch_load, split_lmnt_checkpoint
 
 
@@ -83,17 +81,14 @@ def _source_file(cfg: ExperimentConfig) -> Path:
     return resolve_checkpoint(path)
 
 
-def inherit_prior(
-    cfg: ExperimentConfig, latest: Path | None, held: Callable[[], PriorConfig | None] | None
-) -> str | None:
+def inherit_prior(cfg: ExperimentConfig, resumed: ResumedPrior | None) -> str | None:
     """A fine-tuned run with diffusion.prior and no energy range takes its source's prior block.
 
     Args:
         cfg: the experiment config; its diffusion.prior is replaced by the source's.
-        latest: the checkpoint a resumed run continues from (None: a new run): it is then the source
-            (it holds what the run started with; the init_from file need not exist any more).
-        held: returns the prior stored in `latest` (`stored_prior`; the caller reads it once for this
-            and `keep_prior_align`); None with `latest`.
+        resumed: the checkpoint a resumed run continues from, with its stored prior read on first use
+            (the caller's one reading serves this and `keep_prior_align`); None: a new run. It is then
+            the source (it holds what the run started with; the init_from file need not exist any more).
 
     Returns:
         The log line naming the prior and where it came from, or None when nothing was taken (no
@@ -102,8 +97,8 @@ def inherit_prior(
     prior = cfg.diffusion.prior
     if not cfg.train.init_from or prior.kind == "none" or prior.energy_min is not None:
         return None
-    file = latest or _source_file(cfg)
-    source = held() if held is not None else stored_prior(file)  # lmnt's: None, trained with N(0, I)
+    file = resumed.path if resumed is not None else _source_file(cfg)
+    source = resumed.prior if resumed is not None else stored_prior(file)  # lmnt's: None, trained with N(0, I)
     if source is None or source.kind != prior.kind or source.energy_min is None:
         return None
     cfg.diffusion.prior = source

@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ import torch.distributed as dist
 from audiodiff.checkpoint import LATEST, TMP, latest_checkpoint, read_json, remove_stale_temps, write_json
 
 if TYPE_CHECKING:
-    from audiodiff.diffusion.prior import PriorConfig
+    from audiodiff.checkpoint import ResumedPrior
 
 LOCK_NAME = "train.lock"
 
@@ -234,15 +233,15 @@ RESUME_FREE = (
 )
 
 
-def keep_prior_align(cfg, held: Callable[[], PriorConfig | None] | None) -> None:
+def keep_prior_align(cfg, resumed: ResumedPrior | None) -> None:
     """A resumed run whose config leaves diffusion.prior.align unset keeps its checkpoint's placement ("hold"
     for a run from before align existed), the one its weights learned, not the "centre" that `audiodiff train`
-    records for a new run. `held` returns the prior stored in the checkpoint the run resumes from
-    (`checkpoint.stored_prior`; read only when needed); None: a new run."""
+    records for a new run. `resumed` holds the checkpoint the run resumes from, its stored prior read only
+    when needed (`checkpoint.ResumedPrior`); None: a new run."""
     prior = cfg.diffusion.prior
-    if prior.kind == "none" or prior.align is not None or held is None:
+    if prior.kind == "none" or prior.align is not None or resumed is None:
         return
-    stored = held()
+    stored = resumed.prior
     if stored is not None and stored.kind == prior.kind:
         prior.align = stored.align
 

@@ -9,7 +9,6 @@ each process takes batch_size / (processes x grad_accum) examples per micro-step
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -21,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from audiodiff.builders import build_formulation, build_network, build_task
-from audiodiff.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, stored_prior
+from audiodiff.checkpoint import ResumedPrior, latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from audiodiff.config import ExperimentConfig, from_yaml, to_yaml
 from audiodiff.data.datasets import TrainingStream
 from audiodiff.data.validate import describe_bad
@@ -136,9 +135,9 @@ def train(
     # a resumed run keeps its checkpoint's prior align when the config leaves it unset. The checkpoint's
     # prior is read when one of them asks, once for both (None: a new run, or --auto-resume of one not started)
     latest = latest_checkpoint(run / "checkpoints") if (resume or auto_resume) and not force else None
-    held = functools.cache(functools.partial(stored_prior, latest)) if latest is not None else None
-    prior_note = inherit_prior(cfg, latest, held)
-    keep_prior_align(cfg, held)
+    resumed = ResumedPrior(latest) if latest is not None else None
+    prior_note = inherit_prior(cfg, resumed)
+    keep_prior_align(cfg, resumed)
     examples = task.examples()  # the data is read and audited before anything is created
     lock, resume = prepare_run_dir(run, resume or auto_resume, force, rank, auto_resume)
     with lock:

@@ -172,3 +172,29 @@ def test_a_resumed_fine_tune_reads_its_checkpoint_at_most_once_for_the_prior(tmp
     assert [Path(f) for f in loads if isinstance(f, str | Path)].count(latest) == 2
     prior = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
     assert load_checkpoint(run)["step"] == 2 and prior["kind"] == "mel_energy" and prior["energy_min"] is not None
+
+
+def test_a_resumed_prior_is_read_once_and_only_when_asked(tmp_path, monkeypatch):
+    """inherit_prior and keep_prior_align share one ResumedPrior: the checkpoint is loaded on the first use of
+    its prior, once for both, and not at all when neither needs it."""
+    from audiodiff.checkpoint import ResumedPrior
+    from audiodiff.config import load_config, to_yaml
+    from audiodiff.finetune import inherit_prior
+    from audiodiff.runfiles import keep_prior_align
+
+    voc = ["name=x", "data.train=/d", *PRIOR_VOCODER, "diffusion.prior.std_min=0.2"]
+    stored = [*voc, "diffusion.prior.energy_min=0.001", "diffusion.prior.energy_max=5.0", "diffusion.prior.align=hold"]
+    ckpt = tmp_path / "ckpt-00000002.pt"
+    torch.save({"config": to_yaml(load_config(None, stored)), "model": {}, "step": 2}, ckpt)
+    loads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or load(f, *a, **k))
+    resumed = ResumedPrior(ckpt)
+    cfg = load_config(None, [*voc, "diffusion.prior.align=centre"])  # no init_from, align set: nothing to read
+    assert inherit_prior(cfg, resumed) is None and keep_prior_align(cfg, resumed) is None and loads == []
+    cfg = load_config(None, voc)  # align unset: the checkpoint's; a fine-tune: its whole prior block
+    keep_prior_align(cfg, resumed)
+    assert cfg.diffusion.prior.align == "hold" and cfg.diffusion.prior.energy_min is None
+    cfg = load_config(None, [*voc, "train.init_from=/gone.pt"])  # a resume needs no init_from file
+    note = inherit_prior(cfg, resumed)
+    assert note.startswith(f"diffusion.prior from {ckpt}, ") and "energy rms 0.001 .. 5, align hold" in note
+    assert cfg.diffusion.prior.energy_min == 0.001 and [Path(f) for f in loads] == [ckpt]
