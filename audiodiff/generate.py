@@ -15,8 +15,9 @@ import torch
 from audiodiff.builders import build_task, load_for_generation
 from audiodiff.config import ExperimentConfig
 from audiodiff.guidance import guidance_problem
-from audiodiff.runfiles import claim_output, writable_dir, write_set_listing
+from audiodiff.runfiles import writable_dir
 from audiodiff.sampling import sample, sampler_settings, sampling_plan, start_level
+from audiodiff.set_listing import claim_output, write_set_listing
 
 GRIFFIN_LIM = {"iters": 64, "momentum": 0.99, "seed": 0}  # `audiodiff griffin-lim`'s defaults
 

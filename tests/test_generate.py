@@ -8,7 +8,7 @@ import torch
 
 from audiodiff.eval.sets import read_audio
 from audiodiff.generate import _remove_stale, parse_seeds
-from audiodiff.runfiles import claim_output, read_set_listing
+from audiodiff.set_listing import claim_output, read_set_listing
 from tests.conftest import fail_cli, run_cli, train_cli, write_corpus
 
 

@@ -194,7 +194,7 @@ def test_init_from_weights_in_the_run_dir_are_not_deleted_by_a_start(tmp_path, c
 
 # ---- generated sets: when one is finished, and its listing survives a failed write
 def test_set_complete_only_for_a_whole_listing_that_says_complete(tmp_path):
-    from audiodiff.runfiles import set_complete
+    from audiodiff.set_listing import set_complete
 
     listing = tmp_path / "settings.json"
     assert not set_complete(tmp_path)  # no settings.json
@@ -214,7 +214,7 @@ def test_a_full_disk_leaves_the_previous_set_listing_whole(tmp_path):
     (tmp_path / "0.wav").write_bytes(b"")
     stems = [f"clip_{k:05d}" for k in range(400)]  # a marker of ~6 kB, over the 4 kB limit
     code = (
-        "from pathlib import Path\nfrom audiodiff.runfiles import claim_output\n"
+        "from pathlib import Path\nfrom audiodiff.set_listing import claim_output\n"
         f"claim_output(Path({str(tmp_path)!r}), {stems!r})"
     )
     out = on_a_full_disk(code)

@@ -45,7 +45,7 @@ def generated_set(gen: str | Path) -> dict[str, str] | None:
         ValueError: `gen` is a training run directory (its samples/ are training previews, not a
             generated set), or generate did not finish writing the set.
     """
-    from audiodiff.runfiles import read_set_listing
+    from audiodiff.set_listing import read_set_listing
 
     gen = Path(gen)
     settings = read_set_listing(gen)
@@ -65,7 +65,7 @@ def generated_set(gen: str | Path) -> dict[str, str] | None:
 def requested(gen: str | Path, paths: list[str]) -> list[str] | None:
     """The labels a class-conditional generated set asked for, for its files `paths` (as `generated_set`
     names them), as text; None for a set without labels (unconditional, or no settings.json)."""
-    from audiodiff.runfiles import read_set_listing
+    from audiodiff.set_listing import read_set_listing
 
     settings = read_set_listing(Path(gen))
     labels = (settings or {}).get("labels")
