@@ -36,10 +36,13 @@ KB): as each cell finishes (trained, evaluation finished), and in every report f
 (so a grid started before the key existed is archived by `--stage report`), its record goes to
 `<archive>/<group>/seed<k>/`: eval/metrics.json, timing.json, config.yaml, run.yaml (defaults relative
 to the grid file) and archived.json (the commit train's log.txt recorded, the machine, the date, the
-overrides). A cell without a finished evaluation whose record the archive holds (a new machine) is
-restored from it (those files, into its run directory) and runs no stage: no checkpoint, no clips
+overrides, the sha256 of the classifier that scored it). A cell without a finished evaluation whose
+record the archive holds (a new machine) is restored from it (those files, into its run directory)
+and runs no stage: no checkpoint, no clips
 (`--force-eval` skips it with a line); a record made with another run.yaml or overrides than the grid
-composes now is an error naming the cell (delete the archive entry to train it anew). An archived
+composes now is an error naming the cell (delete the archive entry to train it anew), and so is one
+scored by another classifier than the grid's (a classifier retrained on a new machine scores the same
+clips differently: keep the grid's classifier beside its archive and point `classifier:` at it). An archived
 record is never replaced: a run whose metrics differ from it gets a line and the archive is kept. The
 report counts restored cells like the others and lists them with their commit.
 `--set KEY=YAML` replaces a key of the grid file for one invocation, e.g. a smoke of a grid at a tiny
@@ -68,6 +71,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -233,6 +238,20 @@ def _identity(run_yaml: str, overrides: list[str], root: Path) -> dict:
     return {"run.yaml": body, "overrides": list(overrides)}
 
 
+@functools.cache
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def classifier_sha256(grid: dict) -> str | None:
+    """The sha256 of the grid's scoring classifier's weights, None without one: scores are comparable
+    only under the same classifier (one retrained on another machine scores the same clips differently)."""
+    if "classifier" not in grid:
+        return None
+    path = Path(grid["classifier"])
+    return _sha256(path / "classifier.safetensors" if path.suffix == "" else path.with_name("classifier.safetensors"))
+
+
 def _finished(run: Path) -> dict | None:
     """The cell's metrics when it is finished (trained per timing.json, evaluation finished), else None."""
     if not read_json(run / "timing.json", {}).get("train_done"):
@@ -277,6 +296,7 @@ def archive_cell(cell: dict, grid: dict) -> str | None:
             "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
             "trained_on": recorded(run / "log.txt", "machine"),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "classifier_sha256": classifier_sha256(grid),  # the classifier that scored it (as the grid has it now)
         }
     info["overrides"] = cell["overrides"]
     tmp = entry.parent / f".{entry.name}.tmp"  # written whole, then renamed: a kill leaves no half record
@@ -319,6 +339,13 @@ def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, where: Pa
         raise RuntimeError(
             f"{_cell_name(cell)}: the archive {where} was made with another config (run.yaml or overrides differ "
             f"from what the grid composes now); delete that archive entry (and {cell['run']}) to train the cell anew"
+        )
+    held, now = info.get("classifier_sha256"), classifier_sha256(grid)
+    if held and now and held != now:
+        raise RuntimeError(
+            f"{_cell_name(cell)}: the archive {where} was scored with another classifier (sha256 {held[:12]}; the "
+            f"grid's {grid['classifier']} is {now[:12]}): point the grid's classifier at the one that scored it "
+            "(keep it beside the archive) or delete that archive entry to score the cell anew"
         )
 
 

@@ -1,5 +1,6 @@
 """recipes/ablate.py: the grid expands to the right cells and the report aggregates over seeds."""
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -440,3 +441,26 @@ def test_a_smoke_in_a_scratch_folder_leaves_the_archive_out(tmp_path, monkeypatc
     assert "--set out=exp/smoke: the grid's archive is left out" in capsys.readouterr().out
     sets = ablate.grid_sets(["out=exp/smoke", "archive=archive/smoke"])
     assert ablate.load_grid(path, sets)["archive"] == tmp_path / "archive" / "smoke"
+
+
+def test_a_restored_cell_scored_by_another_classifier_is_an_error(tmp_path, monkeypatch):
+    """Scores are comparable only under one classifier: a grid whose classifier was retrained (another
+    machine, another sha256) must not mix the archive's scores with new ones."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    clf = tmp_path / "clf"
+    clf.mkdir()
+    (clf / "classifier.safetensors").write_bytes(b"weights one")
+    _run_grid(monkeypatch, path, "--set", "classifier=clf")
+    info = json.loads((tmp_path / "archive" / "abl" / "baseline" / "seed0" / "archived.json").read_text())
+    assert info["classifier_sha256"] == hashlib.sha256(b"weights one").hexdigest()
+    shutil.rmtree(tmp_path / "exp")  # a new machine: same classifier file, restored without running anything
+    called.clear()
+    ablate._sha256.cache_clear()
+    _run_grid(monkeypatch, path, "--set", "classifier=clf")
+    assert called == []
+    shutil.rmtree(tmp_path / "exp")  # a new machine that retrained the classifier
+    (clf / "classifier.safetensors").write_bytes(b"weights two")
+    ablate._sha256.cache_clear()
+    with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was scored with another classifier"):
+        _run_grid(monkeypatch, path, "--set", "classifier=clf")
+    assert called == []
