@@ -129,7 +129,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_halflife_steps: float = 0.0  # > 0 overrides ema_decay: decay = 0.5 ** (1 / halflife)
     bf16: bool = True  # bf16 autocast on CUDA (CPU runs: fast_cpu)
-    fast_cpu: str = "auto"  # CPU bf16 autocast: auto|on|off, auto = on where the CPU has avx512_bf16/amx (fastcpu.py)
+    fast_cpu: str = "auto"  # CPU bf16 autocast: auto|on|off, auto = on where the CPU has AMX bf16 (fastcpu.py)
     compile: bool = False  # torch.compile the network and the spectral loss
     cuda_graphs: bool = False  # with compile on one GPU: CUDA graphs (mode="reduce-overhead"), see README
     seed: int = 0

@@ -1,8 +1,12 @@
 """The fast CPU training switch, `train.fast_cpu`: bf16 autocast on CPUs that compute bf16 natively.
 
-"auto" (the default) turns it on where /proc/cpuinfo lists `avx512_bf16` or `amx_bf16`; "on"
-forces it; "off" keeps float32. Weights, gradients and AdamW's state stay float32 either way
-(autocast runs matrix products and convolutions in bf16; the parameters are never cast).
+"auto" (the default) turns it on where /proc/cpuinfo lists `amx_bf16` (AMX tiles multiply bf16
+matrices natively); "on" forces it; "off" keeps float32. `avx512_bf16` alone is not enough: on an
+Intel Xeon with avx512_bf16 and no AMX, one thread, bf16 autocast steps were 6-17% slower than float32
+(the 16 kHz vocoder 0.94x, the mel UNet 0.83x, the image UNet 0.94x;
+bench/results/training__xeon_bf16_1t.md), so "auto" stays float32 there. Weights, gradients and
+AdamW's state stay float32 either way (autocast runs matrix products and convolutions in bf16; the
+parameters are never cast).
 On a CPU without those instructions bf16 is emulated and slow: a 32-channel DiffWave step took
 17x longer in bf16 than in float32 on an AVX2-only AMD EPYC (docs/results.md), so "auto" stays
 float32 there. GPU runs ignore the switch (they use `train.bf16`); the resolved value ("on" or
@@ -69,11 +73,13 @@ def resolve_fast_cpu(setting: str, device: torch.device, flags: set[str] | None 
     setting = normalize_fast_cpu(setting)
     if device.type != "cpu":
         return "off", f"train.fast_cpu={setting}: ignored on {device.type} (train.bf16 sets autocast there)"
-    native = sorted(set(NATIVE_BF16_FLAGS) & (cpu_flags() if flags is None else flags))
+    flags = cpu_flags() if flags is None else flags
+    native = sorted(set(NATIVE_BF16_FLAGS) & flags)
     has = f"native bf16 ({', '.join(native)})" if native else "no native bf16 (no avx512_bf16 or amx_bf16)"
     if setting == "auto":
-        resolved = "on" if native else "off"
-        return resolved, f"train.fast_cpu=auto -> {resolved}: this CPU has {has}"
+        resolved = "on" if "amx_bf16" in flags else "off"
+        why = "" if resolved == "on" or not native else ", no AMX (bf16 measured slower than float32 there)"
+        return resolved, f"train.fast_cpu=auto -> {resolved}: this CPU has {has}{why}"
     if setting == "on" and not native:
         return "on", f"warning: train.fast_cpu=on on a CPU with {has}: bf16 is emulated, expect slower steps"
     return setting, f"train.fast_cpu={setting}: this CPU has {has}"
