@@ -50,7 +50,9 @@ budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overri
 --set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it; `--set classifier=null`
 leaves an optional key out; list keys must be YAML lists; `--set out=...` leaves the grid's archive out,
 so a smoke's cells do not land in it, unless `--set archive=DIR` is given too).
-The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds, the
+The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds (one seed
+has none: "x (1 seed)", std null in results.json, no error bar; a metric missing from some of a
+row's cells says over how many seeds it is taken: "x +- s (2 of 3 seeds)"), the
 training budget (steps, wall seconds per run: the train command's time, plus for a cell resumed
 after an interrupted grid its earlier pieces' train_seconds, `trained_before`), the machine and the
 commit, the classifier that scored the cells (weights sha1, test accuracy) and train.fast_cpu as train

@@ -1,8 +1,9 @@
 """The report of an ablation grid (recipes/ablate.py, whose docstring describes it): results.json,
 results.md and results.png in the grid's `out` folder, mean +- sample std over seeds per
-(variant, lambda) group; a metric's old and new names read the same value (`_lookup`). Cells restored
-from the grid's `archive` (a run directory with archived.json) count like the others and are listed
-with their commit.
+(variant, lambda) group; a metric's old and new names read the same value (`_lookup`). One value has no
+std (null in results.json, "x (1 seed)" in results.md, no error bar); a metric that some of a row's cells
+lack says over how many it is taken ("x +- s (2 of 3 seeds)"). Cells restored from the grid's `archive` (a run
+directory with archived.json) count like the others and are listed with their commit.
 
 What scored and trained each cell is compared across the cells (`_provenance`): cells scored by different
 classifiers (a classifier retrained on another machine: other weights, other IS / classifier-FID /
@@ -98,6 +99,22 @@ def _provenance(seen: dict[str, dict[str, list[str]]]) -> list[str]:
     return lines
 
 
+def _stat(vals: list[float], seeds: list[int]) -> dict:
+    """A metric's entry in a row: mean, sample std (None for one value: undefined), values and the seeds
+    they come from (fewer than the row's when some of its cells lack the metric)."""
+    std = statistics.stdev(vals) if len(vals) > 1 else None
+    return {"mean": statistics.fmean(vals), "std": std, "values": vals, "seeds": seeds}
+
+
+def _cell_text(stat: dict, row_seeds: int) -> str:
+    """results.md's cell: "mean +- std", "mean (1 seed)", and "(k of n seeds)" when the metric has fewer."""
+    n = len(stat["values"])
+    text = f"{stat['mean']:.4g}" + (f" +- {stat['std']:.2g}" if stat["std"] is not None else "")
+    if n != row_seeds:
+        return f"{text} ({n} of {row_seeds} seeds)"
+    return text if n > 1 else f"{text} (1 seed)"
+
+
 def report(grid: dict, all_cells: list[dict]) -> dict:
     keys = grid.get("report") or []
     groups: dict[str, dict] = {}
@@ -125,15 +142,12 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
             value = _lookup(flat, k, embedder)
             if value is not None:
                 g["values"].setdefault(k, []).append(value)
+                g.setdefault("metric_seeds", {}).setdefault(k, []).append(c["seed"])
     rows = []
     for name, g in groups.items():
         row = {"group": name, "variant": g["variant"], "lam": g["lam"], "seeds": g["seeds"]}
         for k, vals in g["values"].items():
-            row[k] = {
-                "mean": statistics.fmean(vals),
-                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                "values": vals,
-            }
+            row[k] = _stat(vals, g["metric_seeds"][k])
         times = [t for t in g["train_s"] if t is not None]
         row["train_s_mean"] = statistics.fmean(times) if times else None
         rows.append(row)
@@ -174,7 +188,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "|---|---:|---:|" + "---:|" * len(keys) + "---:|",
     ]
     for r in rows:
-        cols = [f"{r[k]['mean']:.4g} +- {r[k]['std']:.2g}" if k in r else "-" for k in keys]
+        cols = [_cell_text(r[k], len(r["seeds"])) if k in r else "-" for k in keys]
         t = f"{r['train_s_mean']:.0f}" if r["train_s_mean"] else "-"
         lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"
         lines.append(f"| {r['variant']} | {lam} | {len(r['seeds'])} | " + " | ".join(cols) + f" | {t} |")

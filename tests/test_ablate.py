@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -67,10 +68,42 @@ def test_report_gives_mean_and_spread_over_seeds(tmp_path):
     rows = {r["group"]: r for r in res["rows"]}
     assert rows["baseline"]["metrics.fad"]["mean"] == 2.0
     assert rows["baseline"]["metrics.fad"]["std"] == pytest.approx(2**0.5)
-    assert rows["amp_lam0.1"]["metrics.fad"]["std"] == 0.0 and rows["amp_lam0.01"]["seeds"] == [0]
+    assert rows["amp_lam0.1"]["metrics.fad"]["std"] == 0.0  # two seeds that agree: a measured zero spread
+    assert rows["amp_lam0.01"]["seeds"] == [0] and rows["amp_lam0.01"]["metrics.fad"]["std"] is None  # undefined
+    assert json.loads((grid["out"] / "results.json").read_text())["rows"][2]["metrics.fad"]["std"] is None
     assert res["steps"] == 7 and res["batch_size"] == 3
     md = (grid["out"] / "results.md").read_text()
     assert "| amp | 0.1 | 2 | 2 +- 0 | 10 |" in md and "| baseline | - | 2 |" in md
+    assert "| amp | 0.01 | 1 | 5 (1 seed) | 10 |" in md  # not "5 +- 0": one seed has no spread
+
+
+def test_a_metric_missing_from_some_cells_says_over_how_many_seeds_and_one_seed_draws_no_error_bar(
+    tmp_path, monkeypatch
+):
+    """The seeds column counts cells with any metrics.json; a metric one of them lacks is averaged over fewer,
+    which the cell says. A std of one value is undefined: no error bar in results.png (a NaN yerr)."""
+    import matplotlib.axes
+
+    _grid(tmp_path)
+    grid = ablate.load_grid(tmp_path / "grid.yaml", {"seeds": [0, 1, 2], "report": ["metrics.fad", "metrics.kad"]})
+    cells = [c for c in ablate.cells(grid) if c["group"] in ("baseline", "amp_lam0.1")]
+    for c in cells:
+        metrics = {"fad": 1.0 + c["seed"], "kad": 0.5 * c["seed"]}
+        if c["seed"] == 2:
+            del metrics["kad"]  # e.g. scored before kad was added to the grid's metrics
+        if c["group"] == "amp_lam0.1" and c["seed"] == 1:
+            del metrics["kad"]
+        (c["run"] / "eval").mkdir(parents=True)
+        (c["run"] / "eval" / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    yerrs = []
+    bar = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", lambda ax, *a, **kw: yerrs.append(kw["yerr"]) or bar(ax, *a, **kw))
+    rows = {r["group"]: r for r in ablate.report(grid, cells)["rows"]}
+    assert rows["baseline"]["metrics.kad"]["seeds"] == [0, 1] and rows["amp_lam0.1"]["metrics.kad"]["std"] is None
+    md = (grid["out"] / "results.md").read_text()
+    assert "| baseline | - | 3 | 2 +- 1 | 0.25 +- 0.35 (2 of 3 seeds) |" in md
+    assert "| amp | 0.1 | 3 | 2 +- 1 | 0 (1 of 3 seeds) |" in md
+    assert yerrs[0] == [1.0, 1.0] and yerrs[1][0] == pytest.approx(0.125**0.5) and math.isnan(yerrs[1][1])
 
 
 def test_report_warns_when_cells_were_scored_by_different_classifiers_or_trained_at_another_precision(tmp_path):

@@ -128,7 +128,8 @@ def plot_groups(rows: list[dict], keys: list[str], path: Path, baseline: str | N
 
     Args:
         rows: one dict per group, as `recipes/ablate.py`'s report writes them: {"group": name,
-            key: {"mean", "std", "values"}, ...}; a group without a key has no bar in that panel.
+            key: {"mean", "std", "values"}, ...}; a group without a key has no bar in that panel, a std
+            of None (one seed) no error bar.
         keys: the metric keys (metrics.json paths such as "metrics.fad_ge2e"), one panel each, in order.
         baseline: the name of the group drawn as the reference line (None: no line).
 
@@ -148,7 +149,8 @@ def plot_groups(rows: list[dict], keys: list[str], path: Path, baseline: str | N
         stats = [r.get(key) for r in rows]
         means = [s["mean"] if s else np.nan for s in stats]
         colors = ["0.6" if r["group"] == baseline else "C0" for r in rows]
-        ax.bar(x, means, 0.6, yerr=[s["std"] if s else 0 for s in stats], color=colors, capsize=3)
+        yerr = [s["std"] if s and s["std"] is not None else np.nan for s in stats]  # one seed: no bar
+        ax.bar(x, means, 0.6, yerr=yerr, color=colors, capsize=3)
         for i, s in enumerate(stats):
             if s:
                 ax.plot([i] * len(s["values"]), s["values"], "k.", ms=4)
