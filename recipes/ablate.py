@@ -66,7 +66,11 @@ processes as cores (on a busy 2-core box a 2-thread job next to another job slow
 waiting on each other; one thread per process was steadier). Measured on an idle 2-core AMD EPYC
 (a 4-run checkerboard grid, 400 steps a run, docs/results.md): 2 processes x 1 thread 325 s, 1 x 2
 433 s, so the default is 1.33x faster there; time a grid with each before changing it on another box.
-Each invocation's wall time and packing are appended to `<out>/grid_time.json`; the report shows the last.
+Each invocation's wall time and packing are appended to `<out>/grid_time.json` with how many of its
+cells ran a stage (trained, generated or evaluated), were skipped as finished, were restored from the
+archive or failed; the report's wall time is the sum over them (this out folder's invocations, killed
+ones not recorded), with each one's count of cells that ran, and says how many of the reported cells
+were trained here and how many came from the archive (trained elsewhere: their time is not in it).
 """
 
 from __future__ import annotations
@@ -351,7 +355,10 @@ def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, where: Pa
         )
 
 
-def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads: int = 1) -> dict:
+def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads: int = 1) -> str:
+    """Run the cell's unfinished `stages`: "ran" when it ran at least one (train, generate or evaluate),
+    "skipped" when all were finished, "restored" when its scores come from the grid's archive (now or
+    in an earlier invocation). RuntimeError naming the cell when a stage fails."""
     run: Path = cell["run"]
     run.mkdir(parents=True, exist_ok=True)
     if restore_cell(cell, grid) or (run / "archived.json").is_file():  # scores only: no checkpoint, no clips
@@ -364,14 +371,16 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
             print(
                 f"{_cell_name(cell)}: restored from the archive, no generated clips: --force-eval skips it", flush=True
             )
-        return cell
+        return "restored"
     log = run / "ablate.log"
     cfg_path = run / "run.yaml"
     cfg_path.write_text(cell["config"])
     timing_path = run / "timing.json"
     timing = read_json(timing_path, {})
     cli = [sys.executable, "-m", "audiodiff.cli"]
+    outcome = "skipped"
     if "train" in stages and not timing.get("train_done"):
+        outcome = "ran"
         before, t0 = trained_before(run), time.perf_counter()
         _sh(
             [
@@ -395,7 +404,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
         if (gen / "settings.json").exists():
             print(f"{gen}: generate did not finish this set; generating it again", flush=True)
         (ev / "metrics.json").unlink(missing_ok=True)  # the scores of the set being replaced
-        t0 = time.perf_counter()
+        t0, outcome = time.perf_counter(), "ran"
         _sh(
             [*cli, "generate", "--ckpt", str(run), "--out", str(gen), "--device", "cpu", *grid.get("generate", [])],
             log,
@@ -404,6 +413,7 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
         timing["generate_s"] = round(time.perf_counter() - t0, 1)
         write_json(timing_path, timing)
     if "evaluate" in stages and (force_eval or finished_evaluation(ev) is None):
+        outcome = "ran"
         _sh(
             [
                 *cli,
@@ -423,16 +433,23 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
             threads,
         )
     archive_cell(cell, grid)  # right away: a lost machine keeps the finished cells' scores
-    return cell
+    return outcome
 
 
-def record_time(out: Path, wall_s: float, n_cells: int, procs: int, threads: int, stages: list[str]) -> None:
-    """Append one invocation's wall time and packing to <out>/grid_time.json."""
+def record_time(
+    out: Path, wall_s: float, n_cells: int, procs: int, threads: int, stages: list[str], outcomes: dict | None = None
+) -> None:
+    """Append one invocation's wall time and packing to <out>/grid_time.json: its cells (all it was given)
+    and, from `outcomes` (`run_cell`'s counts), how many ran a stage, were skipped as finished, were
+    restored from the archive and failed. Entries written before the counts existed have only "cells"."""
     path = out / "grid_time.json"
     out.mkdir(parents=True, exist_ok=True)
     times = read_json(path, [])
     packed = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
-    times.append({"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages})
+    entry = {"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages}
+    if outcomes is not None:
+        entry.update({k: outcomes.get(k, 0) for k in ("ran", "skipped", "restored", "failed")})
+    times.append(entry)
     write_json(path, times)
 
 
@@ -457,20 +474,20 @@ def main() -> None:
     stages = set(STAGES) if args.stage is None else {args.stage}
     if stages - {"report"}:
         t0 = time.perf_counter()
-        failures = []
+        failures, outcomes = [], {}
         with ThreadPoolExecutor(max_workers=procs) as pool:
             futures = [pool.submit(run_cell, c, grid, stages, args.force_eval, threads) for c in todo]
-            for i, fut in enumerate(futures):
+            for i, (c, fut) in enumerate(zip(todo, futures)):
                 try:
-                    c = fut.result()
-                    print(
-                        f"[{i + 1}/{len(todo)}] {c['group']} seed {c['seed']} done ({time.perf_counter() - t0:.0f} s)",
-                        flush=True,
-                    )
+                    outcome = fut.result()
+                    said, elapsed = "done" if outcome == "ran" else outcome, time.perf_counter() - t0
+                    print(f"[{i + 1}/{len(todo)}] {_cell_name(c)} {said} ({elapsed:.0f} s)", flush=True)
                 except RuntimeError as err:
                     failures.append(str(err))
+                    outcome = "failed"
                     print(f"[{i + 1}/{len(todo)}] FAILED: {err}", flush=True)
-        record_time(grid["out"], time.perf_counter() - t0, len(todo), procs, threads, sorted(stages))
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        record_time(grid["out"], time.perf_counter() - t0, len(todo), procs, threads, sorted(stages), outcomes)
         if failures:
             raise SystemExit(f"{len(failures)} run(s) failed; first: {failures[0]}")
     if "archive" in grid:  # cells finished before the key existed, and cells another machine archived

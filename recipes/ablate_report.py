@@ -5,6 +5,10 @@ std (null in results.json, "x (1 seed)" in results.md, no error bar); a metric t
 lack says over how many it is taken ("x +- s (2 of 3 seeds)"). Cells restored from the grid's `archive` (a run
 directory with archived.json) count like the others and are listed with their commit.
 
+The grid's wall time (`_wall_time`) is the sum over the invocations of ablate.py recorded in
+<out>/grid_time.json (this out folder's, so this machine's), with how many cells ran a stage in each; the
+cells restored from the archive were trained elsewhere and their time is not in it.
+
 What scored and trained each cell is compared across the cells (`_provenance`): cells scored by different
 classifiers (a classifier retrained on another machine: other weights, other IS / classifier-FID /
 conditional accuracy) or trained with a different CPU precision (train.fast_cpu resolved on: bf16
@@ -115,6 +119,34 @@ def _cell_text(stat: dict, row_seeds: int) -> str:
     return text if n > 1 else f"{text} (1 seed)"
 
 
+def _wall_time(times: list[dict], here: int, archived: int) -> tuple[dict | None, list[str]]:
+    """results.json's grid_time and results.md's lines on it, from <out>/grid_time.json's entries (one per
+    invocation of ablate.py): the wall time summed over them, each one's count of cells that ran a stage
+    (and failed; an entry written before that was recorded has only its cells to run: "at most N"), and the
+    reported cells trained here vs restored from the archive (trained elsewhere: not in the sum)."""
+    if not times:
+        return None, []
+    total = sum(t["wall_s"] for t in times)
+    packings = list(dict.fromkeys(t["packing"] for t in times))
+    ran = [
+        (str(t["ran"]) + (f" (+{t['failed']} failed)" if t.get("failed") else "")) if "ran" in t
+        else f"at most {t['cells']}"
+        for t in times
+    ]  # fmt: skip
+    info = {"wall_s": round(total, 1), "invocations": times, "cells_trained_here": here, "cells_from_archive": archived}
+    if len(times) == 1:
+        head = f"grid wall time {total:.0f} s here (1 invocation, {packings[0]}; cells that ran a stage: {ran[0]})"
+    else:
+        head = (
+            f"grid wall time {total:.0f} s here, summed over {len(times)} invocations ({' / '.join(packings)}; "
+            f"cells that ran a stage in each: {', '.join(ran)})"
+        )
+    cells = f"cells reported: {here} trained here" + (
+        f", {archived} restored from the archive (trained elsewhere, not in this time)" if archived else ""
+    )
+    return info, [head, cells]
+
+
 def report(grid: dict, all_cells: list[dict]) -> dict:
     keys = grid.get("report") or []
     groups: dict[str, dict] = {}
@@ -151,8 +183,9 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         times = [t for t in g["train_s"] if t is not None]
         row["train_s_mean"] = statistics.fmean(times) if times else None
         rows.append(row)
-    times_path = grid["out"] / "grid_time.json"
-    last_time = (read_json(times_path, []) or [None])[-1]
+    n_cells = sum(len(g["seeds"]) for g in groups.values())
+    grid_time, time_lines = _wall_time(read_json(grid["out"] / "grid_time.json", []), n_cells - len(archived),
+                                       len(archived))  # fmt: skip
     configs = [c["run"] / "config.yaml" for c in all_cells if (c["run"] / "config.yaml").is_file()]
     base_cfg = yaml.safe_load(configs[0].read_text()) if configs else {}  # the first cell that has trained
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=grid["root"])
@@ -160,7 +193,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "grid": str(grid["root"]),
         "commit": commit.stdout.strip(),
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
-        "grid_time": last_time,
+        "grid_time": grid_time,  # {"wall_s": summed, "invocations": grid_time.json, "cells_trained_here", ...}
         "steps": (base_cfg.get("train") or {}).get("steps"),
         "batch_size": (base_cfg.get("train") or {}).get("batch_size"),
         "metrics": keys,
@@ -176,11 +209,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
     lines = [
         f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
         f"{result['machine']}; mean +- std over seeds",
-        *(
-            [f"grid wall time {last_time['wall_s']:.0f} s ({last_time['cells']} runs, {last_time['packing']})"]
-            if last_time
-            else []
-        ),
+        *time_lines,
         *([f"from the grid's archive (trained elsewhere): {'; '.join(restored)}"] if restored else []),
         *_provenance(seen),
         "",

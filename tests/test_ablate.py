@@ -225,18 +225,47 @@ def test_threads_reach_the_run_environment(tmp_path, monkeypatch):
     assert seen == {"omp": "2", "mkl": "2"}
 
 
-def test_report_shows_the_grid_wall_time_and_packing(tmp_path):
+def test_report_sums_the_grid_wall_time_over_invocations_with_their_packing(tmp_path):
+    """Every invocation's time counts (not the last one's); an entry from before the cell counts were
+    recorded (only "cells": all it was given) reads as an upper bound on the cells that ran."""
     grid = _grid(tmp_path)
     cells = ablate.cells(grid)
-    ablate.record_time(grid["out"], 100.04, 6, 2, 1, ["train"])
-    ablate.record_time(grid["out"], 61.26, 6, 1, 2, ["train"])
+    ablate.record_time(grid["out"], 100.04, 6, 2, 1, ["train"])  # as ablate.py wrote it before the counts
+    ablate.record_time(grid["out"], 61.26, 6, 1, 2, ["train"], {"ran": 2, "skipped": 4})
     cells[0]["run"].mkdir(parents=True)
     (cells[0]["run"] / "config.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
     times = json.loads((grid["out"] / "grid_time.json").read_text())
     assert [t["wall_s"] for t in times] == [100.0, 61.3]  # every invocation kept, in order
+    assert "ran" not in times[0] and times[1] | {"wall_s": 0} == {
+        "wall_s": 0, "cells": 6, "packing": "1 process x 2 threads", "stages": ["train"],
+        "ran": 2, "skipped": 4, "restored": 0, "failed": 0}  # fmt: skip
     res = ablate.report(grid, cells)
-    assert res["grid_time"]["packing"] == "1 process x 2 threads"
-    assert "grid wall time 61 s (6 runs, 1 process x 2 threads)" in (grid["out"] / "results.md").read_text()
+    assert res["grid_time"]["wall_s"] == 161.3 and res["grid_time"]["invocations"] == times
+    assert (
+        "grid wall time 161 s here, summed over 2 invocations (2 processes x 1 thread / 1 process x 2 threads; "
+        "cells that ran a stage in each: at most 6, 2)" in (grid["out"] / "results.md").read_text()
+    )
+
+
+def test_a_grid_resumed_on_a_new_machine_claims_only_the_cells_it_ran(tmp_path, monkeypatch):
+    """Machine A trains the baseline and archives it; machine B restores those cells, trains the rest, then
+    runs the grid again (nothing left to run). B's report does not count the restored or skipped cells as runs
+    of its wall time (it said "6 runs" for B's last invocation, which ran none)."""
+    path, called = _archived_grid(tmp_path / "a", monkeypatch)
+    _run_grid(monkeypatch, path, "--only", "baseline")
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("exp"))
+    path = tmp_path / "b" / "grid.yaml"
+    called.clear()
+    _run_grid(monkeypatch, path)
+    assert called == ["train", "generate", "evaluate"] * 4
+    res = _run_grid(monkeypatch, path)
+    times = json.loads((tmp_path / "b" / "exp" / "abl" / "grid_time.json").read_text())
+    assert [(t["cells"], t["ran"], t["skipped"], t["restored"], t["failed"]) for t in times] == [
+        (6, 4, 0, 2, 0), (6, 0, 4, 2, 0)]  # fmt: skip
+    assert res["grid_time"]["cells_trained_here"] == 4 and res["grid_time"]["cells_from_archive"] == 2
+    md = (tmp_path / "b" / "exp" / "abl" / "results.md").read_text()
+    assert "6 runs" not in md and "cells that ran a stage in each: 4, 0)" in md
+    assert "cells reported: 4 trained here, 2 restored from the archive (trained elsewhere, not in this time)" in md
 
 
 def _trained_cell(tmp_path, monkeypatch, called):
