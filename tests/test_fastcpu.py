@@ -14,7 +14,7 @@ CPU = torch.device("cpu")
 
 def test_auto_is_on_only_with_amx_bf16():
     assert resolve_fast_cpu("auto", CPU, {"avx2", "amx_bf16", "amx_tile"})[0] == "on"
-    # avx512_bf16 without AMX: bf16 autocast measured 6-17% slower than float32 (bench/results/training__xeon_bf16_1t.md)
+    # avx512_bf16 without AMX: bf16 measured 6-17% slower than float32 (bench/results/training__xeon_bf16_1t.md)
     state, note = resolve_fast_cpu("auto", CPU, {"avx2", "avx512f", "avx512_bf16"})
     assert state == "off" and "native bf16 (avx512_bf16), no AMX" in note
     note = "train.fast_cpu=on: this CPU has native bf16 (avx512_bf16)"
