@@ -1,0 +1,150 @@
+"""The archive of an ablation grid (recipes/ablate.py, whose docstring describes it): a finished cell's
+record (eval/metrics.json, timing.json, config.yaml, run.yaml with its defaults relative to the grid file,
+archived.json) goes to `<archive>/<group>/seed<k>/` (`archive_cell`), and a new machine copies it back into
+the cell's run directory instead of running the cell (`restore_cell`), when the record was made with the
+config, overrides and classifier the grid has now (`_check_identity`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+from ablate_report import _cpu_name, read_json  # beside this file (ablate.py puts recipes/ on sys.path)
+
+from audiodiff.checkpoint import write_json
+from audiodiff.eval.context import finished_evaluation
+from audiodiff.release import recorded
+
+
+def _cell_name(cell: dict) -> str:
+    return f"{cell['group']} seed {cell['seed']}"
+
+
+def archive_entry(grid: dict, cell: dict) -> Path | None:
+    """Where the grid's `archive` keeps the cell's record (<archive>/<group>/seed<k>), None without the key."""
+    return grid["archive"] / cell["group"] / f"seed{cell['seed']}" if "archive" in grid else None
+
+
+def _identity(run_yaml: str, overrides: list[str], root: Path) -> dict:
+    """What a cell was trained with, the same on any machine: its run.yaml with the `defaults` paths
+    relative to the grid's folder, and its command-line overrides."""
+    body = yaml.safe_load(run_yaml) or {}
+    body["defaults"] = [os.path.relpath(d, root) if os.path.isabs(d) else d for d in body.get("defaults", [])]
+    return {"run.yaml": body, "overrides": list(overrides)}
+
+
+@functools.cache
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def classifier_sha256(grid: dict) -> str | None:
+    """The sha256 of the grid's scoring classifier's weights, None without one: scores are comparable
+    only under the same classifier (one retrained on another machine scores the same clips differently)."""
+    if "classifier" not in grid:
+        return None
+    path = Path(grid["classifier"])
+    return _sha256(path / "classifier.safetensors" if path.suffix == "" else path.with_name("classifier.safetensors"))
+
+
+def _finished(run: Path) -> dict | None:
+    """The cell's metrics when it is finished (trained per timing.json, evaluation finished), else None."""
+    if not read_json(run / "timing.json", {}).get("train_done"):
+        return None
+    return finished_evaluation(run / "eval")
+
+
+def _held(entry: Path) -> dict | None:
+    """The archived metrics of a cell, None when the archive does not hold it."""
+    return finished_evaluation(entry / "eval") if entry.is_dir() else None
+
+
+def archive_cell(cell: dict, grid: dict) -> str | None:
+    """Copy a finished cell's record into the grid's archive: eval/metrics.json, timing.json, config.yaml,
+    run.yaml (its defaults relative to the grid file) and archived.json (commit, machine, date, overrides).
+
+    Returns "archived" (written now), "same" (already held) or "kept" (the archive holds other metrics:
+    it is kept, and a line says so); None without an archive or when the cell is not finished."""
+    entry, run = archive_entry(grid, cell), cell["run"]
+    metrics = _finished(run) if entry is not None else None
+    if metrics is None:
+        return None
+    held = _held(entry)
+    if held is not None:
+        if held == metrics:
+            return "same"
+        print(
+            f"{_cell_name(cell)}: {run / 'eval' / 'metrics.json'} differs from the archived {entry}; kept the "
+            f"archive (delete {entry} to archive this run instead)",
+            flush=True,
+        )
+        return "kept"
+    if (run / "archived.json").is_file():  # restored from an archive: its record says where it was trained
+        info = read_json(run / "archived.json", {})
+    else:
+        commits = recorded(run / "log.txt", "commit")
+        info = {
+            "group": cell["group"],
+            "seed": cell["seed"],
+            "commit": commits[-1] if commits else None,  # train's log.txt: one line per start and resume
+            "commits": commits,
+            "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+            "trained_on": recorded(run / "log.txt", "machine"),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "classifier_sha256": classifier_sha256(grid),  # the classifier that scored it (as the grid has it now)
+        }
+    info["overrides"] = cell["overrides"]
+    tmp = entry.parent / f".{entry.name}.tmp"  # written whole, then renamed: a kill leaves no half record
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "eval").mkdir(parents=True)
+    shutil.copyfile(run / "eval" / "metrics.json", tmp / "eval" / "metrics.json")
+    shutil.copyfile(run / "timing.json", tmp / "timing.json")
+    if (run / "config.yaml").is_file():  # train's whole config: the report's steps and batch size
+        shutil.copyfile(run / "config.yaml", tmp / "config.yaml")
+    body = _identity(cell["config"], [], grid["root"])["run.yaml"]
+    (tmp / "run.yaml").write_text("# defaults relative to the grid file\n" + yaml.safe_dump(body, sort_keys=False))
+    write_json(tmp / "archived.json", info)
+    if entry.exists():  # a folder without metrics (not a record): replaced
+        shutil.rmtree(entry)
+    tmp.rename(entry)
+    return "archived"
+
+
+def restore_cell(cell: dict, grid: dict) -> bool:
+    """Copy the cell's archived record into its run directory when the run has no finished evaluation
+    and the archive holds it (a new machine); True when restored. RuntimeError naming the cell when the
+    archived record was made with another config than the grid composes now."""
+    entry, run = archive_entry(grid, cell), cell["run"]
+    if entry is None or finished_evaluation(run / "eval") is not None or _held(entry) is None:
+        return False
+    _check_identity(cell, grid, (entry / "run.yaml").read_text(), read_json(entry / "archived.json", {}), entry)
+    (run / "eval").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(entry / "archived.json", run / "archived.json")  # first: the cell runs no stage from here on
+    (run / "run.yaml").write_text(cell["config"])  # the archived one, with this checkout's paths (same identity)
+    for name in ("config.yaml", "timing.json", "eval/metrics.json"):
+        if (entry / name).is_file():
+            shutil.copyfile(entry / name, run / name)
+    print(f"{_cell_name(cell)}: restored from the archive {entry}", flush=True)
+    return True
+
+
+def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, where: Path) -> None:
+    archived = _identity(run_yaml, info.get("overrides", cell["overrides"]), grid["root"])
+    if archived != _identity(cell["config"], cell["overrides"], grid["root"]):
+        raise RuntimeError(
+            f"{_cell_name(cell)}: the archive {where} was made with another config (run.yaml or overrides differ "
+            f"from what the grid composes now); delete that archive entry (and {cell['run']}) to train the cell anew"
+        )
+    held, now = info.get("classifier_sha256"), classifier_sha256(grid)
+    if held and now and held != now:
+        raise RuntimeError(
+            f"{_cell_name(cell)}: the archive {where} was scored with another classifier (sha256 {held[:12]}; the "
+            f"grid's {grid['classifier']} is {now[:12]}): point the grid's classifier at the one that scored it "
+            "(keep it beside the archive) or delete that archive entry to score the cell anew"
+        )
