@@ -49,8 +49,8 @@ def classifier_sha256(grid: dict) -> str | None:
     only under the same classifier (one retrained on another machine scores the same clips differently)."""
     if "classifier" not in grid:
         return None
-    path = Path(grid["classifier"])
-    return _sha256(path / "classifier.safetensors" if path.suffix == "" else path.with_name("classifier.safetensors"))
+    path = Path(grid["classifier"])  # its folder or one of its files, as `audiodiff evaluate --classifier` takes it
+    return _sha256((path.parent if path.is_file() else path) / "classifier.safetensors")
 
 
 def _finished(run: Path) -> dict | None:

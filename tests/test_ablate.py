@@ -526,3 +526,17 @@ def test_a_restored_cell_scored_by_another_classifier_is_an_error(tmp_path, monk
     with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was scored with another classifier"):
         _run_grid(monkeypatch, path, "--set", "classifier=clf")
     assert called == []
+
+
+def test_the_classifier_sha256_reads_a_folder_with_a_dot_in_its_name_or_a_file_of_it(tmp_path):
+    """As `audiodiff evaluate --classifier` takes it (load_classifier): a folder, whatever its name, or one
+    of its files. A folder named like a file (clf.v2) was read as a file beside it: no sha256, so archived
+    cells were restored under any classifier."""
+    clf = tmp_path / "clf_8khz.v2"
+    clf.mkdir()
+    (clf / "classifier.safetensors").write_bytes(b"weights")
+    (clf / "classifier.json").write_text("{}")
+    sha = hashlib.sha256(b"weights").hexdigest()
+    assert ablate.classifier_sha256({"classifier": clf}) == sha
+    assert ablate.classifier_sha256({"classifier": clf / "classifier.json"}) == sha
+    assert ablate.classifier_sha256({"classifier": tmp_path / "none"}) is None and ablate.classifier_sha256({}) is None
