@@ -40,11 +40,15 @@ overrides, the sha256 of the classifier that scored it). A cell without a finish
 record the archive holds (a new machine) is restored from it (those files, into its run directory)
 and runs no stage: no checkpoint, no clips
 (`--force-eval` skips it with a line); a record made with another run.yaml or overrides than the grid
-composes now is an error naming the cell (delete the archive entry to train it anew), and so is one
+composes now is an error naming the cell (delete the archive entry and the run to train it anew), and so is one
 scored by another classifier than the grid's (a classifier retrained on a new machine scores the same
 clips differently: keep the grid's classifier beside its archive and point `classifier:` at it). An archived
-record is never replaced: a run whose metrics differ from it gets a line and the archive is kept. The
-report counts restored cells like the others and lists them with their commit.
+record is never replaced: a run whose metrics differ from it gets a line and the archive is kept. A record
+without run.yaml or a readable archived.json is an error naming it when restored (the run that made it
+rewrites it). A restored cell whose entry is deleted (to train it anew) is not archived again from its
+copy: delete its run directory too. An archive that cannot be written (read-only) fails each finished
+cell with a line naming it (`--set archive=null` goes without it). The report counts restored cells like
+the others and lists them with their commit.
 `--set KEY=YAML` replaces a key of the grid file for one invocation, e.g. a smoke of a grid at a tiny
 budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overrides=[train.steps=2]'
 --set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it; `--set classifier=null`

@@ -65,18 +65,40 @@ def _held(entry: Path) -> dict | None:
     return finished_evaluation(entry / "eval") if entry.is_dir() else None
 
 
+def _incomplete(entry: Path) -> str | None:
+    """What a held record lacks beside its metrics (run.yaml, a readable archived.json), None when whole."""
+    if not (entry / "run.yaml").is_file():
+        return "no run.yaml"
+    if not isinstance(read_json(entry / "archived.json", None), dict):
+        return "no readable archived.json"
+    return None
+
+
 def archive_cell(cell: dict, grid: dict) -> str | None:
     """Copy a finished cell's record into the grid's archive: eval/metrics.json, timing.json, config.yaml,
     run.yaml (its defaults relative to the grid file) and archived.json (commit, machine, date, overrides).
 
-    Returns "archived" (written now), "same" (already held) or "kept" (the archive holds other metrics:
-    it is kept, and a line says so); None without an archive or when the cell is not finished."""
+    Returns "archived" (written now; also over a held record that lacks run.yaml or archived.json), "same"
+    (already held) or "kept" (the archive holds other metrics: it is kept, and a line says so); None without
+    an archive, when the cell is not finished, or when it was restored from an entry the archive no longer
+    holds (deleted to train the cell anew: not brought back, a line says so). RuntimeError naming the cell
+    when the archive cannot be written (read-only)."""
     entry, run = archive_entry(grid, cell), cell["run"]
     metrics = _finished(run) if entry is not None else None
     if metrics is None:
         return None
     held = _held(entry)
-    if held is not None:
+    lacks = _incomplete(entry) if held is not None else None
+    if held is None and (run / "archived.json").is_file():
+        print(
+            f"{_cell_name(cell)}: restored from the archive, which no longer holds it ({entry}): not archived "
+            f"again (delete {run} to train the cell anew)",
+            flush=True,
+        )
+        return None
+    if lacks is not None:
+        print(f"{_cell_name(cell)}: the archive {entry} holds an incomplete record ({lacks}); replaced", flush=True)
+    elif held is not None:
         if held == metrics:
             return "same"
         print(
@@ -101,28 +123,42 @@ def archive_cell(cell: dict, grid: dict) -> str | None:
         }
     info["overrides"] = cell["overrides"]
     tmp = entry.parent / f".{entry.name}.tmp"  # written whole, then renamed: a kill leaves no half record
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "eval").mkdir(parents=True)
-    shutil.copyfile(run / "eval" / "metrics.json", tmp / "eval" / "metrics.json")
-    shutil.copyfile(run / "timing.json", tmp / "timing.json")
-    if (run / "config.yaml").is_file():  # train's whole config: the report's steps and batch size
-        shutil.copyfile(run / "config.yaml", tmp / "config.yaml")
-    body = _identity(cell["config"], [], grid["root"])["run.yaml"]
-    (tmp / "run.yaml").write_text("# defaults relative to the grid file\n" + yaml.safe_dump(body, sort_keys=False))
-    write_json(tmp / "archived.json", info)
-    if entry.exists():  # a folder without metrics (not a record): replaced
-        shutil.rmtree(entry)
-    tmp.rename(entry)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "eval").mkdir(parents=True)
+        shutil.copyfile(run / "eval" / "metrics.json", tmp / "eval" / "metrics.json")
+        shutil.copyfile(run / "timing.json", tmp / "timing.json")
+        if (run / "config.yaml").is_file():  # train's whole config: the report's steps and batch size
+            shutil.copyfile(run / "config.yaml", tmp / "config.yaml")
+        body = _identity(cell["config"], [], grid["root"])["run.yaml"]
+        (tmp / "run.yaml").write_text("# defaults relative to the grid file\n" + yaml.safe_dump(body, sort_keys=False))
+        write_json(tmp / "archived.json", info)
+        if entry.exists():  # a folder without metrics (not a record) or an incomplete record: replaced
+            shutil.rmtree(entry)
+        tmp.rename(entry)
+    except OSError as err:  # a read-only archive: the cell's run is kept, its record is not written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(
+            f"{_cell_name(cell)}: cannot write its record to the archive {entry} ({err}); make "
+            f"{grid['archive']} writable, or run with --set archive=null to go without it"
+        ) from None
     return "archived"
 
 
 def restore_cell(cell: dict, grid: dict) -> bool:
     """Copy the cell's archived record into its run directory when the run has no finished evaluation
     and the archive holds it (a new machine); True when restored. RuntimeError naming the cell when the
-    archived record was made with another config than the grid composes now."""
+    archived record was made with another config than the grid composes now, or lacks run.yaml or
+    archived.json."""
     entry, run = archive_entry(grid, cell), cell["run"]
     if entry is None or finished_evaluation(run / "eval") is not None or _held(entry) is None:
         return False
+    lacks = _incomplete(entry)
+    if lacks is not None:
+        raise RuntimeError(
+            f"{_cell_name(cell)}: the archive {entry} holds an incomplete record ({lacks}); restore it from git, "
+            "or delete it to train the cell anew"
+        )
     _check_identity(cell, grid, (entry / "run.yaml").read_text(), read_json(entry / "archived.json", {}), entry)
     (run / "eval").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(entry / "archived.json", run / "archived.json")  # first: the cell runs no stage from here on

@@ -540,3 +540,78 @@ def test_the_classifier_sha256_reads_a_folder_with_a_dot_in_its_name_or_a_file_o
     assert ablate.classifier_sha256({"classifier": clf}) == sha
     assert ablate.classifier_sha256({"classifier": clf / "classifier.json"}) == sha
     assert ablate.classifier_sha256({"classifier": tmp_path / "none"}) is None and ablate.classifier_sha256({}) is None
+
+
+def test_an_archive_that_cannot_be_written_fails_its_cells_with_a_line_not_a_traceback(tmp_path, monkeypatch):
+    """A read-only archive (here a file where its folder goes, refused to root too) was an OSError out of main
+    after the cells ran: no grid_time.json, no report. Each cell now fails naming the archive and what to do;
+    its run is kept, and --set archive=null reports it without training again."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    (tmp_path / "archive").write_text("not a folder")
+    with pytest.raises(
+        SystemExit,
+        match=r"^6 run\(s\) failed; first: baseline seed 0: cannot write its record to the archive \S+abl/baseline/"
+        r"seed0 \(.+\); make \S+ writable, or run with --set archive=null to go without it$",
+    ):
+        _run_grid(monkeypatch, path)
+    assert called == ["train", "generate", "evaluate"] * 6
+    assert json.loads((tmp_path / "exp" / "abl" / "grid_time.json").read_text())[0]["failed"] == 6
+    assert not list(tmp_path.glob("archive*/**/.seed*.tmp"))
+    called.clear()
+    res = _run_grid(monkeypatch, path, "--set", "archive=null")
+    assert called == [] and [len(r["seeds"]) for r in res["rows"]] == [2, 2, 2]
+
+
+def test_an_incomplete_archive_record_is_an_error_naming_it_and_the_run_that_made_it_repairs_it(
+    tmp_path, monkeypatch, capsys
+):
+    """A record without run.yaml (a commit that missed a file) or with an unreadable archived.json (a merge
+    conflict) was a FileNotFoundError traceback, or restored with no identity or classifier check at all."""
+    path, called = _archived_grid(tmp_path / "a", monkeypatch)
+    _run_grid(monkeypatch, path)
+    entry = tmp_path / "a" / "archive" / "abl" / "baseline" / "seed0"
+    (entry / "run.yaml").unlink()
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("exp"))
+    b, on_b = tmp_path / "b" / "grid.yaml", tmp_path / "b" / "archive" / "abl" / "baseline" / "seed0"
+    called.clear()
+    for broken in ("no run.yaml", "no readable archived.json"):
+        said = rf"the archive \S+seed0 holds an incomplete record \({broken}\); restore it from git, or delete it"
+        with pytest.raises(SystemExit, match=rf"baseline seed 0: {said} to train the cell anew"):
+            _run_grid(monkeypatch, b, "--only", "baseline")
+        shutil.copyfile(entry.parent / "seed1" / "run.yaml", on_b / "run.yaml")  # the same file: one seed apart
+        (on_b / "archived.json").write_text('{"commit": "12')  # cut off
+    assert called == []
+    capsys.readouterr()
+    _run_grid(monkeypatch, path, "--stage", "report")  # machine a, which trained the cell: its record replaces it
+    assert (
+        f"baseline seed 0: the archive {entry} holds an incomplete record (no run.yaml); replaced"
+        in capsys.readouterr().out
+    )
+    assert yaml.safe_load((entry / "run.yaml").read_text())["defaults"] == ["base.yaml"]
+
+
+def test_a_restored_cell_whose_archive_entry_was_deleted_is_not_archived_again(tmp_path, monkeypatch, capsys):
+    """Deleting a cell's archive entry is how it is trained anew (the errors say so); a machine that had restored
+    the cell wrote the entry back from its copy at its next report, so the deleted record came back."""
+    path, called = _archived_grid(tmp_path / "a", monkeypatch)
+    _run_grid(monkeypatch, path)
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("exp"))
+    b = tmp_path / "b" / "grid.yaml"
+    _run_grid(monkeypatch, b)  # restores every cell
+    entry, run = (
+        tmp_path / "b" / "archive" / "abl" / "baseline" / "seed0",
+        tmp_path / "b" / "exp" / "abl" / "baseline" / "seed0",
+    )
+    shutil.rmtree(entry)  # deleted to train the cell anew
+    capsys.readouterr()
+    _run_grid(monkeypatch, b, "--stage", "report")
+    assert not entry.exists()
+    assert (
+        f"baseline seed 0: restored from the archive, which no longer holds it ({entry}): not archived again "
+        f"(delete {run} to train the cell anew)" in capsys.readouterr().out
+    )
+    shutil.rmtree(run)
+    called.clear()
+    _run_grid(monkeypatch, b, "--only", "baseline")
+    assert called == ["train", "generate", "evaluate"] and not (run / "archived.json").exists()
+    assert json.loads((entry / "archived.json").read_text())["commit"] == "1234abcd56"
