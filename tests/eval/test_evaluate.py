@@ -231,7 +231,9 @@ def test_every_audio_metric_keeps_its_pinned_value_and_report_entries(tmp_path):
     asked = ["fad", "fad_inf", "kad", "ndb", "mean_spectrum", "mrstft", "lsd", "pesq"]
     rep = evaluate(ref, gen, tmp_path / "e", asked, "melstats", tmp_path / "cache", classifier=clf)
     assert list(rep["metrics"]) == list(PINNED_AUDIO)  # the order of metrics.md's rows
-    assert rep["metrics"] == pytest.approx(PINNED_AUDIO, rel=1e-6, abs=1e-9)
+    # rel 1e-4, not 1e-6: classifier-FID's 0.0183 came out 1.4e-6 relative off on an Intel Xeon (AVX-512)
+    # against the AMD EPYC (AVX2) it was pinned on, float kernels differing; a changed formula moves more
+    assert rep["metrics"] == pytest.approx(PINNED_AUDIO, rel=1e-4, abs=1e-9)
     assert json.loads((tmp_path / "e" / "metrics.json").read_text()) == rep
     md = (tmp_path / "e" / "metrics.md").read_text()
     assert md.startswith(f"Reference: {ref} (6 files); generated: {gen} (5 files); embedder: melstats (mean and")
@@ -264,7 +266,7 @@ def test_image_metrics_keep_their_pinned_values_with_the_cli_defaults(tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "metrics.json").read_text())
     assert list(rep["metrics"]) == list(PINNED_IMAGES)
-    assert rep["metrics"] == pytest.approx(PINNED_IMAGES, rel=1e-6, abs=1e-9)
+    assert rep["metrics"] == pytest.approx(PINNED_IMAGES, rel=1e-4, abs=1e-9)  # rel 1e-4: as the audio test
     assert (out / "metrics.md").read_text() == f"Reference: {ref}; generated: {gen}" + _table(PINNED_IMAGES)
     assert {k: rep[k] for k in ("ref", "gen", "n_ref", "n_gen", "kind")} == {
         "ref": str(ref), "gen": str(gen), "n_ref": 20, "n_gen": 12, "kind": "images"}  # fmt: skip
