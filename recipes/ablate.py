@@ -36,13 +36,14 @@ KB): as each cell finishes (trained, evaluation finished), and in every report f
 (so a grid started before the key existed is archived by `--stage report`), its record goes to
 `<archive>/<group>/seed<k>/`: eval/metrics.json, timing.json, config.yaml, run.yaml (defaults relative
 to the grid file) and archived.json (the commit train's log.txt recorded, the machine, the date, the
-overrides, the sha256 of the classifier that scored it). A cell without a finished evaluation whose
-record the archive holds (a new machine) is restored from it (those files, into its run directory)
-and runs no stage: no checkpoint, no clips
+overrides; its metrics.json names the classifier that scored it, by the weights sha1 evaluate wrote). A cell
+without a finished evaluation whose record the archive holds (a new machine) is restored from it (those
+files, into its run directory) and runs no stage: no checkpoint, no clips
 (`--force-eval` skips it with a line); a record made with another run.yaml or overrides than the grid
 composes now is an error naming the cell (delete the archive entry and the run to train it anew), and so is one
-scored by another classifier than the grid's (a classifier retrained on a new machine scores the same
-clips differently: keep the grid's classifier beside its archive and point `classifier:` at it). An archived
+whose metrics.json's classifier weights sha1 is not that of the grid's classifier file (a classifier retrained
+on a new machine scores the same clips differently: keep the grid's classifier beside its archive and point
+`classifier:` at it; a record scored without a classifier, or a grid without one, is not checked). An archived
 record is never replaced: a run whose metrics differ from it gets a line and the archive is kept. A record
 without run.yaml or a readable archived.json is an error naming it when restored (the run that made it
 rewrites it). A restored cell whose entry is deleted (to train it anew) is not archived again from its
@@ -101,10 +102,9 @@ from ablate_archive import (  # noqa: E402, F401
     _finished,
     _held,
     _identity,
-    _sha256,
     archive_cell,
     archive_entry,
-    classifier_sha256,
+    grid_classifier_sha1,
     restore_cell,
 )
 
@@ -248,8 +248,9 @@ def run_cell(cell: dict, grid: dict, stages: set[str], force_eval: bool, threads
     run.mkdir(parents=True, exist_ok=True)
     if restore_cell(cell, grid) or (run / "archived.json").is_file():  # scores only: no checkpoint, no clips
         info = read_json(run / "archived.json", {})
-        _check_identity(cell, grid, (run / "run.yaml").read_text(), info, run / "archived.json")
-        if finished_evaluation(run / "eval") is None:
+        metrics = finished_evaluation(run / "eval")
+        _check_identity(cell, grid, (run / "run.yaml").read_text(), info, metrics, run / "archived.json")
+        if metrics is None:
             raise RuntimeError(f"{_cell_name(cell)}: {run} was restored from an archive but has no metrics.json; "
                                "delete the run directory to restore or train it again")  # fmt: skip
         if force_eval and "evaluate" in stages:

@@ -2,22 +2,22 @@
 record (eval/metrics.json, timing.json, config.yaml, run.yaml with its defaults relative to the grid file,
 archived.json) goes to `<archive>/<group>/seed<k>/` (`archive_cell`), and a new machine copies it back into
 the cell's run directory instead of running the cell (`restore_cell`), when the record was made with the
-config, overrides and classifier the grid has now (`_check_identity`).
+config and overrides the grid has now and scored by its classifier (`_check_identity`: the weights sha1 that
+evaluate wrote into the record's metrics.json against the grid's classifier file).
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import yaml
-from ablate_report import _cpu_name, read_json  # beside this file (ablate.py puts recipes/ on sys.path)
+from ablate_report import _cpu_name, read_json, scored_by  # beside this file (ablate.py puts recipes/ on sys.path)
 
 from audiodiff.checkpoint import write_json
+from audiodiff.eval.classifier import weights_sha1
 from audiodiff.eval.context import finished_evaluation
 from audiodiff.release import recorded
 
@@ -39,18 +39,17 @@ def _identity(run_yaml: str, overrides: list[str], root: Path) -> dict:
     return {"run.yaml": body, "overrides": list(overrides)}
 
 
-@functools.cache
-def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def classifier_sha256(grid: dict) -> str | None:
-    """The sha256 of the grid's scoring classifier's weights, None without one: scores are comparable
-    only under the same classifier (one retrained on another machine scores the same clips differently)."""
+def grid_classifier_sha1(grid: dict) -> str | None:
+    """The weights sha1 of the grid's scoring classifier (its folder or one of its files, as `audiodiff
+    evaluate --classifier` takes it), as evaluate records it in metrics.json; None without one (no key, or
+    no weights file there). Scores are comparable only under the same classifier (one retrained on another
+    machine scores the same clips differently)."""
     if "classifier" not in grid:
         return None
-    path = Path(grid["classifier"])  # its folder or one of its files, as `audiodiff evaluate --classifier` takes it
-    return _sha256((path.parent if path.is_file() else path) / "classifier.safetensors")
+    try:
+        return weights_sha1(grid["classifier"])
+    except FileNotFoundError:
+        return None
 
 
 def _finished(run: Path) -> dict | None:
@@ -119,8 +118,7 @@ def archive_cell(cell: dict, grid: dict) -> str | None:
             "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
             "trained_on": recorded(run / "log.txt", "machine"),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "classifier_sha256": classifier_sha256(grid),  # the classifier that scored it (as the grid has it now)
-        }
+        }  # the classifier that scored it is in its metrics.json (older records' classifier_sha256 is ignored)
     info["overrides"] = cell["overrides"]
     tmp = entry.parent / f".{entry.name}.tmp"  # written whole, then renamed: a kill leaves no half record
     try:
@@ -149,9 +147,10 @@ def restore_cell(cell: dict, grid: dict) -> bool:
     """Copy the cell's archived record into its run directory when the run has no finished evaluation
     and the archive holds it (a new machine); True when restored. RuntimeError naming the cell when the
     archived record was made with another config than the grid composes now, or lacks run.yaml or
-    archived.json."""
+    archived.json, or when it was scored by another classifier than the grid's."""
     entry, run = archive_entry(grid, cell), cell["run"]
-    if entry is None or finished_evaluation(run / "eval") is not None or _held(entry) is None:
+    held = _held(entry) if entry is not None and finished_evaluation(run / "eval") is None else None
+    if held is None:
         return False
     lacks = _incomplete(entry)
     if lacks is not None:
@@ -159,7 +158,7 @@ def restore_cell(cell: dict, grid: dict) -> bool:
             f"{_cell_name(cell)}: the archive {entry} holds an incomplete record ({lacks}); restore it from git, "
             "or delete it to train the cell anew"
         )
-    _check_identity(cell, grid, (entry / "run.yaml").read_text(), read_json(entry / "archived.json", {}), entry)
+    _check_identity(cell, grid, (entry / "run.yaml").read_text(), read_json(entry / "archived.json", {}), held, entry)
     (run / "eval").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(entry / "archived.json", run / "archived.json")  # first: the cell runs no stage from here on
     (run / "run.yaml").write_text(cell["config"])  # the archived one, with this checkout's paths (same identity)
@@ -170,17 +169,22 @@ def restore_cell(cell: dict, grid: dict) -> bool:
     return True
 
 
-def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, where: Path) -> None:
+def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, metrics: dict | None, where: Path) -> None:
+    """RuntimeError naming the cell when a record (its run.yaml, archived.json and eval/metrics.json) was made
+    with another config or overrides than the grid composes now, or scored by another classifier than the
+    grid's (no check when the record has no classifier block or the grid no classifier file)."""
     archived = _identity(run_yaml, info.get("overrides", cell["overrides"]), grid["root"])
     if archived != _identity(cell["config"], cell["overrides"], grid["root"]):
         raise RuntimeError(
             f"{_cell_name(cell)}: the archive {where} was made with another config (run.yaml or overrides differ "
             f"from what the grid composes now); delete that archive entry (and {cell['run']}) to train the cell anew"
         )
-    held, now = info.get("classifier_sha256"), classifier_sha256(grid)
+    held = scored_by(metrics)
+    now = grid_classifier_sha1(grid) if held else None
     if held and now and held != now:
         raise RuntimeError(
-            f"{_cell_name(cell)}: the archive {where} was scored with another classifier (sha256 {held[:12]}; the "
-            f"grid's {grid['classifier']} is {now[:12]}): point the grid's classifier at the one that scored it "
-            "(keep it beside the archive) or delete that archive entry to score the cell anew"
+            f"{_cell_name(cell)}: the archive {where} was scored with another classifier (weights sha1 "
+            f"{held[:12]} in its metrics.json; the grid's {grid['classifier']} is {now[:12]}): point the grid's "
+            "classifier at the one that scored it (keep it beside the archive) or delete that archive entry to "
+            "score the cell anew"
         )

@@ -78,11 +78,18 @@ def _plot(rows: list[dict], keys: list[str], path: Path) -> dict | None:
     return {"file": path.name, "baseline": baseline, "panels": plot_groups(rows, keys, path, baseline)}
 
 
+def scored_by(metrics: dict | None) -> str | None:
+    """The weights sha1 of the classifier that scored a cell (its metrics.json's classifier block, written
+    by evaluate), None when none did."""
+    clf = (metrics or {}).get("classifier")
+    sha1 = clf.get("weights_sha1") if isinstance(clf, dict) else None
+    return sha1 if isinstance(sha1, str) and sha1 else None
+
+
 def _scorer_and_precision(metrics: dict, run: Path) -> dict[str, str | None]:
     """What a cell's numbers depend on beyond its run.yaml: the classifier that scored it (weights sha1
     and test accuracy, from metrics.json) and train.fast_cpu as train resolved it (config.yaml)."""
-    clf = metrics.get("classifier") or {}
-    sha1 = clf.get("weights_sha1") if isinstance(clf, dict) else None
+    clf, sha1 = metrics.get("classifier"), scored_by(metrics)
     acc = clf.get("test_accuracy") if isinstance(clf, dict) else None
     scorer = None if sha1 is None else sha1[:12] + (f" (test accuracy {acc:.1%})" if isinstance(acc, float) else "")
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None

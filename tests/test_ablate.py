@@ -403,7 +403,12 @@ def _fake_audiodiff(called):
             run = ev.parent
             ev.mkdir(parents=True, exist_ok=True)
             fad = 1.0 + len(run.parent.name) + 0.5 * int(run.name.removeprefix("seed"))
-            (ev / "metrics.json").write_text(json.dumps({"metrics": {"fad": fad}, "gen": str(run / "generated")}))
+            report = {"metrics": {"fad": fad}, "gen": str(run / "generated")}
+            if "--classifier" in cmd:  # as evaluate records the classifier that scored the clips
+                clf = Path(cmd[cmd.index("--classifier") + 1])
+                weights = (clf if clf.is_dir() else clf.parent) / "classifier.safetensors"
+                report["classifier"] = {"weights_sha1": hashlib.sha1(weights.read_bytes()).hexdigest()}
+            (ev / "metrics.json").write_text(json.dumps(report))
 
     return sh
 
@@ -507,39 +512,80 @@ def test_a_smoke_in_a_scratch_folder_leaves_the_archive_out(tmp_path, monkeypatc
 
 def test_a_restored_cell_scored_by_another_classifier_is_an_error(tmp_path, monkeypatch):
     """Scores are comparable only under one classifier: a grid whose classifier was retrained (another
-    machine, another sha256) must not mix the archive's scores with new ones."""
+    machine, other weights) must not mix the archive's scores with new ones. The record's metrics.json
+    names the classifier that scored it (weights sha1, as evaluate wrote it); archived.json holds no hash."""
     path, called = _archived_grid(tmp_path, monkeypatch)
     clf = tmp_path / "clf"
     clf.mkdir()
     (clf / "classifier.safetensors").write_bytes(b"weights one")
     _run_grid(monkeypatch, path, "--set", "classifier=clf")
-    info = json.loads((tmp_path / "archive" / "abl" / "baseline" / "seed0" / "archived.json").read_text())
-    assert info["classifier_sha256"] == hashlib.sha256(b"weights one").hexdigest()
+    entry = tmp_path / "archive" / "abl" / "baseline" / "seed0"
+    assert "classifier_sha256" not in json.loads((entry / "archived.json").read_text())
+    held = json.loads((entry / "eval" / "metrics.json").read_text())["classifier"]["weights_sha1"]
+    assert held == hashlib.sha1(b"weights one").hexdigest()
     shutil.rmtree(tmp_path / "exp")  # a new machine: same classifier file, restored without running anything
     called.clear()
-    ablate._sha256.cache_clear()
     _run_grid(monkeypatch, path, "--set", "classifier=clf")
     assert called == []
+    (clf / "classifier.safetensors").write_bytes(b"weights two")  # retrained after the restore: the next run says so
+    with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+archived.json was scored with another"):
+        _run_grid(monkeypatch, path, "--set", "classifier=clf")
     shutil.rmtree(tmp_path / "exp")  # a new machine that retrained the classifier
-    (clf / "classifier.safetensors").write_bytes(b"weights two")
-    ablate._sha256.cache_clear()
-    with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was scored with another classifier"):
+    two = hashlib.sha1(b"weights two").hexdigest()[:12]
+    with pytest.raises(
+        SystemExit,
+        match=rf"baseline seed 0: the archive \S+seed0 was scored with another classifier \(weights sha1 "
+        rf"{held[:12]} in its metrics.json; the grid's \S+clf is {two}\)",
+    ):
         _run_grid(monkeypatch, path, "--set", "classifier=clf")
     assert called == []
 
 
-def test_the_classifier_sha256_reads_a_folder_with_a_dot_in_its_name_or_a_file_of_it(tmp_path):
-    """As `audiodiff evaluate --classifier` takes it (load_classifier): a folder, whatever its name, or one
-    of its files. A folder named like a file (clf.v2) was read as a file beside it: no sha256, so archived
-    cells were restored under any classifier."""
-    clf = tmp_path / "clf_8khz.v2"
+def test_the_restore_checks_the_classifier_that_scored_the_cell_not_the_one_at_archive_time(tmp_path, monkeypatch):
+    """A grid archived by `--stage report` after its classifier was swapped: the archive-time hash named the
+    new classifier, so restoring under the one that scored the cells failed and restoring under the new one
+    passed. metrics.json's weights sha1 is the scorer's. A record that still carries classifier_sha256 (written
+    before) reads as before, the field ignored; a record scored without a classifier is not checked."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    clf = tmp_path / "clf"
     clf.mkdir()
-    (clf / "classifier.safetensors").write_bytes(b"weights")
-    (clf / "classifier.json").write_text("{}")
-    sha = hashlib.sha256(b"weights").hexdigest()
-    assert ablate.classifier_sha256({"classifier": clf}) == sha
-    assert ablate.classifier_sha256({"classifier": clf / "classifier.json"}) == sha
-    assert ablate.classifier_sha256({"classifier": tmp_path / "none"}) is None and ablate.classifier_sha256({}) is None
+    (clf / "classifier.safetensors").write_bytes(b"scorer")
+    _run_grid(monkeypatch, path, "--set", "classifier=clf", "--set", "archive=null")  # scored, not archived
+    (clf / "classifier.safetensors").write_bytes(b"swapped")
+    _run_grid(monkeypatch, path, "--set", "classifier=clf", "--stage", "report")  # archived now
+    shutil.rmtree(tmp_path / "exp")
+    with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was scored with another classifier"):
+        _run_grid(monkeypatch, path, "--set", "classifier=clf")
+    shutil.rmtree(tmp_path / "exp")
+    (clf / "classifier.safetensors").write_bytes(b"scorer")
+    for info_file in (tmp_path / "archive").rglob("archived.json"):  # as archived before: the swapped file's hash
+        info = json.loads(info_file.read_text())
+        info_file.write_text(json.dumps(info | {"classifier_sha256": hashlib.sha256(b"swapped").hexdigest()}))
+    called.clear()
+    _run_grid(monkeypatch, path, "--set", "classifier=clf")
+    assert called == []
+    for metrics_file in (tmp_path / "archive").rglob("metrics.json"):  # scored before the grid had a classifier
+        metrics_file.write_text(json.dumps(json.loads(metrics_file.read_text()) | {"classifier": None}))
+    shutil.rmtree(tmp_path / "exp")
+    (clf / "classifier.safetensors").write_bytes(b"swapped")
+    _run_grid(monkeypatch, path, "--set", "classifier=clf")
+    assert called == []
+
+
+def test_the_grid_classifier_sha1_is_evaluates_and_reads_a_folder_with_a_dot_in_its_name_or_a_file_of_it(tmp_path):
+    """As `audiodiff evaluate --classifier` takes it (load_classifier): a folder, whatever its name, or one
+    of its files, hashed as load_classifier records weights_sha1 in metrics.json. A folder named like a file
+    (clf.v2) was read as a file beside it: no hash, so archived cells were restored under any classifier."""
+    from audiodiff.eval.classifier import Classifier, ClassifierConfig, load_classifier, save_classifier
+
+    config = ClassifierConfig(kind="images", labels=["a", "b"], image_shape=[1, 4, 4], channels=[2], feature_dim=2)
+    clf = save_classifier(Classifier(config), tmp_path / "clf_8khz.v2", {})
+    sha1 = load_classifier(clf)[1]["weights_sha1"]
+    assert sha1 == hashlib.sha1((clf / "classifier.safetensors").read_bytes()).hexdigest()
+    assert ablate.grid_classifier_sha1({"classifier": clf}) == sha1
+    assert ablate.grid_classifier_sha1({"classifier": clf / "classifier.json"}) == sha1
+    assert ablate.grid_classifier_sha1({"classifier": tmp_path / "none"}) is None
+    assert ablate.grid_classifier_sha1({}) is None
 
 
 def test_an_archive_that_cannot_be_written_fails_its_cells_with_a_line_not_a_traceback(tmp_path, monkeypatch):

@@ -146,12 +146,24 @@ def save_classifier(model: Classifier, out: str | Path, info: dict) -> Path:
     return out
 
 
+def classifier_root(path: str | Path) -> Path:
+    """The folder of a classifier given as its folder (whatever its name, e.g. clf.v2) or one of its files."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
+def weights_sha1(path: str | Path) -> str:
+    """The sha1 of a classifier's classifier.safetensors (`path` as `load_classifier` takes it): what
+    evaluate records as metrics.json's classifier.weights_sha1. FileNotFoundError without the file."""
+    return hashlib.sha1((classifier_root(path) / FILES[0]).read_bytes()).hexdigest()
+
+
 def load_classifier(path: str | Path, device: str = "cpu") -> tuple[Classifier, dict]:
     """A classifier directory (or its classifier.json / .safetensors) -> (model in eval mode, metadata)."""
     from safetensors.torch import load_file
 
     path = Path(path)
-    root = path.parent if path.is_file() else path
+    root = classifier_root(path)
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -160,7 +172,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> tuple[Classifier, 
     meta = json.loads((root / FILES[1]).read_text())
     model = Classifier(ClassifierConfig(**meta["config"]))
     model.load_state_dict(load_file(root / FILES[0]))
-    meta["weights_sha1"] = hashlib.sha1((root / FILES[0]).read_bytes()).hexdigest()
+    meta["weights_sha1"] = weights_sha1(root)
     return model.to(device).eval(), meta
 
 
