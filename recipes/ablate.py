@@ -95,21 +95,11 @@ from audiodiff.eval.context import finished_evaluation
 from audiodiff.runfiles import run_start, set_complete, wall_seconds
 
 sys.path.insert(0, str(Path(__file__).parent))  # the report and the archive live beside it (also for tests)
-# the archive of finished cells' scores (recipes/ablate_archive.py); its names stay reachable as ablate.<name>
-from ablate_archive import (  # noqa: E402, F401
-    _cell_name,
-    _check_identity,
-    _finished,
-    _held,
-    _identity,
-    archive_cell,
-    archive_entry,
-    grid_classifier_sha1,
-    restore_cell,
-)
+# the archive of finished cells' scores (recipes/ablate_archive.py); grid_classifier_sha1 for the tests
+from ablate_archive import _check_identity, archive_cell, grid_classifier_sha1, restore_cell  # noqa: E402, F401
 
 # _cpu_name: recipes/learning_curve.py and level_errors.py import it from here
-from ablate_report import _cpu_name, read_json, report  # noqa: E402, F401
+from ablate_report import _cell_name, _cpu_name, read_json, report  # noqa: E402, F401
 
 STAGES = ("train", "generate", "evaluate", "report")
 

@@ -14,16 +14,14 @@ import shutil
 from pathlib import Path
 
 import yaml
-from ablate_report import _cpu_name, read_json, scored_by  # beside this file (ablate.py puts recipes/ on sys.path)
+
+# ablate_report lies beside this file (ablate.py puts recipes/ on sys.path)
+from ablate_report import _cell_name, _cpu_name, read_json, scored_by
 
 from audiodiff.checkpoint import write_json
 from audiodiff.eval.classifier import weights_sha1
 from audiodiff.eval.context import finished_evaluation
 from audiodiff.release import recorded
-
-
-def _cell_name(cell: dict) -> str:
-    return f"{cell['group']} seed {cell['seed']}"
 
 
 def archive_entry(grid: dict, cell: dict) -> Path | None:

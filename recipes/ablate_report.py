@@ -33,6 +33,11 @@ from audiodiff.eval.plots import plot_groups
 from audiodiff.fastcpu import cpu_name as _cpu_name
 
 
+def _cell_name(cell: dict) -> str:
+    """A grid cell as the lines of ablate and its report name it: "<group> seed <k>"."""
+    return f"{cell['group']} seed {cell['seed']}"
+
+
 def read_json(path: Path, default):
     """The JSON in `path`, or `default` when it is missing or cut off (said on stderr: it is redone)."""
     if not path.exists():
@@ -165,7 +170,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
             continue
         for name, value in _scorer_and_precision(metrics, c["run"]).items():
             if value is not None:
-                seen.setdefault(name, {}).setdefault(value, []).append(f"{c['group']} seed {c['seed']}")
+                seen.setdefault(name, {}).setdefault(value, []).append(_cell_name(c))
         if (c["run"] / "archived.json").is_file():
             info = read_json(c["run"] / "archived.json", {})
             archived.append(
