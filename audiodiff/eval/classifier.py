@@ -159,8 +159,11 @@ def weights_sha1(path: str | Path) -> str:
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> tuple[Classifier, dict]:
-    """A classifier directory (or its classifier.json / .safetensors) -> (model in eval mode, metadata)."""
-    from safetensors.torch import load_file
+    """A classifier directory (or its classifier.json / .safetensors) -> (model in eval mode, metadata).
+
+    The weights file is read once: the model is loaded from the bytes that metadata's weights_sha1 hashes
+    (a classifier saved over it meanwhile cannot give one file's weights under the other's sha1)."""
+    from safetensors.torch import load
 
     path = Path(path)
     root = classifier_root(path)
@@ -171,8 +174,9 @@ def load_classifier(path: str | Path, device: str = "cpu") -> tuple[Classifier, 
         )
     meta = json.loads((root / FILES[1]).read_text())
     model = Classifier(ClassifierConfig(**meta["config"]))
-    model.load_state_dict(load_file(root / FILES[0]))
-    meta["weights_sha1"] = weights_sha1(root)
+    weights = (root / FILES[0]).read_bytes()
+    model.load_state_dict(load(weights))
+    meta["weights_sha1"] = hashlib.sha1(weights).hexdigest()  # as `weights_sha1` hashes the file
     return model.to(device).eval(), meta
 
 

@@ -1,11 +1,22 @@
 """The evaluation classifier and its scores (classifier-FID, IS, mIS, AM)."""
 
+import hashlib
 import math
 
 import numpy as np
 import pytest
+import safetensors.torch
+import torch
 
-from audiodiff.eval.classifier import am_score, inception_score, load_classifier, modified_inception_score
+from audiodiff.eval.classifier import (
+    Classifier,
+    ClassifierConfig,
+    am_score,
+    inception_score,
+    load_classifier,
+    modified_inception_score,
+    save_classifier,
+)
 
 
 def _kl(p, q):
@@ -44,3 +55,33 @@ def test_am_score_zero_when_confident_with_the_reference_class_mix_and_grows_oth
 def test_missing_classifier_files_fail_with_the_command_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="classifier.safetensors.*train-classifier"):
         load_classifier(tmp_path)
+
+
+def test_the_recorded_weights_sha1_is_of_the_weights_loaded_even_when_the_file_is_replaced_meanwhile(
+    tmp_path, monkeypatch
+):
+    """load_classifier read classifier.safetensors twice (load_file, then its sha1): a classifier saved over it
+    in between (a retrain beside a running evaluate) gave the old weights under the new file's sha1, the hash
+    metrics.json records and the grid archive's restore checks. It reads the bytes once, hashes and loads them."""
+    config = ClassifierConfig(kind="images", labels=["a", "b"], image_shape=[1, 4, 4], channels=[2], feature_dim=2)
+    torch.manual_seed(0)
+    root = save_classifier(Classifier(config), tmp_path / "clf", {})
+    first = (root / "classifier.safetensors").read_bytes()
+    torch.manual_seed(1)
+    other = Classifier(config)
+
+    def replaced_after(load):  # the file is replaced once the weights are read
+        def wrapper(*args, **kwargs):
+            state = load(*args, **kwargs)
+            save_classifier(other, root, {})
+            return state
+
+        return wrapper
+
+    monkeypatch.setattr(safetensors.torch, "load_file", replaced_after(safetensors.torch.load_file))
+    monkeypatch.setattr(safetensors.torch, "load", replaced_after(safetensors.torch.load))
+    model, meta = load_classifier(root)
+    assert (root / "classifier.safetensors").read_bytes() != first  # replaced while loading
+    loaded = {k: v.contiguous() for k, v in model.state_dict().items()}
+    assert safetensors.torch.save(loaded) == first  # the model holds the first weights ...
+    assert meta["weights_sha1"] == hashlib.sha1(first).hexdigest()  # ... and the sha1 names them
