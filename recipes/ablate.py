@@ -64,7 +64,8 @@ commit, the classifier that scored the cells (weights sha1, test accuracy) and t
 resolved it, with a WARNING line naming the cells when these differ (a classifier retrained on a new
 machine); `<out>/results.png` (linked from results.md) draws it: one panel per report key, a bar per
 group with the seed std and each seed's value, the baseline (the first group without a regularizer)
-as a dashed line.
+as a dashed line. `--only a,b` runs, restores, archives and reports only those variants' cells (results.md
+names them; a record of another variant is not read).
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
 workers x threads may not exceed the cores. The default is one thread per process and as many
 processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
@@ -336,7 +337,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="OpenMP/MKL threads per process (default 1)")
     ap.add_argument("--stage", choices=STAGES, default=None, help="Run only this stage (default: all).")
     ap.add_argument("--force-eval", action="store_true", help="Re-evaluate runs that already have metrics.")
-    ap.add_argument("--only", default="", help="Comma-separated variant names to run (default: all).")
+    ap.add_argument("--only", default="", help="Comma-separated variant names to run and report (default: all).")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="Replace a key of the grid file.")
     args = ap.parse_args()
     try:
@@ -345,8 +346,7 @@ def main() -> None:
     except ValueError as err:
         ap.error(str(err))
     grid = load_grid(args.grid, sets)
-    all_cells = cells(grid)
-    todo = [c for c in all_cells if not args.only or c["variant"] in args.only.split(",")]
+    todo = [c for c in cells(grid) if not args.only or c["variant"] in args.only.split(",")]  # also the report's
     stages = set(STAGES) if args.stage is None else {args.stage}
     if stages - {"report"}:
         t0 = time.perf_counter()
@@ -367,12 +367,12 @@ def main() -> None:
         if failures:
             raise SystemExit(f"{len(failures)} run(s) failed; first: {failures[0]}")
     if "archive" in grid:  # cells finished before the key existed, and cells another machine archived
-        for c in all_cells:
+        for c in todo:
             try:
                 restore_cell(c, grid) or archive_cell(c, grid)
             except RuntimeError as err:
                 raise SystemExit(str(err)) from None
-    res = report(grid, all_cells)
+    res = report(grid, todo)
     print((grid["out"] / "results.md").read_text())
     print(f"wrote {grid['out'] / 'results.json'} ({len(res['rows'])} rows)")
 

@@ -160,7 +160,11 @@ def _wall_time(times: list[dict], here: int, archived: int) -> tuple[dict | None
 
 
 def report(grid: dict, all_cells: list[dict]) -> dict:
+    """results.json, results.md and results.png in the grid's out folder for `all_cells` (the grid's cells,
+    or those of the variants `--only` selected: results.md then names them); results.json's dict."""
     keys = grid.get("report") or []
+    variants = [v["name"] for v in grid["variants"] if any(c["variant"] == v["name"] for c in all_cells)]
+    others = [v["name"] for v in grid["variants"] if v["name"] not in variants]
     groups: dict[str, dict] = {}
     archived = []  # cells restored from the grid's archive (trained on another machine or checkout)
     seen: dict[str, dict[str, list[str]]] = {}  # property -> value -> cells (`_provenance`)
@@ -209,6 +213,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "steps": (base_cfg.get("train") or {}).get("steps"),
         "batch_size": (base_cfg.get("train") or {}).get("batch_size"),
         "metrics": keys,
+        "variants": variants,  # the grid's, or those --only selected
         "rows": rows,
         "archived": archived,
         "scored_and_trained": seen,  # {"classifier"|"train.fast_cpu": {value: [cells]}}: one value each, or a WARNING
@@ -221,6 +226,11 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
     lines = [
         f"commit {result['commit']}, {result['steps']} steps x batch {result['batch_size']} per run, "
         f"{result['machine']}; mean +- std over seeds",
+        *(
+            [f"variants reported: {', '.join(variants)} (--only; the grid also has {', '.join(others)})"]
+            if others
+            else []
+        ),
         *time_lines,
         *([f"from the grid's archive (trained elsewhere): {'; '.join(restored)}"] if restored else []),
         *_provenance(seen),

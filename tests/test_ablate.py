@@ -661,3 +661,25 @@ def test_a_restored_cell_whose_archive_entry_was_deleted_is_not_archived_again(t
     _run_grid(monkeypatch, b, "--only", "baseline")
     assert called == ["train", "generate", "evaluate"] and not (run / "archived.json").exists()
     assert json.loads((entry / "archived.json").read_text())["commit"] == "1234abcd56"
+
+
+def test_only_restores_archives_and_reports_the_selected_variants_alone(tmp_path, monkeypatch, capsys):
+    """`--only baseline` ran the baseline's cells but then restored (and checked) every archived cell: an amp
+    record made with other overrides aborted the baseline's report. The restore pass and the report take the
+    selected cells only, and results.md says which variants it covers."""
+    path, called = _archived_grid(tmp_path / "a", monkeypatch)
+    _run_grid(monkeypatch, path)
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("exp"))
+    amp = tmp_path / "b" / "archive" / "abl" / "amp_lam0.1" / "seed0" / "archived.json"
+    amp.write_text(json.dumps(json.loads(amp.read_text()) | {"overrides": ["train.steps=3"]}))  # not this grid's
+    b = tmp_path / "b" / "grid.yaml"
+    called.clear()
+    res = _run_grid(monkeypatch, b, "--only", "baseline")
+    assert called == [] and [(r["group"], r["seeds"]) for r in res["rows"]] == [("baseline", [0, 1])]
+    assert not (tmp_path / "b" / "exp" / "abl" / "amp_lam0.1").exists()  # not restored
+    assert res["variants"] == ["baseline"]
+    md = (tmp_path / "b" / "exp" / "abl" / "results.md").read_text()
+    assert "variants reported: baseline (--only; the grid also has amp)" in md
+    assert "variants reported" not in (tmp_path / "a" / "exp" / "abl" / "results.md").read_text()  # all of them
+    with pytest.raises(SystemExit, match=r"amp_lam0.1 seed 0: the archive \S+ was made with another config"):
+        _run_grid(monkeypatch, b, "--only", "amp")
