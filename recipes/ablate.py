@@ -72,16 +72,18 @@ processes as cores (on a busy 2-core box a 2-thread job next to another job slow
 waiting on each other; one thread per process was steadier). Measured on an idle 2-core AMD EPYC
 (a 4-run checkerboard grid, 400 steps a run, docs/results.md): 2 processes x 1 thread 325 s, 1 x 2
 433 s, so the default is 1.33x faster there; time a grid with each before changing it on another box.
-Each invocation's wall time and packing are appended to `<out>/grid_time.json` with how many of its
-cells ran a stage (trained, generated or evaluated), were skipped as finished, were restored from the
-archive or failed; the report's wall time is the sum over them (this out folder's invocations, killed
-ones not recorded), with each one's count of cells that ran, and says how many of the reported cells
-were trained here and how many came from the archive (trained elsewhere: their time is not in it).
+Each invocation's wall time and packing are appended to `<out>/grid_time.json` (under a lock: two
+invocations on one out folder keep both entries) with how many of its cells ran a stage (trained,
+generated or evaluated), were skipped as finished, were restored from the archive or failed; the
+report's wall time is the sum over them (this out folder's invocations, killed ones not recorded), with
+each one's count of cells that ran, and says how many of the reported cells were trained here and how
+many came from the archive (trained elsewhere: their time is not in it).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import subprocess
 import sys
@@ -318,16 +320,20 @@ def record_time(
 ) -> None:
     """Append one invocation's wall time and packing to <out>/grid_time.json: its cells (all it was given)
     and, from `outcomes` (`run_cell`'s counts), how many ran a stage, were skipped as finished, were
-    restored from the archive and failed. Entries written before the counts existed have only "cells"."""
+    restored from the archive and failed. Entries written before the counts existed have only "cells".
+    The read-append-write holds a lock (<out>/.grid_time.json.lock): two invocations on one out folder keep
+    both entries; the file is replaced whole (`write_json`), never left half written."""
     path = out / "grid_time.json"
     out.mkdir(parents=True, exist_ok=True)
-    times = read_json(path, [])
     packed = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
     entry = {"wall_s": round(wall_s, 1), "cells": n_cells, "packing": packed, "stages": stages}
     if outcomes is not None:
         entry.update({k: outcomes.get(k, 0) for k in ("ran", "skipped", "restored", "failed")})
-    times.append(entry)
-    write_json(path, times)
+    with (out / f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time, across processes; released on close
+        times = read_json(path, [])
+        times.append(entry)
+        write_json(path, times)
 
 
 def main() -> None:

@@ -683,3 +683,31 @@ def test_only_restores_archives_and_reports_the_selected_variants_alone(tmp_path
     assert "variants reported" not in (tmp_path / "a" / "exp" / "abl" / "results.md").read_text()  # all of them
     with pytest.raises(SystemExit, match=r"amp_lam0.1 seed 0: the archive \S+ was made with another config"):
         _run_grid(monkeypatch, b, "--only", "amp")
+
+
+def test_two_invocations_on_one_out_folder_both_keep_their_grid_time_entry(tmp_path, monkeypatch):
+    """grid_time.json was read, appended to and written without a lock: two ablate.py finishing together on one
+    out folder (say `--only baseline` beside `--only amp`) both read the old list and the second write dropped the
+    first's entry, and with it its wall time. The read-modify-write now holds a lock (here: the read is slowed
+    so that every writer reads before any writes, as it would without the lock)."""
+    import threading
+    import time
+
+    grid = _grid(tmp_path)
+    read = ablate.read_json
+
+    def slow_read(path, default):
+        got = read(path, default)
+        time.sleep(0.2)
+        return got
+
+    monkeypatch.setattr(ablate, "read_json", slow_read)
+    writers = [
+        threading.Thread(target=ablate.record_time, args=(grid["out"], float(i), 2, 1, 1, ["train"])) for i in range(3)
+    ]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    times = json.loads((grid["out"] / "grid_time.json").read_text())
+    assert sorted(t["wall_s"] for t in times) == [0.0, 1.0, 2.0]
