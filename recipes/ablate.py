@@ -54,7 +54,9 @@ the others and lists them with their commit.
 budget in a scratch folder: `--set out=exp/smoke --set 'seeds=[0]' --set 'overrides=[train.steps=2]'
 --set 'generate=[--seeds, 0-3]'` (paths relative to the grid file, as in it; `--set classifier=null`
 leaves an optional key out; list keys must be YAML lists; `--set out=...` leaves the grid's archive out,
-so a smoke's cells do not land in it, unless `--set archive=DIR` is given too).
+so a smoke's cells do not land in it, unless `--set archive=DIR` is given too; `--set overrides=...` other
+than the grid file's is refused without `--set out=` another folder: in the grid's out folder those cells
+would be skipped as finished, reported and archived as the grid's).
 The report (`<out>/results.json`, `<out>/results.md`) gives mean +- sample std over seeds (one seed
 has none: "x (1 seed)", std null in results.json, no error bar; a metric missing from some of a
 row's cells says over how many seeds it is taken: "x +- s (2 of 3 seeds)"), the
@@ -84,6 +86,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -133,6 +136,7 @@ def grid_sets(items: list[str]) -> dict:
 def load_grid(path: Path, sets: dict | None = None) -> dict:
     """The grid file at `path`, its keys replaced by `sets` (`grid_sets`), paths resolved against its folder."""
     grid, sets = yaml.safe_load(path.read_text()), sets or {}
+    own = grid if isinstance(grid, dict) else {}  # the grid file's keys, before --set
     if isinstance(grid, dict):  # --set KEY=null leaves an optional key out (e.g. classifier)
         grid = {k: v for k, v in {**grid, **sets}.items() if not (k in sets and v is None)}
         if "out" in sets and "archive" in grid and "archive" not in sets:  # a smoke's cells are not the grid's
@@ -154,6 +158,13 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
     for key in ("config", "train_data", "ref", "out", "classifier", "archive"):
         if key in grid:
             grid[key] = (root / grid[key]).resolve()
+    own_out = (root / own["out"]).resolve() if "out" in own else None
+    if "overrides" in sets and sets["overrides"] != own.get("overrides") and grid["out"] == own_out:
+        raise SystemExit(  # cells trained otherwise would be skipped as finished, reported and archived as the grid's
+            f"--set overrides={json.dumps(sets['overrides'])} trains the grid's cells with other overrides than {path} "
+            f"gives them: in its out folder {grid['out']} they would be reported (and archived) as its cells; add "
+            "--set out=DIR (another folder)"
+        )
     names = [v["name"] for v in grid["variants"]]
     if len(set(names)) != len(names):
         raise SystemExit(f"{path}: variant names repeat: {names}")

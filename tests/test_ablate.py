@@ -494,8 +494,9 @@ def test_a_restored_cell_made_with_another_config_is_an_error_naming_it(tmp_path
     called.clear()
     with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was made with another config"):
         _run_grid(monkeypatch, path, "--set", "config=base2.yaml")
+    other = ["--set", "out=exp/other", "--set", "archive=archive/abl"]  # other overrides train apart (below)
     with pytest.raises(SystemExit, match=r"amp_lam0.1 seed 0: the archive \S+ was made with another config"):
-        _run_grid(monkeypatch, path, "--set", "overrides=[train.steps=2]", "--only", "amp")
+        _run_grid(monkeypatch, path, *other, "--set", "overrides=[train.steps=2]", "--only", "amp")
     with pytest.raises(SystemExit, match="baseline seed 0: the archive .* delete that archive entry"):
         _run_grid(monkeypatch, path, "--set", "config=base2.yaml", "--stage", "report")
     assert called == []
@@ -711,3 +712,26 @@ def test_two_invocations_on_one_out_folder_both_keep_their_grid_time_entry(tmp_p
         w.join()
     times = json.loads((grid["out"] / "grid_time.json").read_text())
     assert sorted(t["wall_s"] for t in times) == [0.0, 1.0, 2.0]
+
+
+def test_other_overrides_than_the_grid_files_need_an_out_folder_of_their_own(tmp_path, monkeypatch, capsys):
+    """`--set overrides=...` without `--set out` trained the cells with those overrides in the grid's own out folder
+    (the grid's next run skipped them as finished and reported them) and archived them as the grid's cells. It is
+    refused, naming both keys, unless out names another folder; the grid file's own overrides are not a change."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | {"overrides": ["train.fast_cpu=off"]}))
+    refused = (
+        rf"^--set overrides=\[\"train.steps=2\"\] trains the grid's cells with other overrides than {path} gives "
+        rf"them: in its out folder {tmp_path / 'exp' / 'abl'} they would be reported \(and archived\) as its cells; "
+        r"add --set out=DIR \(another folder\)$"
+    )
+    for out in ([], ["--set", "out=exp/abl"], ["--set", "out=exp/../exp/abl"]):
+        with pytest.raises(SystemExit, match=refused):
+            _run_grid(monkeypatch, path, "--set", "overrides=[train.steps=2]", *out)
+    with pytest.raises(SystemExit, match=r"^--set overrides=null trains the grid's cells with other overrides"):
+        _run_grid(monkeypatch, path, "--set", "overrides=null", "--stage", "report")
+    assert called == [] and not (tmp_path / "exp").exists() and not (tmp_path / "archive").exists()
+    _run_grid(monkeypatch, path, "--set", "overrides=[train.fast_cpu=off]", "--only", "baseline")  # the file's own
+    assert called == ["train", "generate", "evaluate"] * 2 and len(list((tmp_path / "archive").rglob("seed*"))) == 2
+    grid = ablate.load_grid(path, ablate.grid_sets(["out=exp/smoke", "overrides=[train.steps=2]"]))
+    assert grid["out"] == tmp_path / "exp" / "smoke" and "archive" not in grid
