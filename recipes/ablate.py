@@ -36,15 +36,17 @@ KB): as each cell finishes (trained, evaluation finished), and in every report f
 (so a grid started before the key existed is archived by `--stage report`), its record goes to
 `<archive>/<group>/seed<k>/`: eval/metrics.json, timing.json, config.yaml, run.yaml (defaults relative
 to the grid file) and archived.json (the commit train's log.txt recorded, the machine, the date, the
-overrides; its metrics.json names the classifier that scored it, by the weights sha1 evaluate wrote). A cell
-without a finished evaluation whose record the archive holds (a new machine) is restored from it (those
-files, into its run directory) and runs no stage: no checkpoint, no clips
-(`--force-eval` skips it with a line); a record made with another run.yaml or overrides than the grid
-composes now is an error naming the cell (delete the archive entry and the run to train it anew), and so is one
-whose metrics.json's classifier weights sha1 is not that of the grid's classifier file (a classifier retrained
-on a new machine scores the same clips differently: keep the grid's classifier beside its archive and point
-`classifier:` at it; a record scored without a classifier, or a grid without one, is not checked). An archived
-record is never replaced: a run whose metrics differ from it gets a line and the archive is kept. A record
+overrides, the content of each defaults file outside the checkout; its metrics.json names the classifier
+that scored it, by the weights sha1 evaluate wrote). A cell without a finished evaluation whose record the
+archive holds (a new machine) is restored from it (those files, into its run directory) and runs no stage:
+no checkpoint, no clips (`--force-eval` skips it with a line); a record made with another run.yaml or
+overrides than the grid composes now (a defaults file inside the checkout compared by its path in it, one
+outside it, where another machine keeps it elsewhere, by its YAML content) is an error naming the cell
+(delete the archive entry and the run to train it anew), and so is one whose metrics.json's classifier
+weights sha1 is not that of the grid's classifier file (a classifier retrained on a new machine scores the
+same clips differently: keep the grid's classifier beside its archive and point `classifier:` at it; a
+record scored without a classifier, or a grid without one, is not checked). An archived record is never
+replaced: a run whose metrics differ from it gets a line and the archive is kept. A record
 without run.yaml or a readable archived.json is an error naming it when restored (the run that made it
 rewrites it). A restored cell whose entry is deleted (to train it anew) is not archived again from its
 copy: delete its run directory too. An archive that cannot be written (read-only) fails each finished

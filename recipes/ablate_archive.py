@@ -2,13 +2,15 @@
 record (eval/metrics.json, timing.json, config.yaml, run.yaml with its defaults relative to the grid file,
 archived.json) goes to `<archive>/<group>/seed<k>/` (`archive_cell`), and a new machine copies it back into
 the cell's run directory instead of running the cell (`restore_cell`), when the record was made with the
-config and overrides the grid has now and scored by its classifier (`_check_identity`: the weights sha1 that
-evaluate wrote into the record's metrics.json against the grid's classifier file).
+config and overrides the grid has now and scored by its classifier (`_check_identity`: the defaults files by
+their path in the checkout, or outside it by their content, kept in archived.json, `_identity`; the weights
+sha1 that evaluate wrote into the record's metrics.json against the grid's classifier file).
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,11 +31,65 @@ def archive_entry(grid: dict, cell: dict) -> Path | None:
     return grid["archive"] / cell["group"] / f"seed{cell['seed']}" if "archive" in grid else None
 
 
-def _identity(run_yaml: str, overrides: list[str], root: Path) -> dict:
-    """What a cell was trained with, the same on any machine: its run.yaml with the `defaults` paths
-    relative to the grid's folder, and its command-line overrides."""
+CHECKOUT = Path(__file__).resolve().parents[1]  # the repository these recipes (and the grids' configs) are in
+
+
+def _portable(run_yaml: str, root: Path) -> dict:
+    """A cell's run.yaml as the archive keeps it: its `defaults` paths relative to the grid's folder."""
     body = yaml.safe_load(run_yaml) or {}
     body["defaults"] = [os.path.relpath(d, root) if os.path.isabs(d) else d for d in body.get("defaults", [])]
+    return body
+
+
+def _in_checkout(path: Path) -> str | None:
+    """`path` (resolved) relative to the checkout, None when it lies outside it."""
+    return path.relative_to(CHECKOUT).as_posix() if path.is_relative_to(CHECKOUT) else None
+
+
+def _content(path: Path, seen: tuple[Path, ...] = ()) -> object:
+    """A config file outside the checkout as what it says: its YAML, with its own `defaults` files (relative
+    to it) the same way (`_config_id`); a packaged block's name, or an entry that names no file, as written.
+    As JSON reads it back (archived.json keeps it: a YAML date is its text)."""
+    body = json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
+    if isinstance(body, dict) and isinstance(body.get("defaults"), list) and path not in seen:
+        body["defaults"] = [
+            _config_id((path.parent / d).resolve(), d, {}, (*seen, path))
+            if isinstance(d, str) and (path.parent / d).is_file() else d
+            for d in body["defaults"]
+        ]  # fmt: skip
+    return body
+
+
+def _config_id(path: Path, written: str, contents: dict, seen: tuple[Path, ...] = ()) -> str | dict:
+    """A `defaults` file of a cell (resolved `path`, `written` relative to the grid's folder) as the same on
+    any machine: inside the checkout its path in it; outside (where paths differ between machines) its content,
+    `contents[written]` when the record keeps it (archived.json's defaults_content), else read from `path`;
+    {"file": written} when neither is there (then only the same path matches, as before the contents)."""
+    inside = _in_checkout(path)
+    if inside is not None:
+        return inside
+    if written in contents:
+        return {"content": contents[written]}
+    try:
+        return {"content": _content(path, seen)}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # no readable YAML there
+        return {"file": written}
+
+
+def _outside_contents(run_yaml: str, root: Path) -> dict:
+    """archived.json's defaults_content: {path relative to the grid's folder: content} of the cell's defaults
+    files outside the checkout (another machine has them elsewhere, or not at all)."""
+    ids = {d: _config_id((root / d).resolve(), d, {}) for d in _portable(run_yaml, root)["defaults"]}
+    return {d: i["content"] for d, i in ids.items() if isinstance(i, dict) and "content" in i}
+
+
+def _identity(run_yaml: str, overrides: list[str], root: Path, contents: dict | None = None) -> dict:
+    """What a cell was trained with, the same on any machine: its run.yaml with each `defaults` file as
+    `_config_id` names it (its path in the checkout, or outside it its content: `contents`, a record's
+    defaults_content, or the file), and its command-line overrides."""
+    body = _portable(run_yaml, root)
+    contents = contents if isinstance(contents, dict) else {}
+    body["defaults"] = [_config_id((root / d).resolve(), d, contents) for d in body["defaults"]]
     return {"run.yaml": body, "overrides": list(overrides)}
 
 
@@ -73,7 +129,8 @@ def _incomplete(entry: Path) -> str | None:
 
 def archive_cell(cell: dict, grid: dict) -> str | None:
     """Copy a finished cell's record into the grid's archive: eval/metrics.json, timing.json, config.yaml,
-    run.yaml (its defaults relative to the grid file) and archived.json (commit, machine, date, overrides).
+    run.yaml (its defaults relative to the grid file) and archived.json (commit, machine, date, overrides, and
+    defaults_content: the content of each defaults file outside the checkout, which a restore compares).
 
     Returns "archived" (written now; also over a held record that lacks run.yaml or archived.json), "same"
     (already held) or "kept" (the archive holds other metrics: it is kept, and a line says so); None without
@@ -118,6 +175,10 @@ def archive_cell(cell: dict, grid: dict) -> str | None:
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }  # the classifier that scored it is in its metrics.json (older records' classifier_sha256 is ignored)
     info["overrides"] = cell["overrides"]
+    info.pop("defaults_content", None)  # a restored record's: read again here (the same files: checked on restore)
+    outside = _outside_contents(cell["config"], grid["root"])  # compared by content on restore (`_config_id`)
+    if outside:
+        info["defaults_content"] = outside
     tmp = entry.parent / f".{entry.name}.tmp"  # written whole, then renamed: a kill leaves no half record
     try:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +187,7 @@ def archive_cell(cell: dict, grid: dict) -> str | None:
         shutil.copyfile(run / "timing.json", tmp / "timing.json")
         if (run / "config.yaml").is_file():  # train's whole config: the report's steps and batch size
             shutil.copyfile(run / "config.yaml", tmp / "config.yaml")
-        body = _identity(cell["config"], [], grid["root"])["run.yaml"]
+        body = _portable(cell["config"], grid["root"])
         (tmp / "run.yaml").write_text("# defaults relative to the grid file\n" + yaml.safe_dump(body, sort_keys=False))
         write_json(tmp / "archived.json", info)
         if entry.exists():  # a folder without metrics (not a record) or an incomplete record: replaced
@@ -171,7 +232,7 @@ def _check_identity(cell: dict, grid: dict, run_yaml: str, info: dict, metrics: 
     """RuntimeError naming the cell when a record (its run.yaml, archived.json and eval/metrics.json) was made
     with another config or overrides than the grid composes now, or scored by another classifier than the
     grid's (no check when the record has no classifier block or the grid no classifier file)."""
-    archived = _identity(run_yaml, info.get("overrides", cell["overrides"]), grid["root"])
+    archived = _identity(run_yaml, info.get("overrides", cell["overrides"]), grid["root"], info.get("defaults_content"))
     if archived != _identity(cell["config"], cell["overrides"], grid["root"]):
         raise RuntimeError(
             f"{_cell_name(cell)}: the archive {where} was made with another config (run.yaml or overrides differ "

@@ -735,3 +735,68 @@ def test_other_overrides_than_the_grid_files_need_an_out_folder_of_their_own(tmp
     assert called == ["train", "generate", "evaluate"] * 2 and len(list((tmp_path / "archive").rglob("seed*"))) == 2
     grid = ablate.load_grid(path, ablate.grid_sets(["out=exp/smoke", "overrides=[train.steps=2]"]))
     assert grid["out"] == tmp_path / "exp" / "smoke" and "archive" not in grid
+
+
+ARCHIVED_GRIDS = [p for p in sorted(ROOT.glob("egs/*/grid*.yaml")) if "archive" in yaml.safe_load(p.read_text())]
+
+
+@pytest.mark.parametrize("path", ARCHIVED_GRIDS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_committed_archive_restores_under_its_grid(path, tmp_path, capsys):
+    """The records committed under docs/ablation/grids pass the restore's identity and classifier checks under
+    the grid files as they are now (a change to the check must keep them valid), into a scratch out folder."""
+    grid = ablate.load_grid(path) | {"out": tmp_path / "out"}
+    cells = ablate.cells(grid)  # run directories under tmp_path
+    held = sorted(
+        str(m.parents[1].relative_to(grid["archive"])) for m in grid["archive"].glob("*/seed*/eval/metrics.json")
+    )
+    restored = sorted(f"{c['group']}/seed{c['seed']}" for c in cells if ablate.restore_cell(c, grid))
+    assert restored == held
+
+
+def test_a_config_outside_the_checkout_is_matched_by_its_content_not_its_path_from_the_grid(tmp_path, monkeypatch):
+    """The restore compared a record's defaults as paths relative to the grid file: a base config outside the
+    checkout (here all of tmp_path is) lies at another depth on a new machine, so the same config read as another
+    and every archived cell was refused. Outside the checkout a config is its content (kept in archived.json)."""
+    repo = tmp_path / "a" / "repo"
+    repo.parent.mkdir()
+    path, called = _archived_grid(repo, monkeypatch)
+    (tmp_path / "a" / "conf").mkdir()
+    (repo / "base.yaml").rename(tmp_path / "a" / "conf" / "base.yaml")
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | {"config": "../conf/base.yaml"}))
+    _run_grid(monkeypatch, path)
+    info = json.loads((repo / "archive" / "abl" / "amp_lam0.1" / "seed0" / "archived.json").read_text())
+    assert info["defaults_content"]["../conf/base.yaml"] == {"train": {"steps": 7, "batch_size": 3}}
+    # a new machine: the checkout one folder deeper, the config where its grid file (edited there) says
+    b = tmp_path / "b" / "deeper" / "repo"
+    shutil.copytree(repo, b, ignore=shutil.ignore_patterns("exp"))
+    (tmp_path / "b" / "conf").mkdir()
+    shutil.copyfile(tmp_path / "a" / "conf" / "base.yaml", tmp_path / "b" / "conf" / "base.yaml")
+    path = b / "grid.yaml"
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | {"config": "../../conf/base.yaml"}))
+    called.clear()
+    res = _run_grid(monkeypatch, path)
+    assert called == [] and len(res["archived"]) == 6
+    shutil.rmtree(b / "exp")
+    (tmp_path / "b" / "conf" / "base.yaml").write_text("train: {steps: 9, batch_size: 3}\n")  # another config
+    with pytest.raises(SystemExit, match=r"baseline seed 0: the archive \S+ was made with another config"):
+        _run_grid(monkeypatch, path)
+    assert called == []
+
+
+def test_an_outside_configs_own_defaults_are_part_of_its_content(tmp_path):
+    """A config outside the checkout is compared by content, and so are the files its own `defaults` name
+    (relative to it): the same pair of files at two depths match, another model block under it does not."""
+    import ablate_archive  # beside ablate.py, which put recipes/ on sys.path
+
+    def layout(folder, model):
+        folder.mkdir(parents=True)
+        (folder / "model.yaml").write_text(f"model: {{channels: {model}}}\n")
+        (folder / "base.yaml").write_text("defaults: [model.yaml]\ntrain: {steps: 7}\n")
+        return yaml.safe_dump({"defaults": [str(folder / "base.yaml")], "train": {"seed": 0}})
+
+    a, b, c = layout(tmp_path / "a", 8), layout(tmp_path / "b" / "deeper", 8), layout(tmp_path / "c", 16)
+    ids = [ablate_archive._identity(run_yaml, [], tmp_path / "grid") for run_yaml in (a, b, c)]
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[0]["run.yaml"]["defaults"] == [
+        {"content": {"defaults": [{"content": {"model": {"channels": 8}}}], "train": {"steps": 7}}}
+    ]
