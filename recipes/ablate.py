@@ -69,7 +69,7 @@ resolved it, with a WARNING line naming the cells when these differ (a classifie
 machine); `<out>/results.png` (linked from results.md) draws it: one panel per report key, a bar per
 group with the seed std and each seed's value, the baseline (the first group without a regularizer)
 as a dashed line. `--only a,b` runs, restores, archives and reports only those variants' cells (results.md
-names them; a record of another variant is not read).
+names them; a record of another variant is not read); a name the grid does not have is an error.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
 workers x threads may not exceed the cores. The default is one thread per process and as many
 processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
@@ -365,7 +365,13 @@ def main() -> None:
     except ValueError as err:
         ap.error(str(err))
     grid = load_grid(args.grid, sets)
-    todo = [c for c in cells(grid) if not args.only or c["variant"] in args.only.split(",")]  # also the report's
+    names, only = [v["name"] for v in grid["variants"]], [n for n in args.only.split(",") if n]
+    unknown = [n for n in only if n not in names]  # a typo would report fewer variants (or none) over results.md
+    if unknown:
+        ap.error(
+            f"--only {args.only}: no variant {', '.join(unknown)} in {args.grid}; its variants: {', '.join(names)}"
+        )
+    todo = [c for c in cells(grid) if not only or c["variant"] in only]  # also the report's
     stages = set(STAGES) if args.stage is None else {args.stage}
     if stages - {"report"}:
         t0 = time.perf_counter()

@@ -686,6 +686,25 @@ def test_only_restores_archives_and_reports_the_selected_variants_alone(tmp_path
         _run_grid(monkeypatch, b, "--only", "amp")
 
 
+def test_only_with_a_name_the_grid_does_not_have_is_an_error_listing_its_variants(tmp_path, monkeypatch, capsys):
+    """`--only` with a typo ran and reported the other names' cells, or none: results.md and results.json were
+    overwritten with a table of fewer variants (an empty one for `--only basline`) and grid_time.json got an entry.
+    A name the grid does not have is refused before anything runs, naming it and the grid's variants."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    _run_grid(monkeypatch, path)
+    out = tmp_path / "exp" / "abl"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    called.clear()
+    for only in ("basline", "baseline,amp2"):
+        with pytest.raises(SystemExit):
+            _run_grid(monkeypatch, path, "--only", only)
+        bad = only.removeprefix("baseline,")
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert err == f"ablate.py: error: --only {only}: no variant {bad} in {path}; its variants: baseline, amp"
+    assert called == [] and {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert _run_grid(monkeypatch, path, "--only", "amp,")["variants"] == ["amp"]  # an empty item is no name
+
+
 def test_two_invocations_on_one_out_folder_both_keep_their_grid_time_entry(tmp_path, monkeypatch):
     """grid_time.json was read, appended to and written without a lock: two ablate.py finishing together on one
     out folder (say `--only baseline` beside `--only amp`) both read the old list and the second write dropped the
