@@ -136,7 +136,8 @@ def grid_sets(items: list[str]) -> dict:
 
 
 def load_grid(path: Path, sets: dict | None = None) -> dict:
-    """The grid file at `path`, its keys replaced by `sets` (`grid_sets`), paths resolved against its folder."""
+    """The grid file at `path`, its keys replaced by `sets` (`grid_sets`), paths resolved against its folder.
+    SystemExit when `sets` gives other overrides than the file (none and [] are the same) in the file's out folder."""
     grid, sets = yaml.safe_load(path.read_text()), sets or {}
     own = grid if isinstance(grid, dict) else {}  # the grid file's keys, before --set
     if isinstance(grid, dict):  # --set KEY=null leaves an optional key out (e.g. classifier)
@@ -161,7 +162,7 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
         if key in grid:
             grid[key] = (root / grid[key]).resolve()
     own_out = (root / own["out"]).resolve() if "out" in own else None
-    if "overrides" in sets and sets["overrides"] != own.get("overrides") and grid["out"] == own_out:
+    if "overrides" in sets and (sets["overrides"] or []) != (own.get("overrides") or []) and grid["out"] == own_out:
         raise SystemExit(  # cells trained otherwise would be skipped as finished, reported and archived as the grid's
             f"--set overrides={json.dumps(sets['overrides'])} trains the grid's cells with other overrides than {path} "
             f"gives them: in its out folder {grid['out']} they would be reported (and archived) as its cells; add "

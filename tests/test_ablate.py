@@ -756,6 +756,20 @@ def test_other_overrides_than_the_grid_files_need_an_out_folder_of_their_own(tmp
     assert grid["out"] == tmp_path / "exp" / "smoke" and "archive" not in grid
 
 
+def test_no_overrides_written_as_an_empty_list_or_null_is_no_change_of_the_grid_files(tmp_path):
+    """`--set overrides=[]` on a grid file without overrides (or `=null` on one with `overrides: []`) gives the
+    cells the same (no) overrides, and was refused as "other overrides than the grid file gives them"."""
+    _grid(tmp_path)
+    path = tmp_path / "grid.yaml"
+    grid = yaml.safe_load(path.read_text())
+    for own, given in ((None, "[]"), ([], "null"), ([], "[]")):
+        path.write_text(yaml.safe_dump(grid | ({} if own is None else {"overrides": own})))
+        loaded = ablate.load_grid(path, ablate.grid_sets([f"overrides={given}"]))
+        assert all(c["overrides"] == [] for c in ablate.cells(loaded))
+    with pytest.raises(SystemExit, match=r"^--set overrides=\["):  # a real change still is refused
+        ablate.load_grid(path, ablate.grid_sets(["overrides=[train.steps=2]"]))
+
+
 ARCHIVED_GRIDS = [p for p in sorted(ROOT.glob("egs/*/grid*.yaml")) if "archive" in yaml.safe_load(p.read_text())]
 
 
