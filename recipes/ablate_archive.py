@@ -64,7 +64,8 @@ def _config_id(path: Path, written: str, contents: dict, seen: tuple[Path, ...] 
     """A `defaults` file of a cell (resolved `path`, `written` relative to the grid's folder) as the same on
     any machine: inside the checkout its path in it; outside (where paths differ between machines) its content,
     `contents[written]` when the record keeps it (archived.json's defaults_content), else read from `path`;
-    {"file": written} when neither is there (then only the same path matches, as before the contents)."""
+    {"file": written} when neither is there (a record's file that is not kept and not here: the grid's own
+    file is read, so that record matches no config and is refused)."""
     inside = _in_checkout(path)
     if inside is not None:
         return inside
