@@ -744,7 +744,9 @@ def test_other_overrides_than_the_grid_files_need_an_out_folder_of_their_own(tmp
         rf"them: in its out folder {tmp_path / 'exp' / 'abl'} they would be reported \(and archived\) as its cells; "
         r"add --set out=DIR \(another folder\)$"
     )
-    for out in ([], ["--set", "out=exp/abl"], ["--set", "out=exp/../exp/abl"]):
+    (tmp_path / "link").symlink_to(tmp_path / "exp")  # dangling until exp/ exists: resolved all the same
+    for out in ([], ["--set", "out=exp/abl"], ["--set", "out=exp/../exp/abl"], ["--set", f"out={tmp_path}/exp/abl/"],
+                ["--set", "out=link/abl"]):  # fmt: skip
         with pytest.raises(SystemExit, match=refused):
             _run_grid(monkeypatch, path, "--set", "overrides=[train.steps=2]", *out)
     with pytest.raises(SystemExit, match=r"^--set overrides=null trains the grid's cells with other overrides"):
