@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from audiodiff.builders import SAMPLER_PLANS, SAMPLER_SETTINGS
 from audiodiff.diffusion import Formulation
+from audiodiff.diffusion.formulation import NoiseOperator
 from audiodiff.diffusion.samplers import SeededNoise
 from audiodiff.guidance import guidance_problem, guided
 from audiodiff.models import DiffWave
@@ -91,7 +92,7 @@ def sample(
     plan = sampling_plan(cfg, formulation, sampler or cfg.sample.sampler, steps or cfg.sample.steps)
     warn_fractional_steps(net, formulation, plan[1])
     device = next(net.parameters()).device
-    scale = formulation.prior_scale(cond)  # from the condition as given, before DiffWave projects it
+    prior = formulation.prior_noise(cond)  # from the condition as given, before DiffWave projects it
     if isinstance(net, DiffWave):
         if device.type == "cpu":
             net = DiffWaveInference(net)  # the same function, about 2x faster on CPUs
@@ -106,7 +107,7 @@ def sample(
         x0_hat = guide(x, s, c)
         return x0_hat.clamp(-1, 1) if clip else x0_hat
 
-    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device, scale=scale, start=start)
+    return run_plan(plan, denoiser, formulation, seeds, shape, cond, callback, device, prior=prior, start=start)
 
 
 @torch.no_grad()
@@ -120,27 +121,27 @@ def run_plan(
     callback=None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-    scale: Tensor | None = None,
+    prior: NoiseOperator | None = None,
     start: tuple[int, Tensor] | None = None,
 ) -> Tensor:
     """Run a sampling plan (from `sampling_plan`) with any denoiser(x, sigma, cond) -> x0_hat.
 
     The starting noise is drawn per seed and scaled by the formulation's prior std, as `sample`
-    does for a network; `bench/sampler_bias.py` passes an exact denoiser instead of one. `scale`
-    (broadcast over the batch, from `formulation.prior_scale`) multiplies every noise draw, the
-    starting one included: a data-dependent prior N(0, diag(scale^2)) (PriorGrad).
+    does for a network; `bench/sampler_bias.py` passes an exact denoiser instead of one. `prior`
+    (the batch's, from `formulation.prior_noise`) colours every noise draw, the starting one included:
+    a data-dependent prior N(0, L L^T) (PriorGrad, SpecGrad).
 
     `start` = (skip, init), init (B, *shape) in data space: shallow diffusion (DiffSinger, Liu et al.
     2022). The first `skip` steps of the grid are skipped and the sampler starts at its level
     sigma = sigmas[skip] from x = init + sigma z (the VP state sqrt(abar) init + sqrt(1 - abar) z,
-    abar = 1 / (1 + sigma^2)), z the first noise draw (scaled by `scale` as every draw is); the
+    abar = 1 / (1 + sigma^2)), z the first noise draw (coloured by `prior` as every draw is); the
     remaining steps run unchanged. Without it the start is pure noise of std `prior_std(sigmas[0])`.
     """
     fn, sigmas, extra = plan
     seeded = SeededNoise(seeds)
 
     def noise(like: Tensor) -> Tensor:
-        return seeded(like) if scale is None else seeded(like) * scale
+        return seeded(like) if prior is None else prior.colour(seeded(like))
 
     z = noise(torch.zeros(len(seeds), *shape, device=device, dtype=dtype))
     if start is None:

@@ -11,8 +11,9 @@ schedule's, DiffWave's 50), the model denoises one FIXED set of held-out crops: 
 derived from `--seed` as training draws its examples (audiodiff.data.datasets: AudioClips,
 DiffusionExamples, item_seed). The same crops and the same standard noise z serve every level,
 checkpoint and run, so columns differ only by the weights. The noising is training's own
-(`DDPM.training_terms` with t and z given): with a PriorGrad prior (diffusion.prior) the noise is
-std(mel) * z and the eps error is divided by that std, exactly as the training loss.
+(`DDPM.training_terms` with t and z given): with a data-dependent prior (diffusion.prior) the noise is z
+coloured by it (PriorGrad: std(mel) * z) and the eps error is whitened by it (PriorGrad: divided by that
+std), exactly as the training loss.
 
 An EDM run (continuous sigma) has no steps: its levels are `--sigmas`, by default those of DiffWave's
 50-step DDPM schedule ("diffwave"; any DDPM schedule preset, or values like '0.002,0.01,0.1'), level t
@@ -24,8 +25,9 @@ Every run must draw the same crops (the same data.sample_rate); the first run's 
 Per level, with x = x_t / sqrt(abar_t) = x0 + sigma_t eps the noisy input in the sigma view and
 x0_hat the model's clean estimate (sums over the samples of a subset, pooled over crops):
 
-    eps_l1, eps_l2   mean |e|, mean e^2 of the eps error e = (eps_hat - eps) / std (the DDPM training loss's
-                     L1 and L2; eps_hat - eps = (x0 - x0_hat) / sigma_t for any prediction type, and EDM)
+    eps_l1, eps_l2   mean |e|, mean e^2 of the eps error e = L^-1 (eps_hat - eps), whitened by the prior (PriorGrad:
+                     divided by its std; N(0, I): as is), the DDPM training loss's L1 and L2; eps_hat - eps =
+                     (x0 - x0_hat) / sigma_t for any prediction type, and EDM; whitened over whole crops, then split
     snr_db           10 log10(||x0||^2 / ||x0_hat - x0||^2)
     input_snr_db     10 log10(||x0||^2 / ||x - x0||^2): the SNR of x itself, what "no denoising" scores
     removed          1 - ||x0_hat - x0|| / ||x - x0||: 1 = all noise removed, 0 = x0_hat no better than x
@@ -107,18 +109,19 @@ def frame_masks(energy: Tensor, hop: int) -> tuple[dict[str, Tensor], dict]:
     return masks, split | {f"{k}_fraction": float(m.double().mean()) for k, m in masks.items()}
 
 
-def errors(x0: Tensor, x0_hat: Tensor, x: Tensor, sigma: Tensor, std: Tensor | None, mask: Tensor) -> dict[str, float]:
+def errors(x0: Tensor, x0_hat: Tensor, x: Tensor, sigma: Tensor, prior, mask: Tensor) -> dict[str, float]:
     """The measures of the module doc on the samples `mask` selects.
 
     Args:
         x0, x0_hat, x: clean, estimated and noisy (sigma view) signals (B, 1, T).
-        sigma: the level's sigma (B,). std: the prior's per-sample std (B, 1, T), None for N(0, I).
+        sigma: the level's sigma (B,). prior: the batch's data-dependent prior (`formulation.prior_noise`, a
+            `NoiseOperator`: the eps error is whitened by it, as training's loss), None for N(0, I).
         mask: bool (B, 1, T).
     """
     x0, x0_hat, x = x0.double(), x0_hat.double(), x.double()
     eps_err = (x0 - x0_hat) / append_dims(sigma.double(), x0.ndim)
-    if std is not None:
-        eps_err = eps_err / std.double()
+    if prior is not None:
+        eps_err = prior.whiten(eps_err)
     mask = mask.expand_as(x0)
     eps_err = eps_err[mask]
     signal, left, given = (v.square()[mask].sum() for v in (x0, x0_hat - x0, x - x0))
@@ -159,10 +162,10 @@ def level_sigmas(formulation, sigmas: str | None) -> Tensor:
 def level_rows(net, formulation, crops: dict, masks: dict[str, Tensor], levels: list[int], batch: int,
                sigmas: Tensor | None = None) -> list[dict]:  # fmt: skip
     """One row per level t: {"t", "sigma", subset: errors(...)}, the crops noised with training's own
-    `training_terms` (the prior's std included) at t (DDPM) or at sigmas[t] (EDM: `level_sigmas`) with the
+    `training_terms` (the prior's colouring included) at t (DDPM) or at sigmas[t] (EDM: `level_sigmas`) with the
     crops' fixed noise z."""
     x0, cond, z = crops["x0"], crops["cond"], crops["z"]
-    std = formulation.prior_scale(cond)
+    prior = formulation.prior_noise(cond)
     sigmas = formulation.sigmas if sigmas is None else sigmas
     rows = []
     for t in levels:
@@ -175,7 +178,7 @@ def level_rows(net, formulation, crops: dict, masks: dict[str, Tensor], levels: 
         x0_hat, x = (torch.cat([p[key] for p in parts]) for key in ("x0_hat", "x"))
         sigma = sigmas[t].expand(len(x0))
         row = {"t": t, "sigma": float(sigmas[t])}
-        rows.append(row | {name: errors(x0, x0_hat, x, sigma, std, m) for name, m in masks.items()})
+        rows.append(row | {name: errors(x0, x0_hat, x, sigma, prior, m) for name, m in masks.items()})
     return rows
 
 

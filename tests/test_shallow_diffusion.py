@@ -9,6 +9,7 @@ import torch
 from audiodiff.audio.io import load_audio
 from audiodiff.config import ExperimentConfig
 from audiodiff.diffusion import DDPM
+from audiodiff.diffusion.prior import ScaledNoise
 from audiodiff.diffusion.samplers import SeededNoise, fast_sigmas
 from audiodiff.eval.context import run_context
 from audiodiff.sampling import run_plan, sampling_plan
@@ -89,7 +90,7 @@ def test_the_first_state_is_init_plus_the_levels_noise_scaled_by_the_prior(sampl
     scale = torch.tensor([0.5, 2.0]).view(2, 1, 1)  # a per-sample prior std (PriorGrad)
     seen = []
     run_plan(plan, lambda x, s, c: x * 0, formulation, [3, 4], (1, 8192), None, lambda *a: seen.append(a[1:3]),
-             scale=scale, start=(skip, init))  # fmt: skip
+             prior=ScaledNoise(scale), start=(skip, init))  # fmt: skip
     sigma, first = seen[0][0], seen[0][1]
     assert len(seen) == len(plan[1]) - 1 - skip and sigma == pytest.approx(float(plan[1][skip]))
     z = SeededNoise([3, 4])(torch.zeros(2, 1, 8192))

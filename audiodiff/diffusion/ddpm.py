@@ -10,8 +10,9 @@ Clean estimate (paper arXiv 2603.02447, Section 3; the spectral loss is always o
   x0-prediction:  x0_hat = net output
   v-prediction:   x0_hat = sqrt(abar_t) x_t - sqrt(1 - abar_t) v_hat   (Salimans & Ho 2022)
 
-With a data-dependent prior (PriorGrad, `audiodiff.diffusion.prior`), eps ~ N(0, diag(std^2)): the
-formulas above hold with that eps; the denoising error is weighted by 1/std.
+With a data-dependent prior (`audiodiff.diffusion.prior`: PriorGrad's, SpecGrad's), eps ~ N(0, Sigma),
+Sigma = L L^T: eps = L z, z white; the formulas above hold with that eps, and the denoising error is
+whitened by L^-1 (PriorGrad: L = diag(std), the error divided by the std).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from audiodiff.diffusion.formulation import fill_draws
+from audiodiff.diffusion.formulation import NoiseOperator, fill_draws
 from audiodiff.diffusion.samplers import ddpm_sigmas
 from audiodiff.diffusion.utils import append_dims
 
@@ -66,8 +67,8 @@ class DDPM(nn.Module):
         betas: training schedule (T,), e.g. from `beta_schedule`; or use `DDPM.from_preset`.
         prediction: "eps", "x0" or "v".
         loss_type: "l2" (mean squared error) or "l1" (DiffWave trains with L1 on eps).
-        prior: None for the standard prior N(0, I), or a module mapping the condition (B, ...) to the
-            per-sample std of a data-dependent prior N(0, diag(std^2)) (PriorGrad, `audiodiff.diffusion.prior`).
+        prior: None for the standard prior N(0, I), or a module whose `operator(cond)` gives the data-dependent
+            prior of a batch condition (B, ...) as a `NoiseOperator` (`audiodiff.diffusion.prior`).
 
     The network is called as `net(x_t, t, cond)` with x_t in the VP scaling and t a float
     tensor (B,) of (possibly fractional) training step indices 0 .. T-1.
@@ -117,14 +118,14 @@ class DDPM(nn.Module):
         sigma = self.sigma_max if sigma_max is None else sigma_max
         return math.sqrt(1 + sigma**2)
 
-    def prior_scale(self, cond: Tensor | None) -> Tensor | None:
-        """Per-sample std (broadcast over a sample) of the data-dependent prior for a batch condition,
-        or None for N(0, I): training noise and every sampler draw are multiplied by it."""
+    def prior_noise(self, cond: Tensor | None) -> NoiseOperator | None:
+        """The data-dependent prior of a batch condition (`NoiseOperator`: colour, whiten), or None for N(0, I):
+        training noise and every sampler draw are coloured by it, the denoising error whitened."""
         if self.prior is None:
             return None
         if cond is None:
             raise ValueError("a DDPM with a data-dependent prior (diffusion.prior) needs the condition it follows")
-        return self.prior(cond)
+        return self.prior.operator(cond)
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """Continuous step index for a noise level, linear in sqrt(abar) between training steps.
@@ -203,23 +204,23 @@ class DDPM(nn.Module):
     ) -> dict[str, Tensor]:
         """Per-example denoising loss and the quantities the regularizer needs.
 
-        With a data-dependent prior (PriorGrad) the noise is `prior_scale(cond)` times the standard
-        noise and the error is divided by it (Sigma^-1/2 weighting); x0_hat keeps its formula.
+        With a data-dependent prior the noise is the standard noise coloured by `prior_noise(cond)` and
+        the error is whitened by it (Sigma^-1/2 weighting); x0_hat keeps its formula.
 
         Returns:
             {"denoise": (B,), "x0_hat": like x0, "x": noisy input in the sigma view,
              "sigma": (B,), "weight": (B,) ones (EDM's loss weight has no DDPM analogue), "t": (B,) steps}
         """
         t, noise = fill_draws(self, x0, t, noise)
-        scale = self.prior_scale(cond)
-        if scale is not None:
-            noise = noise * scale
+        prior = self.prior_noise(cond)
+        if prior is not None:
+            noise = prior.colour(noise)
         abar = self.abar[t]
         x_t = self.q_sample(x0, t, noise)
         out = net(x_t, t.to(x0.dtype), cond)
         err = out - self.target(x0, noise, abar)
-        if scale is not None:
-            err = err / scale
+        if prior is not None:
+            err = prior.whiten(err)
         denoise = (err.abs() if self.loss_type == "l1" else err.square()).flatten(1).mean(1)
         sigma = self.sigmas[t].to(x0.dtype)
         return {

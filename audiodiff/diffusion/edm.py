@@ -52,7 +52,7 @@ class EDM(nn.Module):
         """Std of the starting sample: x ~ N(0, sigma_max^2 I)."""
         return self.sigma_max if sigma_max is None else sigma_max
 
-    def prior_scale(self, cond: Tensor | None) -> None:
+    def prior_noise(self, cond: Tensor | None) -> None:
         """No data-dependent prior: N(0, sigma_max^2 I) whatever the condition."""
         return None
 

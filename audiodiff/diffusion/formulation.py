@@ -12,6 +12,18 @@ from typing import Protocol, runtime_checkable
 from torch import Tensor, nn
 
 
+class NoiseOperator(Protocol):
+    """A data-dependent prior N(0, Sigma), Sigma = L L^T, bound to one batch's condition: `colour` is L (white
+    noise -> the prior's noise), `whiten` L^-1 or an approximation of it (the loss's Sigma^-1/2 weighting).
+    Shapes: (B, C, T) in and out, B and T those of the condition's batch and samples."""
+
+    def colour(self, z: Tensor) -> Tensor:
+        """White noise z ~ N(0, I) -> the prior's noise L z: training's eps and every sampler draw."""
+
+    def whiten(self, err: Tensor) -> Tensor:
+        """An error in noise space -> L^-1 err, whose squared or absolute mean is the denoising loss."""
+
+
 @runtime_checkable
 class Formulation(Protocol):
     """A diffusion formulation in the sigma view (x = x0 + sigma eps).
@@ -38,9 +50,9 @@ class Formulation(Protocol):
     def prior_std(self, sigma_max: float | None = None) -> float:
         """Std of the starting sample at `sigma_max` (default: the formulation's)."""
 
-    def prior_scale(self, cond: Tensor | None) -> Tensor | None:
-        """Per-sample std of a data-dependent prior N(0, diag(std^2)) for a batch condition (None: N(0, I));
-        the samplers multiply every noise draw, the starting one included, by it."""
+    def prior_noise(self, cond: Tensor | None) -> NoiseOperator | None:
+        """The data-dependent prior N(0, L L^T) of a batch condition (None: N(0, I)) as a `NoiseOperator`;
+        the samplers colour every noise draw, the starting one included, by it."""
 
     def denoise(self, net: nn.Module, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         """x0_hat from x (B, ...) at noise levels sigma (B,)."""

@@ -131,6 +131,24 @@ def energy_std(energy: Tensor, energy_min: float, energy_max: float, std_min: fl
     return ((energy - energy_min) / (energy_max - energy_min)).clamp(std_min, 1.0)
 
 
+@dataclass(frozen=True)
+class ScaledNoise:
+    """The `NoiseOperator` of N(0, diag(std^2)) (PriorGrad): L = diag(std), colour multiplies by the std, whiten
+    divides by it.
+
+    Args:
+        std: the per-sample std, broadcast against the noise ((B, 1, T) from `MelEnergyPrior`).
+    """
+
+    std: Tensor
+
+    def colour(self, z: Tensor) -> Tensor:
+        return z * self.std
+
+    def whiten(self, err: Tensor) -> Tensor:
+        return err / self.std
+
+
 class MelEnergyPrior(nn.Module):
     """Condition (B, n_mels, frames) -> the prior's per-sample std (B, 1, frames * hop).
 
@@ -161,6 +179,10 @@ class MelEnergyPrior(nn.Module):
         energy = frame_energy(self.to_features(cond), self.mel, self.energy)
         std = energy_std(energy, self.energy_min, self.energy_max, self.std_min)
         return spread_frames(std, self.mel.hop, self.align)[:, None]
+
+    def operator(self, cond: Tensor) -> ScaledNoise:
+        """The prior for a batch condition: its noise is the std times white noise."""
+        return ScaledNoise(self(cond))
 
 
 def prior_problem(cfg: ExperimentConfig) -> str | None:

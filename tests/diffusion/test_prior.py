@@ -164,7 +164,7 @@ def test_std_one_everywhere_is_bit_identical_to_no_prior():
             cfg.sample.eta = eta
             outs.append(sample(net, build_formulation(cfg), cfg, [3], (1, 8 * HOP), cond, sampler, steps))
         assert torch.equal(outs[0], outs[1]), sampler
-    assert build_formulation(one).prior_scale(cond).eq(1.0).all()
+    assert build_formulation(one).prior_noise(cond).std.eq(1.0).all()
 
 
 def test_training_noise_has_the_prior_std_and_the_error_is_weighted_by_its_inverse():
@@ -234,4 +234,4 @@ def test_images_and_mels_cannot_take_the_prior_and_a_model_needs_its_energy_rang
     with pytest.raises(ValueError, match="needs diffusion.prior.energy_min and energy_max: `audiodiff train` computes"):
         build_formulation(cfg)
     with pytest.raises(ValueError, match="needs the condition it follows"):
-        build_formulation(prior_config()).prior_scale(None)
+        build_formulation(prior_config()).prior_noise(None)

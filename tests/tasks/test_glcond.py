@@ -72,9 +72,9 @@ def test_priorgrad_takes_the_frame_energies_from_the_mel_channels_only():
     gl_cfg = load_config(None, [*VOC, *prior, *GL, "data.segment=1024"])
     audio = torch.randn(2, 1, 1024) * torch.linspace(0, 0.3, 1024)  # frame energies that vary
     cond = build_task(gl_cfg, "cpu").condition(audio)
-    want = build_formulation(plain_cfg).prior_scale(build_task(plain_cfg, "cpu").condition(audio))
+    want = build_formulation(plain_cfg).prior_noise(build_task(plain_cfg, "cpu").condition(audio)).std
     assert want.std() > 0.01
-    torch.testing.assert_close(build_formulation(gl_cfg).prior_scale(cond), want)
+    torch.testing.assert_close(build_formulation(gl_cfg).prior_noise(cond).std, want)
 
 
 @pytest.mark.parametrize(
