@@ -152,9 +152,14 @@ def _diffusion(d) -> str:
             f"ln sigma ~ N({d.p_mean:g}, {d.p_std:g}^2) in training, sigma in [{d.sigma_min:g}, {d.sigma_max:g}]"
         )
     row = f"{d.kind}, {d.prediction} prediction, schedule {d.schedule}"
-    if d.prior.kind != "none":  # training and every sampler draw noise scaled by it: part of what the model is
+    if d.prior.kind != "none":  # training and every sampler draw noise coloured by it: part of what the model is
         p = d.prior
         top = f" (its {p.max_quantile:g} quantile)" if p.max_quantile < 1 else ""
+        if p.kind == "spec_envelope":
+            return row + (
+                f"; SpecGrad {p.kind} prior (lifter order {p.lifter_order}, floor {p.floor:g}, training envelope "
+                f"RMS {p.energy_min:g} .. {p.energy_max:g}{top})"
+            )
         row += (
             f"; PriorGrad {p.kind} prior (std_min {p.std_min:g}, training frame energy ({p.energy}) "
             f"{p.energy_min:g} .. {p.energy_max:g}{top}, align {p.align or 'hold'})"

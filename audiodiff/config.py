@@ -174,11 +174,16 @@ def _upgrade(node: DictConfig, source: str) -> DictConfig:
     """Replace an old config's task flags (data.kind/condition/features) by `task`, in place.
 
     A config without `task` gets the task its flags and model.kind meant (none: waveform); old
-    flags beside a `task` must mean the same task. A diffusion.prior energy range without `align`
+    flags beside a `task` must mean the same task. A mel_energy diffusion.prior energy range without `align`
     (stored before align existed) gets align "hold", the placement its model was trained with.
     """
     prior = OmegaConf.select(node, "diffusion.prior")
-    if isinstance(prior, DictConfig) and prior.get("energy_min") is not None and "align" not in prior:
+    if (
+        isinstance(prior, DictConfig)
+        and prior.get("kind") == "mel_energy"
+        and prior.get("energy_min") is not None
+        and "align" not in prior
+    ):
         prior.align = "hold"
     data = node.get("data")
     old = {}

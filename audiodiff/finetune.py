@@ -8,8 +8,8 @@ line naming the keys to set instead of a shape error. The file's SHA-256 goes in
 into `train.init_sha256` of the run's config.yaml and checkpoints; a config that already sets
 `train.init_sha256` must match it.
 
-With a data-dependent prior (diffusion.prior, PriorGrad) the weights learned to remove noise of the
-source's per-sample std, so a fine-tuned run keeps the source's prior (`inherit_prior`): its
+With a data-dependent prior (diffusion.prior, PriorGrad's or SpecGrad's) the weights learned to remove noise
+coloured by the source's prior, so a fine-tuned run keeps the source's prior (`inherit_prior`): its
 diffusion.prior block, the training frame-energy range included, not one recomputed from the new
 data.train. A config that sets its own energy_min/energy_max overrides that deliberately; a source
 without a prior (lmnt's, or ours with kind "none") leaves the range to `audiodiff train` as for a
@@ -102,6 +102,12 @@ def inherit_prior(cfg: ExperimentConfig, resumed: ResumedPrior | None) -> str | 
     if source is None or source.kind != prior.kind or source.energy_min is None:
         return None
     cfg.diffusion.prior = source
+    if source.kind == "spec_envelope":
+        return (
+            f"diffusion.prior from {file}, the prior its weights were trained with: spec_envelope, lifter order "
+            f"{source.lifter_order}, floor {source.floor:g}, envelope RMS {source.energy_min:g} .. "
+            f"{source.energy_max:g}"
+        )
     return (
         f"diffusion.prior from {file}, the prior its weights were trained with: std_min {source.std_min:g}, "
         f"energy {source.energy} {source.energy_min:g} .. {source.energy_max:g}, align {source.align}"

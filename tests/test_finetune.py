@@ -140,7 +140,7 @@ def test_a_fine_tuned_prior_model_keeps_the_prior_its_weights_were_trained_with(
     first = train_cli(config, corpus, exp, "src", "train.steps=2", *PRIOR_VOCODER, *source)
     run = train_cli(config, corpus, exp, "ft", "train.steps=2", *PRIOR_VOCODER, f"train.init_from={first}")
     want = {"kind": "mel_energy", "std_min": 0.2, "energy": "rms", "max_quantile": 1.0, "align": "centre",
-            "energy_min": 0.001, "energy_max": 5.0}  # fmt: skip
+            "lifter_order": 24, "floor": 0.01, "energy_min": 0.001, "energy_max": 5.0}  # fmt: skip
     assert yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"] == want
     assert yaml.safe_load((run / "config.yaml").read_text())["diffusion"]["prior"] == want
     note = "the prior its weights were trained with: std_min 0.2, energy rms 0.001 .. 5, align centre\n"

@@ -34,6 +34,17 @@ def runs(tmp_path_factory):
     return plain, prior, corpus, edm
 
 
+@pytest.fixture(scope="module")
+def spec_run(runs, tmp_path_factory):
+    """The tiny DDPM vocoder with SpecGrad's prior (diffusion.prior.kind=spec_envelope), 2 steps on the same clips."""
+    root = tmp_path_factory.mktemp("levels_spec")
+    config = root / "conf.yaml"
+    config.write_text("diffusion:\n  schedule: diffwave\n  loss_type: l1\nsample:\n  sampler: fast\n")
+    return train_cli(
+        config, runs[2], root / "exp", "sg", "train.steps=2", *VOCODER, "diffusion.prior.kind=spec_envelope"
+    )
+
+
 def args(*extra):
     return le.parse_args([*map(str, extra)])
 
@@ -80,11 +91,12 @@ def test_oracles_perfect_estimate_and_no_denoising():
     assert le.errors(x0, spoiled, x, sigma, None, inside)["removed"] == 1.0
 
 
-def test_eps_error_is_the_training_loss_with_and_without_the_prior(runs):
+def test_eps_error_is_the_training_loss_with_and_without_the_prior(runs, spec_run):
     """At every level the L1 eps error over all samples equals DDPM.training_terms' loss (loss_type l1) on the
-    same crops and noise: with PriorGrad's prior the noise is std-scaled and the error divided by the std."""
+    same crops and noise: with PriorGrad's prior the noise is std-scaled and the error divided by the std, with
+    SpecGrad's the noise is filtered by the mel's envelope and the error whitened by its inverse."""
     plain, prior, corpus, _ = runs
-    for run in (plain, prior):
+    for run in (plain, prior, spec_run):
         cfg, net, formulation, _ = load_for_generation(run)
         crops = le.crop_set(cfg, corpus, 3, 1024, 0)
         masks, _ = le.frame_masks(crops["energy"], crops["hop"])

@@ -1,4 +1,9 @@
-"""PriorGrad's data-dependent prior for mel-conditioned DDPM vocoders (Lee et al., ICLR 2022, arXiv 2106.06406).
+"""Data-dependent priors for mel-conditioned DDPM vocoders: PriorGrad's here (Lee et al., ICLR 2022, arXiv
+2106.06406), SpecGrad's in `audiodiff.diffusion.spec_envelope`; the config, checks and builder of both.
+
+A prior is N(0, L L^T) for the batch's condition, handed to the DDPM as a `NoiseOperator`: colour(z) = L z
+(white noise -> the prior's noise), whiten(err) = L^-1 err (the loss's Sigma^-1/2 weighting). PriorGrad's
+L = diag(std) (`ScaledNoise`); SpecGrad's filters the noise with the mel's spectral envelope (`FilteredNoise`).
 
 The standard prior N(0, I) becomes N(0, Sigma_c), Sigma_c = diag(std^2), with a per-sample std that
 follows the frame energy of the conditioning log-mel, so that silent frames start (and are noised)
@@ -47,11 +52,12 @@ import torch
 from torch import Tensor, nn
 
 from audiodiff.audio.features import MelConfig, log_to_linear, mel_config
+from audiodiff.diffusion.spec_envelope import SpecEnvelopePrior, envelope_gains
 
 if TYPE_CHECKING:
     from audiodiff.config import ExperimentConfig
 
-PRIOR_KINDS = ("none", "mel_energy")
+PRIOR_KINDS = ("none", "mel_energy", "spec_envelope")
 PriorKind = Literal[PRIOR_KINDS]
 PRIOR_ENERGIES = ("rms", "reference")
 PriorEnergy = Literal[PRIOR_ENERGIES]
@@ -62,7 +68,9 @@ STATS_DIGITS = 6  # e_min, e_max are rounded to this many significant digits: re
 
 @dataclass
 class PriorConfig:
-    """`diffusion.prior`: the diffusion prior. "none" is N(0, I); "mel_energy" is PriorGrad's (module docstring)."""
+    """`diffusion.prior`: the diffusion prior. "none" is N(0, I); "mel_energy" is PriorGrad's (module docstring);
+    "spec_envelope" SpecGrad's (`audiodiff.diffusion.spec_envelope`). Each kind reads its own keys (KIND_KEYS)
+    and the shared ones (max_quantile, the range)."""
 
     kind: PriorKind = "none"
     std_min: float = 0.1  # the smallest std (silent frames), in (0, 1]
@@ -71,9 +79,20 @@ class PriorConfig:
     # frame k's std on [k*hop - hop/2, k*hop + hop/2) ("centre") or [k*hop, (k+1)*hop) ("hold");
     # null: `audiodiff train` records "centre" with the range; a stored range without it reads as "hold"
     align: PriorAlign | None = None
-    # frame-energy range of the training data; null: `audiodiff train` computes it from data.train
+    # spec_envelope: quefrencies |q| < lifter_order of the log spectrum are kept (24: SpecGrad's); the filter's
+    # smallest magnitude, where the training frames' max_quantile envelope RMS is 1, in (0, 1]
+    lifter_order: int = 24
+    floor: float = 0.01
+    # range of the training data's frame energies (spec_envelope: of its envelopes' RMS; only the top is used);
+    # null: `audiodiff train` computes it from data.train
     energy_min: float | None = None
     energy_max: float | None = None
+
+
+# the keys only one kind reads; set on another kind they are an error (prior_problem)
+KIND_KEYS = {"mel_energy": ("std_min", "energy", "align"), "spec_envelope": ("lifter_order", "floor")}
+PRIOR_PAPERS = {"mel_energy": "PriorGrad", "spec_envelope": "SpecGrad"}
+PRIOR_FOLLOWS = {"mel_energy": "the energy", "spec_envelope": "the spectral envelope"}
 
 
 def frame_energy(features: Tensor, mel: MelConfig, energy: str = "rms") -> Tensor:
@@ -92,9 +111,14 @@ def energy_range(
     """(smallest, largest) frame energy of log-mel features (each (B, n_mels, frames)), in float64,
     rounded to STATS_DIGITS significant digits; the largest is the `max_quantile` quantile (numpy's
     linear interpolation) when that is below 1."""
+    return frame_range((frame_energy(feats.double(), mel, energy) for feats in features), max_quantile)
+
+
+def frame_range(frames: Iterable[Tensor], max_quantile: float = 1.0) -> tuple[float, float]:
+    """(smallest, largest) of per-frame values (each (B, frames)), rounded to STATS_DIGITS significant
+    digits; the largest is the `max_quantile` quantile (numpy's linear interpolation) when that is below 1."""
     lo, hi, kept = float("inf"), float("-inf"), []
-    for feats in features:
-        frame = frame_energy(feats.double(), mel, energy)
+    for frame in frames:
         lo, hi = min(lo, float(frame.min())), max(hi, float(frame.max()))
         if max_quantile < 1:
             kept.append(frame.flatten().cpu().numpy())
@@ -112,8 +136,13 @@ def energy_range(
 
 
 def record_training_range(prior: PriorConfig, features: Iterable[Tensor], mel: MelConfig) -> None:
-    """Store the energy range of the training features (see `energy_range`) in `prior`, and align
-    "centre" unless it is set: what `audiodiff train` records for a new run."""
+    """Store the range of the training features' frame energies in `prior`: what `audiodiff train` records
+    for a new run. mel_energy: of `frame_energy` (see `energy_range`), and align "centre" unless it is set;
+    spec_envelope: of the envelopes' RMS (`spec_envelope.envelope_gains`)."""
+    if prior.kind == "spec_envelope":
+        gains = envelope_gains(features, mel, prior.lifter_order)
+        prior.energy_min, prior.energy_max = frame_range(gains, prior.max_quantile)
+        return
     prior.energy_min, prior.energy_max = energy_range(features, mel, prior.energy, prior.max_quantile)
     prior.align = prior.align or "centre"
 
@@ -192,11 +221,13 @@ def prior_problem(cfg: ExperimentConfig) -> str | None:
         return None
     key = f"diffusion.prior.kind={prior.kind}"
     if cfg.diffusion.kind != "ddpm":
-        return f"{key} is a DDPM prior (PriorGrad): it needs diffusion.kind=ddpm, got {cfg.diffusion.kind}"
+        paper = PRIOR_PAPERS[prior.kind]
+        return f"{key} is a DDPM prior ({paper}): it needs diffusion.kind=ddpm, got {cfg.diffusion.kind}"
     if cfg.task != "vocoder":
-        return f"{key} follows the energy of a conditioning mel: it needs task=vocoder, got task={cfg.task}"
-    if not 0 < prior.std_min <= 1:
-        return f"diffusion.prior.std_min={prior.std_min} must be in (0, 1]"
+        follows = PRIOR_FOLLOWS[prior.kind]
+        return f"{key} follows {follows} of a conditioning mel: it needs task=vocoder, got task={cfg.task}"
+    if problem := _kind_problem(cfg, prior):
+        return problem
     if not 0 < prior.max_quantile <= 1:
         return f"diffusion.prior.max_quantile={prior.max_quantile} must be in (0, 1] (1: the loudest training frame)"
     stats = (prior.energy_min, prior.energy_max)
@@ -210,11 +241,36 @@ def prior_problem(cfg: ExperimentConfig) -> str | None:
     return None
 
 
-def build_prior(cfg: ExperimentConfig) -> MelEnergyPrior | None:
+def _kind_problem(cfg: ExperimentConfig, prior: PriorConfig) -> str | None:
+    """A key of another kind set away from its default, or a bad value of this kind's keys (one line), or None."""
+    default = PriorConfig()
+    for kind, keys in KIND_KEYS.items():
+        for name in keys:
+            if kind != prior.kind and getattr(prior, name) != getattr(default, name):
+                return (
+                    f"diffusion.prior.{name}={getattr(prior, name)} applies to kind={kind} ({PRIOR_PAPERS[kind]}), "
+                    f"not kind={prior.kind}; leave it out (keys of {prior.kind}: {', '.join(KIND_KEYS[prior.kind])})"
+                )
+    if prior.kind == "mel_energy" and not 0 < prior.std_min <= 1:
+        return f"diffusion.prior.std_min={prior.std_min} must be in (0, 1]"
+    if prior.kind != "spec_envelope":
+        return None
+    half = mel_config(cfg.data.mel_preset, sample_rate=cfg.data.sample_rate).n_fft // 2
+    if not 1 <= prior.lifter_order <= half:
+        return (
+            f"diffusion.prior.lifter_order={prior.lifter_order} must be in 1..{half} (quefrencies kept, up to half "
+            f"the n_fft of data.mel_preset={cfg.data.mel_preset})"
+        )
+    if not 0 < prior.floor <= 1:
+        return f"diffusion.prior.floor={prior.floor} must be in (0, 1] (the filter's smallest magnitude)"
+    return None
+
+
+def build_prior(cfg: ExperimentConfig) -> MelEnergyPrior | SpecEnvelopePrior | None:
     """The prior diffusion.prior names (None for "none"), with the energy range stored in `cfg`.
 
     Raises:
-        ValueError: "mel_energy" without diffusion.prior.energy_min/energy_max (train sets them).
+        ValueError: a prior without diffusion.prior.energy_min/energy_max (train sets them).
     """
     prior = cfg.diffusion.prior
     if prior.kind == "none":
@@ -228,6 +284,8 @@ def build_prior(cfg: ExperimentConfig) -> MelEnergyPrior | None:
 
     data = cfg.data
     mel = mel_config(data.mel_preset, sample_rate=data.sample_rate)
-    align = prior.align or "hold"  # a range stored without align: a run from before align existed
     to_features = partial(vocoder_features, data=data)
+    if prior.kind == "spec_envelope":
+        return SpecEnvelopePrior(mel, prior.energy_max, prior.floor, prior.lifter_order, to_features)
+    align = prior.align or "hold"  # a range stored without align: a run from before align existed
     return MelEnergyPrior(mel, prior.energy_min, prior.energy_max, prior.std_min, to_features, prior.energy, align)

@@ -253,7 +253,8 @@ class VocoderTask(WaveformTask):
         return vocoder_condition(self.features(audio), self.cfg.data, self.logmel)
 
     def examples(self):
-        """The clips; with diffusion.prior and no stored energy range, the range over their frames (recorded)."""
+        """The clips; with diffusion.prior and no stored energy range, the range over their frames (recorded:
+        `audiodiff.diffusion.prior.record_training_range`)."""
         examples = super().examples()
         prior = self.cfg.diffusion.prior
         if prior.kind != "none" and prior.energy_min is None:

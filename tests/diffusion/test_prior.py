@@ -23,7 +23,7 @@ from audiodiff.tasks.audio import vocoder_condition
 
 HOP, N_MELS = 128, 80
 KIND = "diffusion.prior.kind=mel_energy"
-NEW_KEYS = ("energy", "max_quantile", "align")  # diffusion.prior keys added after the first version
+NEW_KEYS = ("energy", "max_quantile", "align", "lifter_order", "floor")  # diffusion.prior keys added after the first
 VOC = ["name=x", "data.train=/d", "task=vocoder", f"model.diffwave.n_mels={N_MELS}", f"model.diffwave.hop={HOP}",
        "model.diffwave.layers=2", "model.diffwave.channels=8", "model.diffwave.cycle=2", "model.diffwave.embed_dim=32",
        "data.segment=1024"]  # fmt: skip

@@ -78,7 +78,7 @@ def test_priorgrad_vocoder_stores_its_energy_range_resumes_and_vocodes(tmp_path,
     want = energy_range((LogMel(mel)(c)[..., : c.shape[-1] // mel.hop] for c in clips), mel)
     stored = yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"]
     assert stored == {"kind": "mel_energy", "std_min": 0.1, "energy": "rms", "max_quantile": 1.0, "align": "centre",
-                      "energy_min": want[0], "energy_max": want[1]}  # fmt: skip
+                      "lifter_order": 24, "floor": 0.01, "energy_min": want[0], "energy_max": want[1]}  # fmt: skip
     assert yaml.safe_load((run / "config.yaml").read_text())["diffusion"]["prior"] == stored
     train_cli(config, corpus, exp, "pg", "train.steps=4", *voc, flags=["--resume"])  # no config change to allow
     assert yaml.safe_load(load_checkpoint(run)["config"])["diffusion"]["prior"] == stored
