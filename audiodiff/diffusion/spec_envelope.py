@@ -146,9 +146,15 @@ class SpecEnvelopePrior(nn.Module):
         self.energy_max, self.floor, self.lifter_order = float(energy_max), float(floor), int(lifter_order)
 
     def forward(self, cond: Tensor) -> Tensor:
-        envelope = spectral_envelope(self.to_features(cond), self.logmel, self.lifter_order)
-        gain = envelope_gain(envelope)[:, None].clamp_min(self.energy_max)
-        return (envelope / gain).clamp_min(self.floor)
+        # float32 with autocast off: under bf16 autocast (train.bf16, train.fast_cpu) the mel basis's
+        # pseudo-inverse would multiply in bf16, and training's filter would differ from generation's
+        with torch.autocast(cond.device.type, enabled=False):
+            features = self.to_features(cond)
+            if features.dtype in (torch.float16, torch.bfloat16):
+                features = features.float()
+            envelope = spectral_envelope(features, self.logmel, self.lifter_order)
+            gain = envelope_gain(envelope)[:, None].clamp_min(self.energy_max)
+            return (envelope / gain).clamp_min(self.floor)
 
     def operator(self, cond: Tensor) -> FilteredNoise:
         """The prior for a batch condition: white noise filtered by H, the last STFT frame by the last mel frame's."""
