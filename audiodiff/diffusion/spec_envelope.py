@@ -14,7 +14,9 @@ M = diag(H) one real filter H_f per STFT frame f:
 those that are. tests/diffusion/test_spec_envelope.py measures it on synthetic mels, egs/asterisk_en's README on
 speech: the median frame within 6% at floor 0.01, the error gathered in the frames where the filter falls fast
 from one frame to the next. The paper's inverse is approximate in the same way; it changes how much the loss
-weighs those frames, not what it is minimised by.) The filter of a frame, from its raw
+weighs those frames. Under the L2 loss it does not change what the loss is minimised by (the posterior mean of
+eps, for any fixed invertible weighting); under the L1 loss (DiffWave's) the minimiser, a median, can move with a
+weighting that mixes samples, as whiten does (PriorGrad's diagonal one leaves it).) The filter of a frame, from its raw
 log-mel (whatever data.cond_scale), with the run's own MelConfig (n_fft, window, mel basis):
 
 1. amplitude spectrum: the pseudo-inverse of the mel filterbank applied to the linear mel, clamped at 0 (as
@@ -31,9 +33,12 @@ log-mel (whatever data.cond_scale), with the run's own MelConfig (n_fft, window,
 
 Zero phase (H real and positive), not the paper's minimum phase: the prior is Gaussian, and two filters of the
 same magnitude differ by an all-pass, which maps white noise to white noise (exactly for one frame's circular
-filtering), so the phase barely changes the prior's distribution; zero phase keeps L symmetric (L = L^T, so
-Sigma = L^2) and whiten the exact per-bin inverse of colour, without a cepstral phase computation, and does not
-delay a frame's noise against its mel frame (a minimum-phase filter's energy comes at its start, a causal delay).
+filtering), so the phase barely changes the prior's distribution; zero phase keeps whiten the exact per-bin
+inverse of colour, without a cepstral phase computation, and does not delay a frame's noise against its mel frame
+(a minimum-phase filter's energy comes at its start, a causal delay). It also keeps L symmetric (L = L^T, so
+Sigma = L^2) where the window's squared overlap-add is constant (the iSTFT divides by it): Hann at hop n_fft / 4
+(speech16k, hifigan, diffwave), away from a clip's first and last n_fft samples (the STFT's reflect padding);
+not at speech8k's hop n_fft / 2 (L - L^T is 12% of L there, for a random filter).
 
 Frames: the STFT is centred (torch.stft center=True), with the mel's n_fft, hop, win_length and Hann window, so
 the noise's STFT frame k is centred on sample k*hop as mel frame k is. A vocoder's F mel frames cover F * hop
