@@ -398,6 +398,9 @@ def main() -> None:
                 restore_cell(c, grid) or archive_cell(c, grid)
             except RuntimeError as err:
                 raise SystemExit(str(err)) from None
+    if not any(finished_evaluation(c["run"] / "eval") for c in todo):
+        hint = "" if "archive" in grid else " (no archive: --set archive=DIR restores archived cells)"
+        raise SystemExit(f"{grid['out']}: no finished cell to report{hint}")
     res = report(grid, todo)
     print((grid["out"] / "results.md").read_text())
     print(f"wrote {grid['out'] / 'results.json'} ({len(res['rows'])} rows)")

@@ -705,6 +705,16 @@ def test_only_with_a_name_the_grid_does_not_have_is_an_error_listing_its_variant
     assert _run_grid(monkeypatch, path, "--only", "amp,")["variants"] == ["amp"]  # an empty item is no name
 
 
+def test_report_of_an_out_folder_without_finished_cells_says_so(tmp_path, monkeypatch):
+    """`--stage report --set out=NEW` (no cell finished there, the archive left out) ended in a traceback: the
+    report wrote results.json into an out folder nothing had created. It is a one-line error naming the folder
+    and how to restore the archived cells; no out folder is made."""
+    path, called = _archived_grid(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit, match=r"new: no finished cell to report \(no archive: --set archive=DIR"):
+        _run_grid(monkeypatch, path, "--stage", "report", "--set", f"out={tmp_path / 'new'}")
+    assert called == [] and not (tmp_path / "new").exists()
+
+
 def test_two_invocations_on_one_out_folder_both_keep_their_grid_time_entry(tmp_path, monkeypatch):
     """grid_time.json was read, appended to and written without a lock: two ablate.py finishing together on one
     out folder (say `--only baseline` beside `--only amp`) both read the old list and the second write dropped the
