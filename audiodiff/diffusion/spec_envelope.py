@@ -82,6 +82,11 @@ def envelope_gain(envelope: Tensor) -> Tensor:
     return envelope.square().mean(-2).sqrt()
 
 
+def envelope_filter(envelope: Tensor, energy_max: float, floor: float) -> Tensor:
+    """Step 3 of the module docstring: H = max(E / max(e_max, g_f), floor) of an envelope (B, bins, frames)."""
+    return (envelope / envelope_gain(envelope)[:, None].clamp_min(energy_max)).clamp_min(floor)
+
+
 def envelope_gains(features: Iterable[Tensor], mel: MelConfig, lifter_order: int) -> Iterable[Tensor]:
     """The envelope RMS g (B, frames) of each log-mel batch (B, n_mels, frames), in float64: what
     `audiodiff train` takes the training range of (`audiodiff.diffusion.prior.frame_range`)."""
@@ -158,8 +163,7 @@ class SpecEnvelopePrior(nn.Module):
             if features.dtype in (torch.float16, torch.bfloat16):
                 features = features.float()
             envelope = spectral_envelope(features, self.logmel, self.lifter_order)
-            gain = envelope_gain(envelope)[:, None].clamp_min(self.energy_max)
-            return (envelope / gain).clamp_min(self.floor)
+            return envelope_filter(envelope, self.energy_max, self.floor)
 
     def operator(self, cond: Tensor) -> FilteredNoise:
         """The prior for a batch condition: white noise filtered by H, the last STFT frame by the last mel frame's."""

@@ -57,7 +57,7 @@ def spec_stats(cfg, task, feats: list[torch.Tensor]) -> None:
     from torch.utils.data import default_collate
 
     from audiodiff.diffusion.prior import frame_range
-    from audiodiff.diffusion.spec_envelope import SpecEnvelopePrior, envelope_gain, spectral_envelope
+    from audiodiff.diffusion.spec_envelope import SpecEnvelopePrior, envelope_filter, envelope_gain, spectral_envelope
 
     prior = cfg.diffusion.prior
     logmel = task.logmel.double()
@@ -72,7 +72,7 @@ def spec_stats(cfg, task, feats: list[torch.Tensor]) -> None:
     for q in QUANTILES[:3]:
         lo, hi = frame_range([gain[None]], q)
         for floor in FLOORS:
-            filt = (env / gain.clamp_min(hi)).clamp_min(floor)
+            filt = envelope_filter(env[None], hi, floor)[0]
             at = filt <= floor
             rms = filt.square().mean(0).sqrt().median()
             print(f"| {floor:g} | {q:g} | {lo:.4g} .. {hi:.4g} | {at.all(0).double().mean():.1%} | "
