@@ -16,7 +16,8 @@ from audiodiff.checkpoint import read_json
 from audiodiff.eval.registry import current_names
 
 # Metrics (report keys, prefix before any "_<embedder>") where higher is better; signed errors, best at 0
-# (band_psd's, power_spectrum's and band_spectrum's per-band dB errors: + excess, - deficit); all others: lower.
+# (band_psd's, power_spectrum's, band_spectrum's and band_lsd's level_err_db per-band dB errors: + excess, - deficit);
+# all others: lower.
 HIGHER_IS_BETTER = (
     "inception_score",
     "modified_inception_score",
@@ -24,7 +25,9 @@ HIGHER_IS_BETTER = (
     "pesq_wb",
     "conditional_accuracy",
 )
-SIGNED = re.compile(r"psd_band\d+_err_db|power_spectrum_db_(low|mid|high)|mean_spectrum_err_db_[\d.]+_[\d.]+hz")
+SIGNED = re.compile(
+    r"psd_band\d+_err_db|power_spectrum_db_(low|mid|high)|mean_spectrum_err_db_[\d.]+_[\d.]+hz|level_err_db_[\d.]+_[\d.]+khz"
+)
 BETTER = {"higher": "higher is better", "lower": "lower is better", "zero": "closest to 0 is better"}
 
 

@@ -52,8 +52,9 @@ def mrstft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
     return float(loss(generated[None, None, :n].float(), reference[None, None, :n].float()))
 
 
-def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_fft: int = 1024) -> float:
-    """LSD in dB: per frame sqrt(mean over bins of (10 log10 P_ref - 10 log10 P_gen)^2), averaged over frames."""
+def _db_difference(reference: torch.Tensor, generated: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """10 log10 P_gen - 10 log10 P_ref per STFT bin and frame (bins, frames) of two aligned clips
+    (Hann, hop n_fft / 4, cut to the shorter one)."""
     n = min(reference.shape[-1], generated.shape[-1])
     window = torch.hann_window(n_fft, dtype=torch.float64)
 
@@ -61,8 +62,43 @@ def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_ff
         spec = torch.stft(x[:n].double(), n_fft, n_fft // 4, window=window, return_complex=True)
         return 10 * torch.log10(spec.abs().square() + 1e-10)
 
-    diff = power_db(reference) - power_db(generated)
-    return float(diff.square().mean(0).sqrt().mean())
+    return power_db(generated) - power_db(reference)
+
+
+def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_fft: int = 1024) -> float:
+    """LSD in dB: per frame sqrt(mean over bins of (10 log10 P_ref - 10 log10 P_gen)^2), averaged over frames."""
+    return float(_db_difference(reference, generated, n_fft).square().mean(0).sqrt().mean())
+
+
+# Band edges (Hz) of `band_log_spectral_distance`: low 0-1 kHz, mid 1-4 kHz, high 4 kHz to Nyquist.
+LSD_BAND_EDGES_HZ = (0, 1000, 4000)
+
+
+def band_log_spectral_distance(
+    reference: torch.Tensor,
+    generated: torch.Tensor,
+    sample_rate: int,
+    edges_hz: tuple[float, ...] = LSD_BAND_EDGES_HZ,
+    n_fft: int = 1024,
+) -> list[dict]:
+    """Per band of two aligned clips: the LSD over the band's bins alone and the signed mean level error.
+
+    Band i holds the STFT bins with edges_hz[i] <= f < edges_hz[i + 1], the last one up to Nyquist
+    (included); edges at or above Nyquist are dropped (8 kHz audio: 0-1 and 1-4 kHz). Returns one dict
+    per band: band_hz [lo, hi], lsd_db (per frame sqrt(mean over the band's bins of the squared dB
+    difference), averaged over frames: `log_spectral_distance` restricted to the band) and level_err_db
+    (the mean over frames and the band's bins of 10 log10 P_gen - 10 log10 P_ref: + excess, - deficit)."""
+    diff = _db_difference(reference, generated, n_fft)
+    freqs = torch.arange(diff.shape[0], dtype=torch.float64) * sample_rate / n_fft
+    nyquist = sample_rate / 2
+    edges = [float(e) for e in edges_hz if e < nyquist] + [nyquist]
+    bands = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        d = diff[(freqs >= lo) & ((freqs < hi) if hi < nyquist else (freqs <= hi))]
+        bands.append(
+            {"band_hz": [lo, hi], "lsd_db": float(d.square().mean(0).sqrt().mean()), "level_err_db": float(d.mean())}
+        )
+    return bands
 
 
 PESQ_MIN_SAMPLES = 4000  # P.862's shortest input, 0.25 s at 16 kHz

@@ -84,6 +84,21 @@ def test_band_spectrum_puts_a_missing_10khz_tone_in_its_octave_only(tmp_path):
     assert direction("mean_spectrum_err_db_8000_11025hz") == "zero"
 
 
+def test_band_lsd_of_matched_clips_names_each_band_and_its_signed_level_error(tmp_path):
+    """Vocoder pairs at 16 kHz, the generated clips 6.02 dB louder: LSD and level error +6.02 in each of
+    0-1, 1-4 and 4-8 kHz (the grid's per-band columns), the level error signed (best at 0)."""
+    rng = np.random.default_rng(2)
+    ref, gen = tmp_path / "ref", tmp_path / "gen"
+    for i in range(2):
+        x = 0.2 * noise_band(rng, 8000, 0, 8000, 16000)
+        write_wav(ref, f"u{i}", x, 16000), write_wav(gen, f"u{i}", 2 * x, 16000)
+    m = evaluate(ref, gen, tmp_path / "e", metrics=["band_lsd"])["metrics"]
+    bands = ("0_1khz", "1_4khz", "4_8khz")
+    assert list(m) == [f"{k}_{b}" for b in bands for k in ("lsd_db", "level_err_db")]
+    assert list(m.values()) == pytest.approx([20 * np.log10(2)] * 6, rel=1e-4)
+    assert direction("level_err_db_4_8khz") == "zero" and direction("lsd_db_4_8khz") == "lower"
+
+
 @pytest.mark.parametrize("metric", ["fad", "kad"])
 def test_embedding_metrics_record_the_embedders_rate_and_kad_its_definition(tmp_path, metric):
     ref = write_corpus(tmp_path / "a", n=4, sample_rate=RATE)

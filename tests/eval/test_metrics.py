@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiodiff.eval.metrics import log_spectral_distance, mrstft_distance, ndb, pesq_wb
+from audiodiff.eval.metrics import band_log_spectral_distance, log_spectral_distance, mrstft_distance, ndb, pesq_wb
 
 
 def test_ndb_and_paired_metrics_properties():
@@ -16,6 +16,31 @@ def test_ndb_and_paired_metrics_properties():
     x = torch.randn(8000)
     assert mrstft_distance(x, x) == pytest.approx(0, abs=1e-6) and log_spectral_distance(x, x) == 0
     assert log_spectral_distance(x, 0.5 * x) == pytest.approx(20 * np.log10(2), rel=1e-3)
+
+
+def test_band_lsd_of_a_louder_clip_is_its_gain_in_every_band_and_the_level_error_is_signed():
+    x = torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    db = 20 * np.log10(2)
+    bands = band_log_spectral_distance(x, 2 * x, 16000)
+    assert [b["band_hz"] for b in bands] == [[0, 1000], [1000, 4000], [4000, 8000]]
+    assert [b["lsd_db"] for b in bands] == pytest.approx([db] * 3, rel=1e-6)
+    assert [b["level_err_db"] for b in bands] == pytest.approx([db] * 3, rel=1e-6)  # generated louder: +
+    assert [b["level_err_db"] for b in band_log_spectral_distance(2 * x, x, 16000)] == pytest.approx([-db] * 3)
+    assert [b["band_hz"] for b in band_log_spectral_distance(x, x, 8000)] == [[0, 1000], [1000, 4000]]  # Nyquist 4k
+    whole = band_log_spectral_distance(x, 0.5 * x + 0.01 * torch.randn(16000), 16000, edges_hz=(0,))
+    assert whole[0]["lsd_db"] == pytest.approx(log_spectral_distance(x, 0.5 * x + 0.01 * torch.randn(16000)), rel=0.05)
+
+
+def test_band_lsd_puts_an_error_above_4khz_in_the_high_band_only():
+    """The clip with its 4-8 kHz half (FFT bins) doubled: +6.02 dB there; at 0-1 kHz 0 but in the two edge
+    frames (reflect padding: 1.85 and 0.16 dB), at 1-4 kHz the Hann window's leakage next to 4 kHz (0.2 dB)."""
+    x = np.random.default_rng(0).standard_normal(16000)
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(16000, 1 / 16000) >= 4000] *= 2
+    low, mid, high = band_log_spectral_distance(torch.from_numpy(x), torch.from_numpy(np.fft.irfft(spec, 16000)), 16000)
+    assert high["lsd_db"] == pytest.approx(6.02, abs=0.15) and high["level_err_db"] == pytest.approx(6.02, abs=0.15)
+    assert low["lsd_db"] < 0.1 and abs(low["level_err_db"]) < 0.1
+    assert mid["lsd_db"] < 0.5 and abs(mid["level_err_db"]) < 0.3
 
 
 def test_pesq_wide_band_is_high_for_identical_and_lower_for_noisy_speechlike_audio():
