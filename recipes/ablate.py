@@ -10,7 +10,8 @@ The grid file (YAML, paths relative to it):
     ref: data/digits/data/test           # evaluation reference (the unseen-voice test split)
     out: exp/ablation                    # one run directory per (variant, lambda, seed)
     seeds: [0, 1, 2]                     # train.seed of each repetition
-    generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options
+    generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options (a path after
+                                                         # --mels-from or --vocoder is relative to the grid file)
     evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
     classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
     report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
@@ -119,6 +120,9 @@ def _fmt_lam(lam: float) -> str:
 GRID_KEYS = ("config", "train_data", "ref", "out", "seeds", "variants", "generate", "evaluate", "classifier", "report",
              "overrides", "archive")  # fmt: skip
 LIST_KEYS = ("seeds", "variants", "generate", "evaluate", "report", "overrides")
+# `generate` options whose value is a path (a vocoder grid's test mels, a mel grid's vocoder): relative to
+# the grid file like its other paths, not to wherever ablate.py is started
+GENERATE_PATHS = ("--mels-from", "--vocoder")
 
 
 def grid_sets(items: list[str]) -> dict:
@@ -161,6 +165,12 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
     for key in ("config", "train_data", "ref", "out", "classifier", "archive"):
         if key in grid:
             grid[key] = (root / grid[key]).resolve()
+    gen = [str(x) for x in grid.get("generate", [])]
+    for i in range(1, len(gen)):
+        if gen[i - 1] in GENERATE_PATHS:
+            gen[i] = str((root / gen[i]).resolve())
+    if "generate" in grid:
+        grid["generate"] = gen
     own_out = (root / own["out"]).resolve() if "out" in own else None
     if "overrides" in sets and (sets["overrides"] or []) != (own.get("overrides") or []) and grid["out"] == own_out:
         raise SystemExit(  # cells trained otherwise would be skipped as finished, reported and archived as the grid's

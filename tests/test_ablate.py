@@ -366,6 +366,24 @@ def test_every_shipped_grid_composes_each_cell_config(path, tmp_path):
         )
 
 
+def test_a_vocoder_grids_mels_from_is_relative_to_the_grid_file_not_the_working_folder(tmp_path, monkeypatch):
+    """generate: [--mels-from, data/test] reached `audiodiff generate` as written, so a grid started from
+    another folder than its own vocoded the wrong set or none ("data source not found")."""
+    _grid(tmp_path)
+    path = tmp_path / "grid.yaml"
+    generate = {"generate": ["--mels-from", "data/test", "--seeds", 0]}  # an int: subprocess takes strings only
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | generate))
+    monkeypatch.chdir(tmp_path.parent)  # not the grid's folder
+    grid = ablate.load_grid(path)
+    assert grid["generate"] == ["--mels-from", str(tmp_path / "data" / "test"), "--seeds", "0"]
+    called = []
+    monkeypatch.setattr(ablate, "_sh", lambda cmd, log, threads=1: called.append(cmd))
+    ablate.run_cell(ablate.cells(grid)[0], grid, {"generate"}, False)
+    assert called[0][3] == "generate" and called[0][-4:] == ["--mels-from", str(tmp_path / "data/test"), "--seeds", "0"]
+    smoke = ablate.load_grid(path, ablate.grid_sets(["generate=[--vocoder, ../voc, --mels-from, /abs/x]"]))
+    assert smoke["generate"] == ["--vocoder", str(tmp_path.parent / "voc"), "--mels-from", "/abs/x"]
+
+
 def test_set_refuses_non_lists_and_bad_yaml_and_null_drops_an_optional_key(tmp_path):
     """--set overrides=train.steps=2 (a string) was splatted into one train argument per character; a YAML
     syntax error was a traceback; --set classifier=null was a TypeError on the path join."""
