@@ -11,7 +11,8 @@ The grid file (YAML, paths relative to it):
     out: exp/ablation                    # one run directory per (variant, lambda, seed)
     seeds: [0, 1, 2]                     # train.seed of each repetition
     generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options (a path after
-                                                         # --mels-from or --vocoder is relative to the grid file)
+                                                         # --mels-from or --vocoder, or in --mels-from=PATH,
+                                                         # is relative to the grid file)
     evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
     classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
     report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
@@ -166,9 +167,12 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
         if key in grid:
             grid[key] = (root / grid[key]).resolve()
     gen = [str(x) for x in grid.get("generate", [])]
-    for i in range(1, len(gen)):
-        if gen[i - 1] in GENERATE_PATHS:
-            gen[i] = str((root / gen[i]).resolve())
+    for i, arg in enumerate(gen):
+        opt, eq, value = arg.partition("=")
+        if eq and opt in GENERATE_PATHS:  # --mels-from=PATH, click's other spelling
+            gen[i] = f"{opt}={(root / value).resolve()}"
+        elif i and gen[i - 1] in GENERATE_PATHS:
+            gen[i] = str((root / arg).resolve())
     if "generate" in grid:
         grid["generate"] = gen
     own_out = (root / own["out"]).resolve() if "out" in own else None

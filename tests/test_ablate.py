@@ -382,6 +382,8 @@ def test_a_vocoder_grids_mels_from_is_relative_to_the_grid_file_not_the_working_
     assert called[0][3] == "generate" and called[0][-4:] == ["--mels-from", str(tmp_path / "data/test"), "--seeds", "0"]
     smoke = ablate.load_grid(path, ablate.grid_sets(["generate=[--vocoder, ../voc, --mels-from, /abs/x]"]))
     assert smoke["generate"] == ["--vocoder", str(tmp_path.parent / "voc"), "--mels-from", "/abs/x"]
+    eq = ablate.load_grid(path, ablate.grid_sets(["generate=[--mels-from=data/test, --seeds, 0]"]))
+    assert eq["generate"] == [f"--mels-from={tmp_path / 'data' / 'test'}", "--seeds", "0"]  # click's = spelling
 
 
 def test_set_refuses_non_lists_and_bad_yaml_and_null_drops_an_optional_key(tmp_path):
