@@ -128,7 +128,7 @@ def audio_pairs(ctx: Context) -> list[tuple[str, str]]:
     ref_by_name = {Path(p).stem: p for p in ctx.sets.ref_items}
     pairs = [(ref_by_name[Path(p).stem], p) for p in ctx.sets.gen_items if Path(p).stem in ref_by_name]
     if not pairs:
-        raise ValueError("mrstft/lsd/pesq compare generated and reference files of the same name; none match")
+        raise ValueError("mrstft/lsd/band_lsd/pesq compare generated and reference files of the same name; none match")
     ctx.report["n_pairs"] = len(pairs)
     return pairs
 
