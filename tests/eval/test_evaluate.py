@@ -99,6 +99,17 @@ def test_band_lsd_of_matched_clips_names_each_band_and_its_signed_level_error(tm
     assert direction("level_err_db_4_8khz") == "zero" and direction("lsd_db_4_8khz") == "lower"
 
 
+def test_band_lsd_at_8khz_has_two_bands_and_records_the_edges_it_used(tmp_path):
+    """At 8 kHz the 4 kHz edge is Nyquist: two bands, 0-1 and 1-4 kHz, and settings name those edges only."""
+    rng = np.random.default_rng(3)
+    ref, gen = tmp_path / "ref", tmp_path / "gen"
+    x = 0.2 * noise_band(rng, 4000, 0, 4000, 8000)
+    write_wav(ref, "u0", x, 8000), write_wav(gen, "u0", 2 * x, 8000)
+    rep = evaluate(ref, gen, tmp_path / "e", metrics=["band_lsd"])
+    assert list(rep["metrics"]) == [f"{k}_{b}" for b in ("0_1khz", "1_4khz") for k in ("lsd_db", "level_err_db")]
+    assert rep["settings"]["band_lsd"]["band_edges_hz"] == [0.0, 1000.0, "nyquist"]
+
+
 @pytest.mark.parametrize("metric", ["fad", "kad"])
 def test_embedding_metrics_record_the_embedders_rate_and_kad_its_definition(tmp_path, metric):
     ref = write_corpus(tmp_path / "a", n=4, sample_rate=RATE)
