@@ -13,7 +13,9 @@ The grid file (YAML, paths relative to it):
     generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options (a path after
                                                          # --mels-from or --vocoder, or in --mels-from=PATH,
                                                          # is relative to the grid file)
-    evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options
+    evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options (likewise the
+                                                         # path of each path option, e.g. --floor DIR,
+                                                         # --classifier DIR or --embedder-weights=FILE)
     classifier: data/digits/classifier   # optional: adds classifier-FID, IS, mIS, AM
     report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
     overrides: [train.fast_cpu=auto]     # optional: appended to every run's `audiodiff train`
@@ -121,9 +123,25 @@ def _fmt_lam(lam: float) -> str:
 GRID_KEYS = ("config", "train_data", "ref", "out", "seeds", "variants", "generate", "evaluate", "classifier", "report",
              "overrides", "archive")  # fmt: skip
 LIST_KEYS = ("seeds", "variants", "generate", "evaluate", "report", "overrides")
-# `generate` options whose value is a path (a vocoder grid's test mels, a mel grid's vocoder): relative to
-# the grid file like its other paths, not to wherever ablate.py is started
+# `generate` and `evaluate` options whose value is a path (a vocoder grid's test mels, a mel grid's vocoder;
+# every click.Path option of `audiodiff evaluate`): relative to the grid file like its other paths, not to
+# wherever ablate.py is started
 GENERATE_PATHS = ("--mels-from", "--vocoder")
+EVALUATE_PATHS = ("--ref", "--gen", "--out", "--embedder-weights", "--cache", "--classifier", "--csv", "--floor")
+
+
+def resolve_path_options(args: list, options: tuple[str, ...], root: Path) -> list[str]:
+    """`args` (a grid's generate or evaluate list) as strings, the value of each of `options` (the item after
+    it, or the PATH of `--opt=PATH`, click's other spelling) resolved against `root`; absolute ones stay."""
+    args = [str(x) for x in args]
+    out = list(args)
+    for i, arg in enumerate(args):
+        opt, eq, value = arg.partition("=")
+        if eq and opt in options:
+            out[i] = f"{opt}={(root / value).resolve()}"
+        elif i and args[i - 1] in options:
+            out[i] = str((root / arg).resolve())
+    return out
 
 
 def grid_sets(items: list[str]) -> dict:
@@ -166,15 +184,9 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
     for key in ("config", "train_data", "ref", "out", "classifier", "archive"):
         if key in grid:
             grid[key] = (root / grid[key]).resolve()
-    gen = [str(x) for x in grid.get("generate", [])]
-    for i, arg in enumerate(gen):
-        opt, eq, value = arg.partition("=")
-        if eq and opt in GENERATE_PATHS:  # --mels-from=PATH, click's other spelling
-            gen[i] = f"{opt}={(root / value).resolve()}"
-        elif i and gen[i - 1] in GENERATE_PATHS:
-            gen[i] = str((root / arg).resolve())
-    if "generate" in grid:
-        grid["generate"] = gen
+    for key, options in (("generate", GENERATE_PATHS), ("evaluate", EVALUATE_PATHS)):
+        if key in grid:
+            grid[key] = resolve_path_options(grid[key], options, root)
     own_out = (root / own["out"]).resolve() if "out" in own else None
     if "overrides" in sets and (sets["overrides"] or []) != (own.get("overrides") or []) and grid["out"] == own_out:
         raise SystemExit(  # cells trained otherwise would be skipped as finished, reported and archived as the grid's

@@ -386,6 +386,29 @@ def test_a_vocoder_grids_mels_from_is_relative_to_the_grid_file_not_the_working_
     assert eq["generate"] == [f"--mels-from={tmp_path / 'data' / 'test'}", "--seeds", "0"]  # click's = spelling
 
 
+def test_evaluate_path_options_are_relative_to_the_grid_file_like_generates(tmp_path, monkeypatch):
+    """evaluate: [--floor, exp/real/eval] reached `audiodiff evaluate` as written, relative to the folder ablate.py
+    was started from, while generate's --mels-from/--vocoder were resolved against the grid file."""
+    import click
+
+    from audiodiff.cli_eval import evaluate
+
+    _grid(tmp_path)
+    path = tmp_path / "grid.yaml"
+    extra = ["--metrics", "fad", "--floor", "exp/real/eval", "--embedder-weights=w/ge2e.pt", "--csv", "/abs/r.csv"]
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | {"evaluate": [*extra, "--per-file"]}))
+    monkeypatch.chdir(tmp_path.parent)  # not the grid's folder
+    grid = ablate.load_grid(path)
+    resolved = ["--floor", str(tmp_path / "exp/real/eval"), f"--embedder-weights={tmp_path / 'w/ge2e.pt'}"]
+    assert grid["evaluate"] == ["--metrics", "fad", *resolved, "--csv", "/abs/r.csv", "--per-file"]
+    called = []
+    monkeypatch.setattr(ablate, "_sh", lambda cmd, log, threads=1: called.append(cmd))
+    ablate.run_cell(ablate.cells(grid)[0], grid, {"evaluate"}, False)
+    assert called[0][3] == "evaluate" and called[0][-8:] == grid["evaluate"]
+    # every option of `audiodiff evaluate` that takes a file or folder is resolved
+    assert {o for p in evaluate.params if isinstance(p.type, click.Path) for o in p.opts} == set(ablate.EVALUATE_PATHS)
+
+
 def test_set_refuses_non_lists_and_bad_yaml_and_null_drops_an_optional_key(tmp_path):
     """--set overrides=train.steps=2 (a string) was splatted into one train argument per character; a YAML
     syntax error was a traceback; --set classifier=null was a TypeError on the path join."""
