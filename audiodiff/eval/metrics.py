@@ -8,6 +8,7 @@ from scipy.stats import norm
 
 from audiodiff.audio.io import load_audio
 from audiodiff.losses import MultiResolutionSTFTLoss
+from audiodiff.losses.stft import MR_PRESETS
 
 
 def ndb(real: np.ndarray, generated: np.ndarray, bins: int = 50, alpha: float = 0.05, seed: int = 0) -> dict:
@@ -45,21 +46,45 @@ def mean_log_spectrum(paths: list[str], sample_rate: int, n_fft: int = 1024) -> 
     return (10 * torch.log10(total / max(frames, 1) + 1e-12)).numpy()
 
 
-def mrstft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
-    """Multi-resolution STFT loss (auraloss resolutions) between two aligned clips (T,)."""
+def stft_min_samples(n_fft: int) -> int:
+    """The shortest clip a centred, reflect-padded torch.stft of `n_fft` points takes: n_fft // 2 + 1."""
+    return n_fft // 2 + 1
+
+
+# The shortest pair `mrstft_distance` takes as it is: its longest resolution's (2048 points) minimum.
+MRSTFT_MIN_SAMPLES = stft_min_samples(max(n_fft for n_fft, _, _ in MR_PRESETS["auraloss"]))
+
+
+def aligned_pair(
+    reference: torch.Tensor, generated: torch.Tensor, min_samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two clips (T,) cut to the shorter one, then, where that is under `min_samples`, both zero-padded
+    at the end to `min_samples`: the same padding on both sides keeps the pair's comparison (identical
+    clips still differ by nothing, a gain of g is still 20 log10 g dB in every bin), where torch.stft
+    would stop with a padding error. (A pair of a few samples leaves its last frame next to nothing of
+    either clip: that frame counts as no difference.)"""
     n = min(reference.shape[-1], generated.shape[-1])
+    pad = max(min_samples - n, 0)
+    return tuple(torch.nn.functional.pad(x[..., :n], (0, pad)) for x in (reference, generated))
+
+
+def mrstft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
+    """Multi-resolution STFT loss (auraloss resolutions) between two aligned clips (T,), cut to the
+    shorter one; a pair under MRSTFT_MIN_SAMPLES (1025) is zero-padded to it (`aligned_pair`)."""
+    reference, generated = aligned_pair(reference, generated, MRSTFT_MIN_SAMPLES)
     loss = MultiResolutionSTFTLoss("auraloss")
-    return float(loss(generated[None, None, :n].float(), reference[None, None, :n].float()))
+    return float(loss(generated[None, None].float(), reference[None, None].float()))
 
 
 def _db_difference(reference: torch.Tensor, generated: torch.Tensor, n_fft: int) -> torch.Tensor:
     """10 log10 P_gen - 10 log10 P_ref per STFT bin and frame (bins, frames) of two aligned clips
-    (Hann, hop n_fft / 4, cut to the shorter one)."""
-    n = min(reference.shape[-1], generated.shape[-1])
+    (Hann, hop n_fft / 4, cut to the shorter one; a pair under n_fft // 2 + 1 samples, too short for
+    the centred STFT, is zero-padded to that length, both clips alike: `aligned_pair`)."""
+    reference, generated = aligned_pair(reference, generated, stft_min_samples(n_fft))
     window = torch.hann_window(n_fft, dtype=torch.float64)
 
     def power_db(x):
-        spec = torch.stft(x[:n].double(), n_fft, n_fft // 4, window=window, return_complex=True)
+        spec = torch.stft(x.double(), n_fft, n_fft // 4, window=window, return_complex=True)
         return 10 * torch.log10(spec.abs().square() + 1e-10)
 
     return power_db(generated) - power_db(reference)

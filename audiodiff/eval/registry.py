@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from audiodiff.eval.needs import NEEDS, Context
+from audiodiff.eval.needs import NEEDS, Context, RefGen
 
 
 @dataclass
@@ -173,22 +173,31 @@ def _classifier(ctx: Context) -> Scores:
     return Scores(values, f.settings, extra)
 
 
+def _zero_padded(metric: str, a: RefGen, min_samples: int) -> dict:
+    """{"<metric>_pairs_zero_padded": count} of the pairs shorter than the metric's STFT takes, which
+    `aligned_pair` zero-padded (both clips alike) to score them; {} where none was."""
+    count = sum(min(r.shape[-1], g.shape[-1]) < min_samples for r, g in zip(a.ref, a.gen))
+    return {f"{metric}_pairs_zero_padded": count} if count else {}
+
+
 @register("mrstft", "paired_audio")
 def _mrstft(ctx: Context) -> Scores:
-    from audiodiff.eval.metrics import mrstft_distance
+    from audiodiff.eval.metrics import MRSTFT_MIN_SAMPLES, mrstft_distance
 
     a = ctx.need("paired_audio")
     value = float(np.mean([mrstft_distance(r, g) for r, g in zip(a.ref, a.gen)]))
-    return Scores({"mrstft": value}, {"sample_rate": a.sample_rate, "resolutions": "auraloss"})
+    settings = {"sample_rate": a.sample_rate, "resolutions": "auraloss"}
+    return Scores({"mrstft": value}, settings, _zero_padded("mrstft", a, MRSTFT_MIN_SAMPLES))
 
 
 @register("lsd", "paired_audio")
 def _lsd(ctx: Context) -> Scores:
-    from audiodiff.eval.metrics import log_spectral_distance
+    from audiodiff.eval.metrics import log_spectral_distance, stft_min_samples
 
     a = ctx.need("paired_audio")
     value = float(np.mean([log_spectral_distance(r, g) for r, g in zip(a.ref, a.gen)]))
-    return Scores({"lsd_db": value}, {"sample_rate": a.sample_rate, "n_fft": 1024, "hop": 256})
+    settings = {"sample_rate": a.sample_rate, "n_fft": 1024, "hop": 256}
+    return Scores({"lsd_db": value}, settings, _zero_padded("lsd", a, stft_min_samples(1024)))
 
 
 @register("band_lsd", "paired_audio")
@@ -196,7 +205,7 @@ def _band_lsd(ctx: Context) -> Scores:
     """`lsd` per band of the matched clips (0-1, 1-4 kHz, 4 kHz to Nyquist): lsd_db_<lo>_<hi>khz, and the
     signed mean level error, generated minus reference, level_err_db_<lo>_<hi>khz (+ excess, - deficit),
     each the mean over pairs. Not a default: a vocoder grid asks for it to tabulate per-band errors."""
-    from audiodiff.eval.metrics import band_log_spectral_distance
+    from audiodiff.eval.metrics import band_log_spectral_distance, stft_min_samples
 
     a = ctx.need("paired_audio")
     per_pair = [band_log_spectral_distance(r, g, a.sample_rate) for r, g in zip(a.ref, a.gen)]
@@ -206,7 +215,8 @@ def _band_lsd(ctx: Context) -> Scores:
         for key in ("lsd_db", "level_err_db"):
             values[f"{key}_{name}"] = float(np.mean([bands[i][key] for bands in per_pair]))
     edges = [band["band_hz"][0] for band in per_pair[0]] + ["nyquist"]  # the edges used: 8 kHz drops 4000
-    return Scores(values, {"sample_rate": a.sample_rate, "n_fft": 1024, "hop": 256, "band_edges_hz": edges})
+    settings = {"sample_rate": a.sample_rate, "n_fft": 1024, "hop": 256, "band_edges_hz": edges}
+    return Scores(values, settings, _zero_padded("band_lsd", a, stft_min_samples(1024)))
 
 
 @register("pesq", "pairs")

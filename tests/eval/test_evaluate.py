@@ -55,6 +55,22 @@ def test_paired_metrics_use_the_lower_native_rate_of_the_two_sets(tmp_path):
     assert rep["metrics"]["mrstft"] < 0.1  # the same audio below 4 kHz
 
 
+def test_paired_metrics_score_pairs_too_short_for_their_stft_and_count_them(tmp_path):
+    """4 kHz clips of 128 ms (512 samples, the audit's shortest) are under the 513 samples lsd's STFT takes
+    and mrstft's 1025: each pair is zero-padded, both clips alike, scored (6.02 dB for a doubled clip)
+    and counted; was torch.stft's padding error."""
+    rng = np.random.default_rng(4)
+    ref, gen = tmp_path / "ref", tmp_path / "gen"
+    for i in range(2):
+        x = 0.2 * rng.standard_normal(512)
+        write_wav(ref, f"u{i}", x, 4000), write_wav(gen, f"u{i}", 2 * x, 4000)
+    rep = evaluate(ref, gen, tmp_path / "e", metrics=["mrstft", "lsd", "band_lsd"])
+    m = rep["metrics"]
+    assert m["lsd_db"] == pytest.approx(20 * np.log10(2), rel=1e-3) and 0 < m["mrstft"] < np.inf
+    assert [m["lsd_db_0_1khz"], m["level_err_db_1_2khz"]] == pytest.approx([20 * np.log10(2)] * 2, rel=1e-3)
+    assert rep["mrstft_pairs_zero_padded"] == rep["lsd_pairs_zero_padded"] == rep["band_lsd_pairs_zero_padded"] == 2
+
+
 def sets_missing_a_10khz_tone(tmp_path):
     """ref, gen dirs: 3 clips of speech-like tones each, the ref's with a 10 kHz tone added."""
     t = np.arange(RATE) / RATE

@@ -18,6 +18,23 @@ def test_ndb_and_paired_metrics_properties():
     assert log_spectral_distance(x, 0.5 * x) == pytest.approx(20 * np.log10(2), rel=1e-3)
 
 
+@pytest.mark.parametrize("n", [64, 300, 512, 1024])
+def test_paired_stft_metrics_score_a_pair_shorter_than_their_frame_zero_padded_alike(n):
+    """Under the centred STFT's n_fft // 2 + 1 samples (lsd 513, mrstft 1025) torch.stft stops with a
+    padding error; the pair is zero-padded at the end, both clips alike: the same score as the padded pair,
+    identical clips differ by nothing and a gain is its dB in every band."""
+    x, y = torch.randn(n, generator=torch.Generator().manual_seed(n)), torch.randn(n)
+    pad = torch.nn.functional.pad
+    lsd_pad, mr_pad = (0, max(513 - n, 0)), (0, 1025 - n)
+    assert log_spectral_distance(x, y) == log_spectral_distance(pad(x, lsd_pad), pad(y, lsd_pad))
+    assert mrstft_distance(x, y) == mrstft_distance(pad(x, mr_pad), pad(y, mr_pad)) > 0
+    assert log_spectral_distance(x, x) == 0 and mrstft_distance(x, x) == pytest.approx(0, abs=1e-6)
+    db = 20 * np.log10(2)
+    assert log_spectral_distance(torch.cat([x, torch.randn(2000)]), 2 * x) == pytest.approx(db, rel=1e-3)  # cut first
+    bands = band_log_spectral_distance(x, 2 * x, 16000)
+    assert [b["lsd_db"] for b in bands] + [b["level_err_db"] for b in bands] == pytest.approx([db] * 6, rel=1e-3)
+
+
 def test_band_lsd_of_a_louder_clip_is_its_gain_in_every_band_and_the_level_error_is_signed():
     x = torch.randn(16000, generator=torch.Generator().manual_seed(0))
     db = 20 * np.log10(2)
