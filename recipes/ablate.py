@@ -20,6 +20,9 @@ The grid file (YAML, paths relative to it):
     report: [metrics.fad_ge2e, metrics.kad_ge2e, metrics.mean_spectrum_db_l1]   # metrics.json keys, in table order
     overrides: [train.fast_cpu=auto]     # optional: appended to every run's `audiodiff train`
     archive: ../../docs/ablation/grids/digits   # optional: finished cells' scores, to commit (below)
+    better: {metrics.some_key: higher}   # optional: which way a report key is better (higher|lower), over
+                                         # audiodiff.eval.context.direction's table (the comparison, below)
+    alpha: 0.05                          # optional: the level of the comparison with the baseline, in (0, 1)
 
 Embedding metrics carry their embedder (metrics.fad_ge2e); a grid's older name (metrics.fad) reads
 the same value, and so does a new name from metrics.json written before the rename.
@@ -72,8 +75,19 @@ commit, the classifier that scored the cells (weights sha1, test accuracy) and t
 resolved it, with a WARNING line naming the cells when these differ (a classifier retrained on a new
 machine); `<out>/results.png` (linked from results.md) draws it: one panel per report key, a bar per
 group with the seed std and each seed's value, the baseline (the first group without a regularizer)
-as a dashed line. `--only a,b` runs, restores, archives and reports only those variants' cells (results.md
-names them; a record of another variant is not read); a name the grid does not have is an error.
+as a dashed line. Under the mean +- std table, each group is compared with that baseline, per report
+key (results.json: row["versus_baseline"][key], the settings under "versus_baseline"): the difference of
+means (group - baseline), the p of Welch's t-test (two-sided, scipy.stats.ttest_ind equal_var=False; None,
+with why, when a side has fewer than 2 values or neither has any spread), the p adjusted by Holm-Bonferroni
+over the groups compared on that key, and a verdict: "helps" / "hurts" when the adjusted p is below
+`alpha` (default 0.05) and the difference is in the better / worse direction, "ties" when it is not
+(not significant: not shown equal), null for a signed error (power_spectrum_db_*, level_err_db_*,
+mean_spectrum_err_db_*, psd_band<i>_err_db: best at zero, which a test of means does not decide; the
+difference and p are still given). Which way is better comes from audiodiff.eval.context.direction,
+overridden per key by the grid's `better:`. A grid without a baseline group, or with one seed per group,
+gets a line saying why there is no comparison. `--only a,b` runs, restores, archives and reports only
+those variants' cells (results.md names them; a record of another variant is not read); a name the grid
+does not have is an error.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;
 workers x threads may not exceed the cores. The default is one thread per process and as many
 processes as cores (on a busy 2-core box a 2-thread job next to another job slowed ~7x, its threads
@@ -110,8 +124,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # the report and the archive liv
 # the archive of finished cells' scores (recipes/ablate_archive.py); grid_classifier_sha1 for the tests
 from ablate_archive import _check_identity, archive_cell, grid_classifier_sha1, restore_cell  # noqa: E402, F401
 
-# _cpu_name: recipes/learning_curve.py and level_errors.py import it from here
-from ablate_report import _cell_name, _cpu_name, read_json, report  # noqa: E402, F401
+# _cpu_name: recipes/learning_curve.py and level_errors.py import it from here; holm for the tests
+from ablate_report import ALPHA, _cell_name, _cpu_name, holm, read_json, report  # noqa: E402, F401
 
 STAGES = ("train", "generate", "evaluate", "report")
 
@@ -121,7 +135,7 @@ def _fmt_lam(lam: float) -> str:
 
 
 GRID_KEYS = ("config", "train_data", "ref", "out", "seeds", "variants", "generate", "evaluate", "classifier", "report",
-             "overrides", "archive")  # fmt: skip
+             "overrides", "archive", "better", "alpha")  # fmt: skip
 LIST_KEYS = ("seeds", "variants", "generate", "evaluate", "report", "overrides")
 # `generate` and `evaluate` options whose value is a path (a vocoder grid's test mels, a mel grid's vocoder;
 # every click.Path option of `audiodiff evaluate`): relative to the grid file like its other paths, not to
@@ -197,7 +211,24 @@ def load_grid(path: Path, sets: dict | None = None) -> dict:
     names = [v["name"] for v in grid["variants"]]
     if len(set(names)) != len(names):
         raise SystemExit(f"{path}: variant names repeat: {names}")
+    _check_comparison(grid, lambda key: "--set" if key in sets else str(path))
     return grid
+
+
+def _check_comparison(grid: dict, where) -> None:
+    """SystemExit in one line naming the key (`where(key)`: the grid file or --set) for a `better:` that is not a
+    mapping of report keys to higher|lower, or an `alpha` outside (0, 1)."""
+    given, keys = grid.get("better"), grid.get("report") or []
+    if given is not None and not isinstance(given, dict):
+        raise SystemExit(f"{where('better')}: better must be a mapping {{metrics.KEY: higher|lower}}, got {given!r}")
+    for key, way in (given or {}).items():
+        if way not in ("higher", "lower"):
+            raise SystemExit(f"{where('better')}: better: {key}: {way!r} is not allowed; allowed: higher, lower")
+        if key not in keys:
+            raise SystemExit(f"{where('better')}: better: {key} is not a report key; report: {', '.join(keys)}")
+    alpha = grid.get("alpha", ALPHA)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise SystemExit(f"{where('alpha')}: alpha must be a number in (0, 1) (the tests' level), got {alpha!r}")
 
 
 def cells(grid: dict) -> list[dict]:

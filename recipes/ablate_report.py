@@ -2,8 +2,15 @@
 results.md and results.png in the grid's `out` folder, mean +- sample std over seeds per
 (variant, lambda) group; a metric's old and new names read the same value (`_lookup`). One value has no
 std (null in results.json, "x (1 seed)" in results.md, no error bar); a metric that some of a row's cells
-lack says over how many it is taken ("x +- s (2 of 3 seeds)"). Cells restored from the grid's `archive` (a run
-directory with archived.json) count like the others and are listed with their commit.
+lack says over how many it is taken ("x +- s (2 of 3 seeds)"). Below that table, each group against the
+baseline (the first group without a regularizer, results.png's dashed line; `_versus`), per report key: the
+difference of means, Welch's t-test p (`welch`), the p adjusted by Holm-Bonferroni over the groups compared
+on that key (`holm`) and a verdict at the grid's `alpha` (default 0.05): helps / hurts (adjusted p < alpha,
+in the better / worse direction: audiodiff.eval.context.direction or the grid's `better:`), ties (not
+significant, which is not equal), null for a signed error (best at zero) or where no p exists (why is
+given). No baseline or one seed per group: one line says why there is no comparison. Cells restored
+from the grid's `archive` (a run directory with archived.json) count like the others and are listed with
+their commit.
 
 The grid's wall time (`_wall_time`) is the sum over the invocations of ablate.py recorded in
 <out>/grid_time.json (this out folder's, so this machine's), with how many cells ran a stage in each; the
@@ -19,16 +26,18 @@ autocast, off: fp32) are pooled all the same, but results.md says so in a WARNIN
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
 
 from audiodiff.checkpoint import read_json as load_json
-from audiodiff.eval.context import finished_evaluation
+from audiodiff.eval.context import direction, finished_evaluation
 from audiodiff.eval.plots import plot_groups
 from audiodiff.fastcpu import cpu_name as _cpu_name
 
@@ -79,8 +88,14 @@ def _plot(rows: list[dict], keys: list[str], path: Path) -> dict | None:
     if not (keys and rows):
         path.unlink(missing_ok=True)  # an earlier report's picture would no longer match results.md
         return None
-    baseline = next((r["group"] for r in rows if r["variant"] == r["group"]), None)
+    baseline = _baseline(rows)
     return {"file": path.name, "baseline": baseline, "panels": plot_groups(rows, keys, path, baseline)}
+
+
+def _baseline(rows: list[dict]) -> str | None:
+    """The group the others are compared with (results.png's dashed line, results.md's second table): the
+    first one without a regularizer (its variant has no lambda, so its group is named after it), or None."""
+    return next((r["group"] for r in rows if r["variant"] == r["group"]), None)
 
 
 def scored_by(metrics: dict | None) -> str | None:
@@ -112,6 +127,143 @@ def _provenance(seen: dict[str, dict[str, list[str]]]) -> list[str]:
         if len(values) > 1:
             parts = "; ".join(f"{value}: {', '.join(cells)}" for value, cells in values.items())
             lines.append(f"WARNING: the cells differ in {name}, so their scores are not comparable: {parts}")
+    return lines
+
+
+ALPHA = 0.05  # the grid's `alpha` when it gives none
+# why a metric whose direction (audiodiff.eval.context.direction, or the grid's `better:`) is "zero" gets no verdict
+SIGNED_WHY = (
+    "a signed error (generated minus reference): closer to zero is better, which a test of means does not decide"
+)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the given order: the i-th smallest of m p-values times m - i + 1
+    (i from 1), made non-decreasing in that order and capped at 1; reject where adjusted p < alpha."""
+    m, adjusted, running = len(pvalues), [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(sorted(range(m), key=pvalues.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float | None, str | None]:
+    """The two-sided p of Welch's t-test of `a` against `b` (scipy.stats.ttest_ind, equal_var=False), or None
+    and why: fewer than 2 values on a side, or no spread on either (t undefined)."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return None, f"fewer than 2 values on a side ({len(a)} against the baseline's {len(b)})"
+    if statistics.variance(a) == 0 and statistics.variance(b) == 0:
+        return None, "no spread on either side (every seed gave the same value): Welch's t is undefined"
+    with warnings.catch_warnings():  # scipy warns of precision loss when one side's seeds agree: p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return (p, None) if math.isfinite(p) else (None, "Welch's t-test gave no p (nan)")
+
+
+def _versus(rows: list[dict], keys: list[str], grid: dict) -> dict:
+    """Each non-baseline row against the baseline (`_baseline`), per report key: the difference of means
+    (row - baseline), Welch's p (`welch`), the Holm-adjusted p over the rows compared on that key (`holm`)
+    and a verdict, into row["versus_baseline"][key]; returns results.json's "versus_baseline" (the test,
+    alpha, the directions used, or why there is no comparison: "absent")."""
+    alpha, given = grid.get("alpha", ALPHA), grid.get("better") or {}
+    ways = {k: given.get(k) or direction(k.removeprefix("metrics.")) for k in keys}
+    info = {
+        "baseline": _baseline(rows),
+        "test": "Welch's t-test, two-sided (scipy.stats.ttest_ind, equal_var=False), over each group's seeds",
+        "correction": "Holm-Bonferroni over the groups compared, per metric",
+        "alpha": alpha,
+        "better": ways,  # "higher" | "lower" | "zero" (a signed error: no verdict)
+        "better_from_grid": [k for k in keys if k in given],
+        "verdicts": "helps / hurts: Holm-adjusted p < alpha, the difference in the better / worse direction; "
+        "ties: not significant (not shown equal); null: no p, or a signed error (the entry's why)",
+        "absent": None,
+    }
+    base = next((r for r in rows if r["group"] == info["baseline"]), None)
+    others = [r for r in rows if r is not base]
+    if not keys:
+        info["absent"] = "no report keys"
+    elif base is None:
+        info["absent"] = "no baseline: no group without a regularizer among those reported"
+    elif not others:
+        info["absent"] = "only the baseline group has finished cells"
+    elif len(base["seeds"]) < 2 or all(len(r["seeds"]) < 2 for r in others):
+        counts = {len(r["seeds"]) for r in rows}
+        which = "every group has 1 seed" if counts == {1} else (
+            f"the baseline has {len(base['seeds'])}" if len(base["seeds"]) < 2 else "every other group has 1"
+        )  # fmt: skip
+        info["absent"] = f"a t-test needs at least 2 seeds in each group, and {which}"
+    if info["absent"]:
+        return info
+    for k in keys:
+        entries = []
+        for r in others:
+            if k not in r or k not in base:
+                why = "the baseline has no value" if k not in base else "this group has no value"
+                e = {"difference": None, "p": None, "p_holm": None, "verdict": None, "why": why}
+            else:
+                p, why = welch(r[k]["values"], base[k]["values"])
+                e = {"difference": r[k]["mean"] - base[k]["mean"], "p": p, "p_holm": None, "verdict": None, "why": why}
+                e["n"] = [len(r[k]["values"]), len(base[k]["values"])]
+            r.setdefault("versus_baseline", {})[k] = e
+            entries.append(e)
+        tested = [e for e in entries if e["p"] is not None]
+        for e, adjusted in zip(tested, holm([e["p"] for e in tested])):
+            e["p_holm"] = adjusted
+            if ways[k] == "zero":
+                e["why"] = SIGNED_WHY
+            elif adjusted >= alpha:
+                e["verdict"] = "ties"
+            else:
+                e["verdict"] = "helps" if (e["difference"] > 0) == (ways[k] == "higher") else "hurts"
+    return info
+
+
+def _versus_lines(info: dict, rows: list[dict], keys: list[str]) -> list[str]:
+    """results.md's table of the rows against the baseline (`_versus`), or one line on why there is none."""
+    if info["absent"]:
+        return ["", f"versus the baseline: no comparison ({info['absent']})"]
+    counts = {r["group"]: len(r["seeds"]) for r in rows}
+    seeds = (
+        f"{next(iter(counts.values()))} seeds per group" if len(set(counts.values())) == 1
+        else "seeds per group: " + ", ".join(f"{g} {n}" for g, n in counts.items())
+    )  # fmt: skip
+    tested = sum(1 for r in rows if "versus_baseline" in r)
+    lines = [
+        "",
+        f"versus the baseline ({info['baseline']}): difference of means, group - baseline (Holm-adjusted p), "
+        f"verdict; Welch's t-test (two-sided), Holm-Bonferroni over the {tested} groups per metric, alpha "
+        f"{info['alpha']:g}; {seeds}; helps / hurts: significant in the better / worse direction, ties: not "
+        "significant (not shown equal)",
+        "",
+        "| variant | lambda | " + " | ".join(
+            f"{k.removeprefix('metrics.')} ({'signed' if info['better'][k] == 'zero' else info['better'][k]}"
+            + (", grid" if k in info["better_from_grid"] else "") + ")"
+            for k in keys
+        ) + " |",
+        "|---|---:|" + "---:|" * len(keys),
+    ]  # fmt: skip
+    notes: dict[str, list[str]] = {}  # why a cell has no verdict -> the cells
+    for r in rows:
+        if "versus_baseline" not in r:
+            continue
+        cells = []
+        for k in keys:
+            e = r["versus_baseline"][k]
+            if e["difference"] is None:
+                cells.append("-")
+            else:
+                p = "no p" if e["p_holm"] is None else f"{e['p_holm']:.2g}"
+                cells.append(f"{e['difference']:+.3g} ({p})" + (f" {e['verdict']}" if e["verdict"] else ""))
+            if e["verdict"] is None:
+                notes.setdefault(e["why"], []).append(f"{r['group']} {k.removeprefix('metrics.')}")
+        lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"  # another variant without a regularizer
+        lines.append(f"| {r['variant']} | {lam} | " + " | ".join(cells) + " |")
+    for why, where in notes.items():
+        cols = list(dict.fromkeys(w.split(" ", 1)[1] for w in where))
+        what = ", ".join(cols) if len(where) == len(cols) * tested else "; ".join(where)
+        lines.append(f"no verdict for {what}: {why}")
     return lines
 
 
@@ -199,6 +351,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         times = [t for t in g["train_s"] if t is not None]
         row["train_s_mean"] = statistics.fmean(times) if times else None
         rows.append(row)
+    versus = _versus(rows, keys, grid)  # row["versus_baseline"] of each row but the baseline
     n_cells = sum(len(g["seeds"]) for g in groups.values())
     grid_time, time_lines = _wall_time(read_json(grid["out"] / "grid_time.json", []), n_cells - len(archived),
                                        len(archived))  # fmt: skip
@@ -217,6 +370,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         "rows": rows,
         "archived": archived,
         "scored_and_trained": seen,  # {"classifier"|"train.fast_cpu": {value: [cells]}}: one value each, or a WARNING
+        "versus_baseline": versus,  # the test, alpha, the directions; each row's under row["versus_baseline"]
     }
     out = grid["out"]
     result["plot"] = _plot(rows, keys, out / "results.png")
@@ -243,6 +397,7 @@ def report(grid: dict, all_cells: list[dict]) -> dict:
         t = f"{r['train_s_mean']:.0f}" if r["train_s_mean"] else "-"
         lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"
         lines.append(f"| {r['variant']} | {lam} | {len(r['seeds'])} | " + " | ".join(cols) + f" | {t} |")
+    lines += _versus_lines(versus, rows, keys)
     if result["plot"]:
         base = result["plot"]["baseline"]
         caption = "mean +- std over seeds, one dot per seed" + (f"; dashed line: {base}" if base else "")

@@ -888,3 +888,136 @@ def test_an_outside_configs_own_defaults_are_part_of_its_content(tmp_path):
     assert ids[0]["run.yaml"]["defaults"] == [
         {"content": {"defaults": [{"content": {"model": {"channels": 8}}}], "train": {"steps": 7}}}
     ]
+
+
+def _scored_grid(tmp_path, scores: dict, seeds=(0, 1, 2), **keys):
+    """A grid of a baseline and amp at lambdas 0.1, 0.01, 0.001 whose cells hold finished evaluations:
+    scores[metric][group] = one value per seed (a group missing from every metric has no cells)."""
+    (tmp_path / "base.yaml").write_text("train: {steps: 7, batch_size: 3}\n")
+    (tmp_path / "amp.yaml").write_text("regularizer: {lam: 1.0, losses: [{name: amp}]}\n")
+    grid = {
+        "config": "base.yaml", "train_data": "data/train", "ref": "data/test", "out": "exp/abl", "seeds": list(seeds),
+        "report": [f"metrics.{m}" for m in scores],
+        "variants": [{"name": "baseline"}, {"name": "amp", "loss": "amp.yaml", "lams": [0.1, 0.01, 0.001]}], **keys,
+    }  # fmt: skip
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    grid = ablate.load_grid(tmp_path / "grid.yaml")
+    cells = [c for c in ablate.cells(grid) if any(c["group"] in by_group for by_group in scores.values())]
+    for c in cells:
+        (c["run"] / "eval").mkdir(parents=True)
+        metrics = {m: by_group[c["group"]][seeds.index(c["seed"])] for m, by_group in scores.items()}
+        (c["run"] / "eval" / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    return grid, cells
+
+
+# baseline, a clearly better IS (and a clearly worse classifier-FID), overlapping values, and a raw p of 0.033
+# that Holm over the 3 groups lifts to 0.067; a signed error; a score every seed of every group gives the same
+SCORES = {
+    "inception_score": {"baseline": [6.0, 6.1, 6.05], "amp_lam0.1": [7.0, 7.1, 7.05],
+                        "amp_lam0.01": [6.0, 6.2, 5.9], "amp_lam0.001": [6.13, 6.23, 6.18]},
+    "classifier_fid": {"baseline": [2.0, 2.1, 2.05], "amp_lam0.1": [3.0, 3.1, 3.05],
+                       "amp_lam0.01": [2.0, 2.2, 1.9], "amp_lam0.001": [2.1, 2.0, 2.2]},
+    "power_spectrum_db_high": {"baseline": [0.0, 0.1, -0.1], "amp_lam0.1": [3.0, 3.1, 2.9],
+                               "amp_lam0.01": [0.0, 0.2, 0.1], "amp_lam0.001": [0.1, 0.0, 0.2]},
+    "pixel_histogram_tv": {g: [0.1, 0.1, 0.1] for g in ("baseline", "amp_lam0.1", "amp_lam0.01", "amp_lam0.001")},
+}  # fmt: skip
+
+
+def test_holm_multiplies_the_ith_smallest_p_by_m_minus_i_plus_1_non_decreasing_and_capped_at_1():
+    assert ablate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # 0.04 x 1 < 0.03 x 2: raised
+    assert ablate.holm([0.5, 0.6, 0.01]) == pytest.approx([1.0, 1.0, 0.03])  # 0.5 x 2 = 1.0; 0.6 raised to it
+    assert ablate.holm([0.2]) == [0.2] and ablate.holm([]) == []
+
+
+def test_report_says_where_a_regularizer_helps_hurts_or_ties_against_the_baseline(tmp_path):
+    from scipy import stats
+
+    grid, cells = _scored_grid(tmp_path, SCORES)
+    res = ablate.report(grid, cells)
+    assert res["versus_baseline"]["baseline"] == "baseline" and res["versus_baseline"]["alpha"] == 0.05
+    rows = {r["group"]: r for r in res["rows"]}
+    assert "versus_baseline" not in rows["baseline"]
+    vs = {g: rows[g]["versus_baseline"] for g in ("amp_lam0.1", "amp_lam0.01", "amp_lam0.001")}
+    raw = [stats.ttest_ind(SCORES["inception_score"][g], SCORES["inception_score"]["baseline"], equal_var=False).pvalue
+           for g in vs]  # fmt: skip
+    assert [vs[g]["metrics.inception_score"]["p"] for g in vs] == pytest.approx(raw, rel=1e-12)
+    assert raw[0] < raw[2] < 0.05 < raw[1]  # Holm by hand: x3 the smallest, x2 the next, x1 the largest
+    holm = [3 * raw[0], max(2 * raw[2], raw[1]), max(3 * raw[0], 2 * raw[2])]
+    assert [vs[g]["metrics.inception_score"]["p_holm"] for g in vs] == pytest.approx(holm, rel=1e-12)
+    is_ = vs["amp_lam0.1"]["metrics.inception_score"]
+    assert is_["difference"] == pytest.approx(1.0) and is_["verdict"] == "helps" and is_["n"] == [3, 3]
+    assert vs["amp_lam0.01"]["metrics.inception_score"]["verdict"] == "ties"
+    assert vs["amp_lam0.001"]["metrics.inception_score"]["verdict"] == "ties"  # raw p 0.033, adjusted 0.067
+    assert vs["amp_lam0.1"]["metrics.classifier_fid"]["verdict"] == "hurts"  # +1 on a lower-is-better score
+    assert vs["amp_lam0.01"]["metrics.classifier_fid"]["verdict"] == "ties"
+    signed = vs["amp_lam0.1"]["metrics.power_spectrum_db_high"]  # +3 dB, p tiny: still no verdict
+    assert signed["verdict"] is None and signed["p_holm"] < 1e-3 and "closer to zero" in signed["why"]
+    flat = vs["amp_lam0.1"]["metrics.pixel_histogram_tv"]
+    assert flat["difference"] == 0 and flat["p"] is None and flat["verdict"] is None and "no spread" in flat["why"]
+    assert json.loads((grid["out"] / "results.json").read_text())["rows"][1]["versus_baseline"] == vs["amp_lam0.1"]
+    md = (grid["out"] / "results.md").read_text()
+    assert (
+        "versus the baseline (baseline): difference of means, group - baseline (Holm-adjusted p), verdict; Welch's "
+        "t-test (two-sided), Holm-Bonferroni over the 3 groups per metric, alpha 0.05; 3 seeds per group;" in md
+    )
+    assert (
+        "| variant | lambda | inception_score (higher) | classifier_fid (lower) | power_spectrum_db_high (signed) |"
+        in md
+    )
+    assert f"| amp | 0.1 | +1 ({holm[0]:.2g}) helps | +1 ({holm[0]:.2g}) hurts | +3 (" in md
+    assert "| amp | 0.001 | +0.13 (0.067) ties |" in md
+    assert "no verdict for power_spectrum_db_high: a signed error" in md
+    assert "no verdict for pixel_histogram_tv: no spread on either side" in md
+    assert md.index("| baseline | - | 3 |") < md.index("versus the baseline") < md.index("results.png")
+
+
+def test_a_grids_better_key_flips_a_verdict_and_gives_a_signed_error_one(tmp_path):
+    better = {"metrics.classifier_fid": "higher", "metrics.power_spectrum_db_high": "lower"}
+    grid, cells = _scored_grid(tmp_path, SCORES, better=better)
+    res = ablate.report(grid, cells)
+    vs = res["rows"][1]["versus_baseline"]
+    assert (
+        vs["metrics.classifier_fid"]["verdict"] == "helps"
+        and vs["metrics.power_spectrum_db_high"]["verdict"] == "hurts"
+    )
+    assert res["versus_baseline"]["better_from_grid"] == list(better)
+    assert "| classifier_fid (higher, grid) |" in (grid["out"] / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "keys, error",
+    [
+        ({"better": {"metrics.inception_score": "up"}},
+         "better: metrics.inception_score: 'up' is not allowed; allowed: higher, lower"),
+        ({"better": {"metrics.fad": "lower"}},
+         "better: metrics.fad is not a report key; report: metrics.inception_score"),
+        ({"better": ["metrics.inception_score"]}, "better must be a mapping {metrics.KEY: higher|lower}"),
+        ({"alpha": 1.5}, "alpha must be a number in (0, 1) (the tests' level), got 1.5"),
+        ({"alpha": True}, "alpha must be a number in (0, 1)"),
+    ],
+)  # fmt: skip
+def test_a_bad_better_or_alpha_is_a_one_line_error_naming_the_key(tmp_path, keys, error):
+    with pytest.raises(SystemExit, match="grid.yaml: " + error.replace("(", r"\(").replace(")", r"\)")
+                       .replace("{", r"\{").replace("}", r"\}").replace("|", r"\|")):  # fmt: skip
+        _scored_grid(tmp_path, {"inception_score": SCORES["inception_score"]}, **keys)
+
+
+def test_alpha_sets_the_level_of_the_verdicts(tmp_path):
+    grid, cells = _scored_grid(tmp_path, {"inception_score": SCORES["inception_score"]}, alpha=0.1)
+    res = ablate.report(grid, cells)
+    assert res["rows"][3]["versus_baseline"]["metrics.inception_score"]["verdict"] == "helps"  # adjusted p 0.067
+    assert "alpha 0.1;" in (grid["out"] / "results.md").read_text()
+    with pytest.raises(SystemExit, match="^--set: alpha must be a number in"):
+        ablate.load_grid(tmp_path / "grid.yaml", ablate.grid_sets(["alpha=0"]))
+
+
+def test_one_seed_per_group_or_no_baseline_reports_why_there_is_no_comparison(tmp_path):
+    one = {"inception_score": {g: v[:1] for g, v in SCORES["inception_score"].items()}}
+    grid, cells = _scored_grid(tmp_path, one, seeds=(0,))
+    res = ablate.report(grid, cells)
+    why = "a t-test needs at least 2 seeds in each group, and every group has 1 seed"
+    assert res["versus_baseline"]["absent"] == why and not any("versus_baseline" in r for r in res["rows"])
+    md = (grid["out"] / "results.md").read_text()
+    assert f"\nversus the baseline: no comparison ({why})\n" in md and "| amp | 0.1 | 1 | 7 (1 seed) |" in md
+    res = ablate.report(grid, [c for c in cells if c["variant"] == "amp"])  # --only amp
+    assert res["versus_baseline"]["absent"] == "no baseline: no group without a regularizer among those reported"
