@@ -12,7 +12,8 @@ The grid file (YAML, paths relative to it):
     seeds: [0, 1, 2]                     # train.seed of each repetition
     generate: [--seeds, 0-63, --seconds, "1.0"]          # extra `audiodiff generate` options (a path after
                                                          # --mels-from or --vocoder, or in --mels-from=PATH,
-                                                         # is relative to the grid file)
+                                                         # is relative to the grid file; a shipped model's
+                                                         # name after --vocoder stays a name)
     evaluate: [--metrics, "fad,kad,ndb,mean_spectrum"]   # extra `audiodiff evaluate` options (likewise the
                                                          # path of each path option, e.g. --floor DIR,
                                                          # --classifier DIR or --embedder-weights=FILE)
@@ -142,19 +143,34 @@ LIST_KEYS = ("seeds", "variants", "generate", "evaluate", "report", "overrides")
 # wherever ablate.py is started
 GENERATE_PATHS = ("--mels-from", "--vocoder")
 EVALUATE_PATHS = ("--ref", "--gen", "--out", "--embedder-weights", "--cache", "--classifier", "--csv", "--floor")
+# Path options that also take a name: generate's --vocoder, like --ckpt, a model shipped in the package
+# (`audiodiff pretrained`; audiodiff.builders.load_for_generation)
+NAME_OR_PATH = ("--vocoder",)
+
+
+def _resolved(opt: str, value: str, root: Path) -> str:
+    """`value` of path option `opt` resolved against `root`; a shipped model's name after a NAME_OR_PATH
+    option stays as written when nothing of that name lies beside the grid file."""
+    if opt in NAME_OR_PATH and not (root / value).exists():
+        from audiodiff.release import shipped_models
+
+        if value in shipped_models():
+            return value
+    return str((root / value).resolve())
 
 
 def resolve_path_options(args: list, options: tuple[str, ...], root: Path) -> list[str]:
     """`args` (a grid's generate or evaluate list) as strings, the value of each of `options` (the item after
-    it, or the PATH of `--opt=PATH`, click's other spelling) resolved against `root`; absolute ones stay."""
+    it, or the PATH of `--opt=PATH`, click's other spelling) resolved against `root`; absolute ones stay,
+    and so does a shipped model's name (`NAME_OR_PATH`)."""
     args = [str(x) for x in args]
     out = list(args)
     for i, arg in enumerate(args):
         opt, eq, value = arg.partition("=")
         if eq and opt in options:
-            out[i] = f"{opt}={(root / value).resolve()}"
+            out[i] = f"{opt}={_resolved(opt, value, root)}"
         elif i and args[i - 1] in options:
-            out[i] = str((root / arg).resolve())
+            out[i] = _resolved(args[i - 1], arg, root)
     return out
 
 

@@ -386,6 +386,28 @@ def test_a_vocoder_grids_mels_from_is_relative_to_the_grid_file_not_the_working_
     assert eq["generate"] == [f"--mels-from={tmp_path / 'data' / 'test'}", "--seeds", "0"]  # click's = spelling
 
 
+def test_a_shipped_vocoders_name_stays_a_name_and_a_path_beside_the_grid_wins(tmp_path, monkeypatch):
+    """generate: [--vocoder, NAME] with a model shipped in the package (generate takes its name, as --ckpt's)
+    became <grid folder>/NAME, a checkpoint path that does not exist: the grid could not use it."""
+    from audiodiff.release import shipped_models
+
+    name = next(iter(shipped_models()))
+    _grid(tmp_path)
+    path = tmp_path / "grid.yaml"
+    monkeypatch.chdir(tmp_path.parent)
+    for spelling, expect in (
+        (["--vocoder", name], ["--vocoder", name]),
+        ([f"--vocoder={name}"], [f"--vocoder={name}"]),
+    ):
+        grid = ablate.load_grid(path, ablate.grid_sets([f"generate=[{', '.join(spelling)}]"]))
+        assert grid["generate"] == expect
+    other = ablate.load_grid(path, ablate.grid_sets(["generate=[--vocoder, no_such_model]"]))
+    assert other["generate"] == ["--vocoder", str(tmp_path / "no_such_model")]  # not shipped: a path
+    (tmp_path / name).mkdir()  # a run directory of that name beside the grid file is what it means
+    beside = ablate.load_grid(path, ablate.grid_sets([f"generate=[--vocoder, {name}]"]))
+    assert beside["generate"] == ["--vocoder", str(tmp_path / name)]
+
+
 def test_evaluate_path_options_are_relative_to_the_grid_file_like_generates(tmp_path, monkeypatch):
     """evaluate: [--floor, exp/real/eval] reached `audiodiff evaluate` as written, relative to the folder ablate.py
     was started from, while generate's --mels-from/--vocoder were resolved against the grid file."""
