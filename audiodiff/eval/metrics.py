@@ -35,15 +35,26 @@ def ndb(real: np.ndarray, generated: np.ndarray, bins: int = 50, alpha: float = 
 
 
 def mean_log_spectrum(paths: list[str], sample_rate: int, n_fft: int = 1024) -> np.ndarray:
-    """Average power spectrum of a set of files, in dB. -> (n_fft // 2 + 1,)"""
+    """Average power spectrum of a set of files, in dB. -> (n_fft // 2 + 1,) (`mean_log_spectrum_padded`)"""
+    return mean_log_spectrum_padded(paths, sample_rate, n_fft)[0]
+
+
+def mean_log_spectrum_padded(paths: list[str], sample_rate: int, n_fft: int = 1024) -> tuple[np.ndarray, int]:
+    """Average power spectrum of a set of files, in dB (n_fft // 2 + 1,), and how many clips were shorter
+    than the centred STFT takes (n_fft // 2 + 1 samples: 128 ms at 4 kHz is 512): each of those is
+    zero-padded at the end to that length, the least padding that scores it (a 512-sample clip gains one
+    zero sample), where torch.stft would stop with a padding error. Longer clips are scored as they are."""
     window = torch.hann_window(n_fft)
-    total, frames = torch.zeros(n_fft // 2 + 1, dtype=torch.float64), 0
+    total, frames, padded = torch.zeros(n_fft // 2 + 1, dtype=torch.float64), 0, 0
+    minimum = stft_min_samples(n_fft)
     for p in paths:
         wav = load_audio(p, sample_rate)
+        if wav.shape[-1] < minimum:
+            wav, padded = torch.nn.functional.pad(wav, (0, minimum - wav.shape[-1])), padded + 1
         spec = torch.stft(wav, n_fft, n_fft // 4, window=window, return_complex=True).abs().square()
         total += spec.sum(1).double()
         frames += spec.shape[1]
-    return (10 * torch.log10(total / max(frames, 1) + 1e-12)).numpy()
+    return (10 * torch.log10(total / max(frames, 1) + 1e-12)).numpy(), padded
 
 
 def stft_min_samples(n_fft: int) -> int:

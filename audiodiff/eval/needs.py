@@ -145,12 +145,17 @@ def paired_audio(ctx: Context) -> RefGen:
 
 def mean_spectra(ctx: Context) -> RefGen:
     """Mean power spectra (dB) of both sets at the lower native rate of the two: above a set's
-    Nyquist there is only resampling residue, whose dB level would dominate the distance."""
-    from audiodiff.eval.metrics import mean_log_spectrum
+    Nyquist there is only resampling residue, whose dB level would dominate the distance. Clips too
+    short for the 1024-point centred STFT (under 513 samples: 128 ms at 4 kHz) are zero-padded to it;
+    the report counts them per set (mean_spectrum_clips_zero_padded, only when any)."""
+    from audiodiff.eval.metrics import mean_log_spectrum_padded
 
     ref, gen = ctx.sets.ref_items, ctx.sets.gen_items
     sr = common_rate(ref + gen)
-    return RefGen(mean_log_spectrum(ref, sr), mean_log_spectrum(gen, sr), sr)
+    (ref_db, ref_padded), (gen_db, gen_padded) = mean_log_spectrum_padded(ref, sr), mean_log_spectrum_padded(gen, sr)
+    if ref_padded or gen_padded:
+        ctx.report["mean_spectrum_clips_zero_padded"] = {"ref": ref_padded, "gen": gen_padded}
+    return RefGen(ref_db, gen_db, sr)
 
 
 def analytic_psd(ctx: Context) -> RefGen:

@@ -71,6 +71,25 @@ def test_paired_metrics_score_pairs_too_short_for_their_stft_and_count_them(tmp_
     assert rep["mrstft_pairs_zero_padded"] == rep["lsd_pairs_zero_padded"] == rep["band_lsd_pairs_zero_padded"] == 2
 
 
+def test_mean_spectrum_scores_clips_too_short_for_its_stft_and_counts_them_per_set(tmp_path):
+    """4 kHz clips of 128 ms (512 samples, the audit's shortest) are under the 513 samples the mean
+    spectrum's 1024-point STFT takes: was torch.stft's padding traceback. Each is zero-padded alike, so a
+    set of doubled clips is 6.02 dB louder in every bin, and the report counts them per set."""
+    rng = np.random.default_rng(5)
+    ref, gen = tmp_path / "ref", tmp_path / "gen"
+    for i in range(3):
+        x = 0.2 * rng.standard_normal(512 + 600 * (i == 2))  # the third: long enough, not padded
+        write_wav(ref, f"u{i}", x, 4000), write_wav(gen, f"u{i}", 2 * x, 4000)
+    rep = evaluate(ref, gen, tmp_path / "e", metrics=["mean_spectrum", "band_spectrum"])
+    assert rep["metrics"]["mean_spectrum_db_l1"] == pytest.approx(20 * np.log10(2), rel=1e-3)
+    assert rep["mean_spectrum_clips_zero_padded"] == {"ref": 2, "gen": 2}
+    long = tmp_path / "long"
+    for i in range(2):
+        write_wav(long, f"u{i}", 0.2 * rng.standard_normal(1112), 4000)
+    whole = evaluate(long, long, tmp_path / "w", metrics=["mean_spectrum"])  # no short clip: no key
+    assert "mean_spectrum_clips_zero_padded" not in whole and whole["metrics"]["mean_spectrum_db_l1"] == 0
+
+
 def sets_missing_a_10khz_tone(tmp_path):
     """ref, gen dirs: 3 clips of speech-like tones each, the ref's with a 10 kHz tone added."""
     t = np.arange(RATE) / RATE

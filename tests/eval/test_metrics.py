@@ -89,3 +89,38 @@ def test_mean_log_spectrum_peaks_at_a_tones_bin_and_is_level_in_db(tmp_path):
     loud, quiet = (mean_log_spectrum([str(tmp_path / f"{n}.wav")], 16000) for n in ("a", "b"))
     assert loud.shape == (513,) and int(np.argmax(loud)) == 64  # 1000 Hz / (16000 / 1024) Hz per bin
     assert loud[64] - quiet[64] == pytest.approx(20, abs=0.01)  # 10x the amplitude: +20 dB
+
+
+def _old_mean_log_spectrum(paths, sample_rate, n_fft=1024):
+    """mean_log_spectrum before clips too short for its STFT were padded (the reference for long clips)."""
+    from audiodiff.audio.io import load_audio
+
+    window = torch.hann_window(n_fft)
+    total, frames = torch.zeros(n_fft // 2 + 1, dtype=torch.float64), 0
+    for p in paths:
+        spec = torch.stft(load_audio(p, sample_rate), n_fft, n_fft // 4, window=window, return_complex=True)
+        total += spec.abs().square().sum(1).double()
+        frames += spec.shape[1]
+    return (10 * torch.log10(total / max(frames, 1) + 1e-12)).numpy()
+
+
+def test_mean_log_spectrum_pads_a_clip_too_short_for_its_stft_and_counts_it(tmp_path):
+    """A 4 kHz clip of 128 ms (512 samples, the audit's shortest) is under the 513 samples the centred
+    1024-point STFT takes: it was torch's padding error. It is zero-padded to 513 (the same spectrum as
+    that padded file) and counted; clips long enough are scored bit for bit as before, uncounted."""
+    import soundfile as sf
+
+    from audiodiff.eval.metrics import mean_log_spectrum, mean_log_spectrum_padded
+
+    x = (0.2 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32)
+    for name, clip in (("short", x[:512]), ("padded", np.pad(x[:512], (0, 1))), ("tiny", x[:40]), ("long", x)):
+        sf.write(str(tmp_path / f"{name}.wav"), clip, 4000, subtype="FLOAT")
+    f = {n: str(tmp_path / f"{n}.wav") for n in ("short", "padded", "tiny", "long")}
+    short, padded = (
+        mean_log_spectrum_padded([f["short"], f["tiny"]], 4000),
+        mean_log_spectrum_padded([f["padded"]], 4000),
+    )
+    assert short[1] == 2 and padded[1] == 0 and np.isfinite(short[0]).all()
+    assert np.array_equal(mean_log_spectrum([f["short"]], 4000), padded[0])
+    for files in ([f["padded"]], [f["long"]], [f["long"], f["padded"]]):  # 513 samples and more: as before
+        assert np.array_equal(mean_log_spectrum(files, 4000), _old_mean_log_spectrum(files, 4000))
