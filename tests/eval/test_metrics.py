@@ -35,6 +35,24 @@ def test_paired_stft_metrics_score_a_pair_shorter_than_their_frame_zero_padded_a
     assert [b["lsd_db"] for b in bands] + [b["level_err_db"] for b in bands] == pytest.approx([db] * 6, rel=1e-3)
 
 
+@pytest.mark.parametrize("n", [1025, 3000])
+def test_paired_stft_metrics_of_pairs_long_enough_are_bit_identical_to_the_unpadded_scores(n):
+    """aligned_pair pads only pairs under the STFT's minimum: a pair long enough for mrstft's 2048-point frame
+    (cut to the shorter clip) scores bit for bit as before the padding existed (archived scores stay)."""
+    from audiodiff.eval.metrics import _db_difference
+    from audiodiff.losses import MultiResolutionSTFTLoss
+
+    g = torch.Generator().manual_seed(n)
+    x, y = torch.randn(n + 100, generator=g), torch.randn(n, generator=g)
+    window = torch.hann_window(1024, dtype=torch.float64)
+    old_db = [10 * torch.log10(torch.stft(c[:n].double(), 1024, 256, window=window, return_complex=True).abs().square()
+                               + 1e-10) for c in (y, x)]  # fmt: skip
+    old_lsd = float((old_db[0] - old_db[1]).square().mean(0).sqrt().mean())
+    old_mr = float(MultiResolutionSTFTLoss("auraloss")(y[None, None, :n].float(), x[None, None, :n].float()))
+    assert log_spectral_distance(x, y) == old_lsd and mrstft_distance(x, y) == old_mr
+    assert torch.equal(_db_difference(x, y, 1024), old_db[0] - old_db[1])  # what band_lsd reads
+
+
 def test_band_lsd_of_a_louder_clip_is_its_gain_in_every_band_and_the_level_error_is_signed():
     x = torch.randn(16000, generator=torch.Generator().manual_seed(0))
     db = 20 * np.log10(2)
@@ -110,17 +128,19 @@ def test_mean_log_spectrum_pads_a_clip_too_short_for_its_stft_and_counts_it(tmp_
     that padded file) and counted; clips long enough are scored bit for bit as before, uncounted."""
     import soundfile as sf
 
-    from audiodiff.eval.metrics import mean_log_spectrum, mean_log_spectrum_padded
+    from audiodiff.eval.metrics import mean_log_spectrum
 
     x = (0.2 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32)
     for name, clip in (("short", x[:512]), ("padded", np.pad(x[:512], (0, 1))), ("tiny", x[:40]), ("long", x)):
         sf.write(str(tmp_path / f"{name}.wav"), clip, 4000, subtype="FLOAT")
     f = {n: str(tmp_path / f"{n}.wav") for n in ("short", "padded", "tiny", "long")}
+    assert np.array_equal(mean_log_spectrum([f["short"]], 4000), mean_log_spectrum([f["padded"]], 4000))
+    from audiodiff.eval.metrics import mean_log_spectrum_padded
+
     short, padded = (
         mean_log_spectrum_padded([f["short"], f["tiny"]], 4000),
         mean_log_spectrum_padded([f["padded"]], 4000),
     )
     assert short[1] == 2 and padded[1] == 0 and np.isfinite(short[0]).all()
-    assert np.array_equal(mean_log_spectrum([f["short"]], 4000), padded[0])
     for files in ([f["padded"]], [f["long"]], [f["long"], f["padded"]]):  # 513 samples and more: as before
         assert np.array_equal(mean_log_spectrum(files, 4000), _old_mean_log_spectrum(files, 4000))
