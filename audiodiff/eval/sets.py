@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 # Shortest usable clip: 128 ms holds the mean spectrum's 1024-point frame (> 512 samples) at any
-# analysis rate from 8 kHz. The paired STFT metrics (mrstft, lsd, band_lsd) zero-pad a pair shorter
-# than their frame needs (MR-STFT's 2048 points: > 1024 samples), both clips alike.
+# analysis rate from 8 kHz (a shorter clip, e.g. 512 samples at 4 kHz, is zero-padded and counted).
+# The paired STFT metrics (mrstft, lsd, band_lsd) zero-pad a pair shorter than their frame needs
+# (MR-STFT's 2048 points: > 1024 samples), both clips alike.
 # Silent clips are kept: a model that generates silence is scored for it.
 MIN_SECONDS = 2048 / 16000
 
