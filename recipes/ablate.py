@@ -80,13 +80,16 @@ as a dashed line. Under the mean +- std table, each group is compared with that 
 key (results.json: row["versus_baseline"][key], the settings under "versus_baseline"): the difference of
 means (group - baseline), the p of Welch's t-test (two-sided, scipy.stats.ttest_ind equal_var=False; None,
 with why, when a side has fewer than 2 values or neither has any spread), the p adjusted by Holm-Bonferroni
-over the groups compared on that key, and a verdict: "helps" / "hurts" when the adjusted p is below
+over the groups with a p on that key, and a verdict: "helps" / "hurts" when the adjusted p is below
 `alpha` (default 0.05) and the difference is in the better / worse direction, "ties" when it is not
-(not significant: not shown equal), null for a signed error (power_spectrum_db_*, level_err_db_*,
-mean_spectrum_err_db_*, psd_band<i>_err_db: best at zero, which a test of means does not decide; the
-difference and p are still given). Which way is better comes from audiodiff.eval.context.direction,
-overridden per key by the grid's `better:`. A grid without a baseline group, or with one seed per group,
-gets a line saying why there is no comparison. `--only a,b` runs, restores, archives and reports only
+(not significant: not shown equal), null where there is no p (one line per reason under the table).
+A signed error (power_spectrum_db_*, level_err_db_*, mean_spectrum_err_db_*, psd_band<i>_err_db: best at
+zero) keeps its signed difference of means, but the test and the verdict are of each seed's magnitude
+|error| (lower is better: does the group land closer to zero than the baseline; "tested": "|error|",
+"abs_difference"). Which way is better comes from audiodiff.eval.context.direction, overridden per key by
+the grid's `better:` (a signed key given higher|lower is tested on its mean). A grid without a baseline
+group, or with one seed per group, gets a line saying why there is no comparison.
+`--only a,b` runs, restores, archives and reports only
 those variants' cells (results.md names them; a record of another variant is not read); a name the grid
 does not have is an error.
 Packing: `--workers` processes run cells side by side, each with `--threads` OpenMP/MKL threads;

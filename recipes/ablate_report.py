@@ -4,11 +4,12 @@ results.md and results.png in the grid's `out` folder, mean +- sample std over s
 std (null in results.json, "x (1 seed)" in results.md, no error bar); a metric that some of a row's cells
 lack says over how many it is taken ("x +- s (2 of 3 seeds)"). Below that table, each group against the
 baseline (the first group without a regularizer, results.png's dashed line; `_versus`), per report key: the
-difference of means, Welch's t-test p (`welch`), the p adjusted by Holm-Bonferroni over the groups compared
+difference of means, Welch's t-test p (`welch`), the p adjusted by Holm-Bonferroni over the groups with a p
 on that key (`holm`) and a verdict at the grid's `alpha` (default 0.05): helps / hurts (adjusted p < alpha,
 in the better / worse direction: audiodiff.eval.context.direction or the grid's `better:`), ties (not
-significant, which is not equal), null for a signed error (best at zero) or where no p exists (why is
-given). No baseline or one seed per group: one line says why there is no comparison. Cells restored
+significant, which is not equal), null where no p exists (one line per reason under the table). A signed
+error (best at zero) is tested on each seed's |error| (lower is better), its signed difference kept.
+No baseline or one seed per group: one line says why there is no comparison. Cells restored
 from the grid's `archive` (a run directory with archived.json) count like the others and are listed with
 their commit.
 
@@ -131,10 +132,8 @@ def _provenance(seen: dict[str, dict[str, list[str]]]) -> list[str]:
 
 
 ALPHA = 0.05  # the grid's `alpha` when it gives none
-# why a metric whose direction (audiodiff.eval.context.direction, or the grid's `better:`) is "zero" gets no verdict
-SIGNED_WHY = (
-    "a signed error (generated minus reference): closer to zero is better, which a test of means does not decide"
-)
+# what a signed error's (direction "zero": best at zero) verdict tests: each seed's magnitude, lower is better
+ABS = "|error|"
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -149,11 +148,13 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def welch(a: list[float], b: list[float]) -> tuple[float | None, str | None]:
     """The two-sided p of Welch's t-test of `a` against `b` (scipy.stats.ttest_ind, equal_var=False), or None
-    and why: fewer than 2 values on a side, or no spread on either (t undefined)."""
+    and why: fewer than 2 values on a side, a value that is nan or inf, or no spread on either (t undefined)."""
     from scipy import stats
 
     if len(a) < 2 or len(b) < 2:
-        return None, f"fewer than 2 values on a side ({len(a)} against the baseline's {len(b)})"
+        return None, f"{len(a)} value{'s' * (len(a) != 1)} against the baseline's {len(b)} (a t-test needs 2 a side)"
+    if not all(math.isfinite(v) for v in (*a, *b)):
+        return None, "a value is nan or inf"
     if statistics.variance(a) == 0 and statistics.variance(b) == 0:
         return None, "no spread on either side (every seed gave the same value): Welch's t is undefined"
     with warnings.catch_warnings():  # scipy warns of precision loss when one side's seeds agree: p is still right
@@ -164,20 +165,25 @@ def welch(a: list[float], b: list[float]) -> tuple[float | None, str | None]:
 
 def _versus(rows: list[dict], keys: list[str], grid: dict) -> dict:
     """Each non-baseline row against the baseline (`_baseline`), per report key: the difference of means
-    (row - baseline), Welch's p (`welch`), the Holm-adjusted p over the rows compared on that key (`holm`)
-    and a verdict, into row["versus_baseline"][key]; returns results.json's "versus_baseline" (the test,
-    alpha, the directions used, or why there is no comparison: "absent")."""
+    (row - baseline), Welch's p (`welch`), the Holm-adjusted p over the rows with a p on that key (`holm`)
+    and a verdict, into row["versus_baseline"][key]. A signed error (direction "zero": best at zero) is tested
+    on each seed's magnitude |e| (lower is better; "abs_difference": the difference of the mean |e|), its
+    signed difference of means kept; entry["tested"] says which ("mean" | "|error|"). Returns results.json's
+    "versus_baseline" (the test, alpha, the directions used, or why there is no comparison: "absent")."""
     alpha, given = grid.get("alpha", ALPHA), grid.get("better") or {}
     ways = {k: given.get(k) or direction(k.removeprefix("metrics.")) for k in keys}
     info = {
         "baseline": _baseline(rows),
         "test": "Welch's t-test, two-sided (scipy.stats.ttest_ind, equal_var=False), over each group's seeds",
-        "correction": "Holm-Bonferroni over the groups compared, per metric",
+        "correction": "Holm-Bonferroni over the groups with a p, per metric",
         "alpha": alpha,
-        "better": ways,  # "higher" | "lower" | "zero" (a signed error: no verdict)
+        "better": ways,  # "higher" | "lower" | "zero" (a signed error: tested on |error|, lower is better)
         "better_from_grid": [k for k in keys if k in given],
+        "tested": {k: ABS if ways[k] == "zero" else "mean" for k in keys},
         "verdicts": "helps / hurts: Holm-adjusted p < alpha, the difference in the better / worse direction; "
-        "ties: not significant (not shown equal); null: no p, or a signed error (the entry's why)",
+        "ties: not significant (not shown equal); null: no p (the entry's why). A signed error (better: zero) "
+        "is tested on each seed's |error| (lower is better): p, p_holm and the verdict are of |error|, "
+        "abs_difference the difference of the mean |error|, difference the signed difference of means",
         "absent": None,
     }
     base = next((r for r in rows if r["group"] == info["baseline"]), None)
@@ -197,57 +203,91 @@ def _versus(rows: list[dict], keys: list[str], grid: dict) -> dict:
     if info["absent"]:
         return info
     for k in keys:
-        entries = []
+        signed, entries = ways[k] == "zero", []
         for r in others:
             if k not in r or k not in base:
                 why = "the baseline has no value" if k not in base else "this group has no value"
                 e = {"difference": None, "p": None, "p_holm": None, "verdict": None, "why": why}
             else:
-                p, why = welch(r[k]["values"], base[k]["values"])
-                e = {"difference": r[k]["mean"] - base[k]["mean"], "p": p, "p_holm": None, "verdict": None, "why": why}
-                e["n"] = [len(r[k]["values"]), len(base[k]["values"])]
+                a, b = r[k]["values"], base[k]["values"]
+                e = {"difference": r[k]["mean"] - base[k]["mean"], "tested": info["tested"][k]}
+                if signed:
+                    a, b = [abs(v) for v in a], [abs(v) for v in b]
+                    e["abs_difference"] = statistics.fmean(a) - statistics.fmean(b)
+                p, why = welch(a, b)
+                e.update({"p": p, "p_holm": None, "verdict": None, "why": why, "n": [len(a), len(b)]})
             r.setdefault("versus_baseline", {})[k] = e
             entries.append(e)
         tested = [e for e in entries if e["p"] is not None]
+        better = "lower" if signed else ways[k]
         for e, adjusted in zip(tested, holm([e["p"] for e in tested])):
             e["p_holm"] = adjusted
-            if ways[k] == "zero":
-                e["why"] = SIGNED_WHY
-            elif adjusted >= alpha:
+            if adjusted >= alpha:
                 e["verdict"] = "ties"
             else:
-                e["verdict"] = "helps" if (e["difference"] > 0) == (ways[k] == "higher") else "hurts"
+                moved = e["abs_difference"] if signed else e["difference"]
+                e["verdict"] = "helps" if (moved > 0) == (better == "higher") else "hurts"
     return info
 
 
+def _short(names: list[str]) -> str:
+    """Names joined by ", ", one that shares the previous full name's stem (up to its last "_") written from
+    there: power_spectrum_db_low, _mid, _high."""
+    out, stem = [], None
+    for name in names:
+        own = name[: name.rindex("_") + 1] if "_" in name else None
+        if stem and own == stem:
+            out.append(name[len(stem) - 1 :])
+        else:
+            out.append(name)
+            stem = own
+    return ", ".join(out)
+
+
 def _versus_lines(info: dict, rows: list[dict], keys: list[str]) -> list[str]:
-    """results.md's table of the rows against the baseline (`_versus`), or one line on why there is none."""
+    """results.md's table of the rows against the baseline (`_versus`), or one line on why there is none:
+    a short legend above it, one line per reason a group or metric has no p below it."""
     if info["absent"]:
         return ["", f"versus the baseline: no comparison ({info['absent']})"]
     counts = {r["group"]: len(r["seeds"]) for r in rows}
-    seeds = (
-        f"{next(iter(counts.values()))} seeds per group" if len(set(counts.values())) == 1
-        else "seeds per group: " + ", ".join(f"{g} {n}" for g, n in counts.items())
+    usual = statistics.mode(counts.values())
+    seeds = f"{usual} seed{'s' * (usual != 1)} per group" + (
+        " but " + ", ".join(f"{g} {n}" for g, n in counts.items() if n != usual)
+        if len(set(counts.values())) > 1 else ""
     )  # fmt: skip
-    tested = sum(1 for r in rows if "versus_baseline" in r)
+    compared = [r for r in rows if "versus_baseline" in r]
+    with_p = {sum(r["versus_baseline"][k]["p"] is not None for r in compared) for k in keys} - {0}  # 0: a note line
+    with_p = with_p or {0}
+    family = (
+        f"the {next(iter(with_p))} groups with a p" if len(with_p) == 1
+        else f"the groups with a p ({min(with_p)} to {max(with_p)})"
+    )  # fmt: skip
+    signed = [k for k in keys if info["tested"][k] == ABS]
+
+    def head(k: str) -> str:
+        way = r"signed; \|error\|, lower" if k in signed else info["better"][k]
+        return f"{k.removeprefix('metrics.')} ({way}" + (", grid" if k in info["better_from_grid"] else "") + ")"
+
     lines = [
         "",
-        f"versus the baseline ({info['baseline']}): difference of means, group - baseline (Holm-adjusted p), "
-        f"verdict; Welch's t-test (two-sided), Holm-Bonferroni over the {tested} groups per metric, alpha "
-        f"{info['alpha']:g}; {seeds}; helps / hurts: significant in the better / worse direction, ties: not "
-        "significant (not shown equal)",
+        f"versus the baseline ({info['baseline']}), per metric: difference of means, group - baseline "
+        f"(Holm-adjusted p), verdict at alpha {info['alpha']:g}",
         "",
-        "| variant | lambda | " + " | ".join(
-            f"{k.removeprefix('metrics.')} ({'signed' if info['better'][k] == 'zero' else info['better'][k]}"
-            + (", grid" if k in info["better_from_grid"] else "") + ")"
-            for k in keys
-        ) + " |",
+        f"- Welch's t-test (two-sided) over each group's seeds ({seeds}); Holm-Bonferroni over {family}, per metric",
+        "- helps / hurts: significant in the better / worse direction; ties: not significant (not shown equal)",
+    ]
+    if signed:
+        lines.append(
+            r"- signed errors (closer to zero is better): the signed difference of means, then the test of each "
+            r"seed's \|error\| (difference of the mean \|error\|; lower is better)"
+        )
+    lines += [
+        "",
+        "| variant | lambda | " + " | ".join(head(k) for k in keys) + " |",
         "|---|---:|" + "---:|" * len(keys),
-    ]  # fmt: skip
-    notes: dict[str, list[str]] = {}  # why a cell has no verdict -> the cells
-    for r in rows:
-        if "versus_baseline" not in r:
-            continue
+    ]
+    notes: dict[str, list[tuple[str, str]]] = {}  # why a cell has no p -> its (group, metric)s
+    for r in compared:
         cells = []
         for k in keys:
             e = r["versus_baseline"][k]
@@ -255,15 +295,25 @@ def _versus_lines(info: dict, rows: list[dict], keys: list[str]) -> list[str]:
                 cells.append("-")
             else:
                 p = "no p" if e["p_holm"] is None else f"{e['p_holm']:.2g}"
-                cells.append(f"{e['difference']:+.3g} ({p})" + (f" {e['verdict']}" if e["verdict"] else ""))
+                text = f"{e['difference']:+.3g}" + (
+                    r", \|error\| " + f"{e['abs_difference']:+.3g}" if k in signed else ""
+                )
+                cells.append(f"{text} ({p})" + (f" {e['verdict']}" if e["verdict"] else ""))
             if e["verdict"] is None:
-                notes.setdefault(e["why"], []).append(f"{r['group']} {k.removeprefix('metrics.')}")
+                notes.setdefault(e["why"], []).append((r["group"], k.removeprefix("metrics.")))
         lam = "-" if r["variant"] == r["group"] else f"{r['lam']:g}"  # another variant without a regularizer
         lines.append(f"| {r['variant']} | {lam} | " + " | ".join(cells) + " |")
-    for why, where in notes.items():
-        cols = list(dict.fromkeys(w.split(" ", 1)[1] for w in where))
-        what = ", ".join(cols) if len(where) == len(cols) * tested else "; ".join(where)
-        lines.append(f"no verdict for {what}: {why}")
+    if notes:
+        lines.append("")
+    for why, pairs in notes.items():
+        groups, names = list(dict.fromkeys(g for g, _ in pairs)), list(dict.fromkeys(m for _, m in pairs))
+        if len(pairs) == len(groups) * len(names) and len(names) == len(keys):
+            what = ", ".join(groups) + (" (every metric)" if len(keys) > 1 else "")
+        elif len(pairs) == len(groups) * len(names) and len(groups) == len(compared):
+            what = _short(names) + (" (every group)" if len(compared) > 1 else "")
+        else:
+            what = "; ".join(f"{g} on {_short([m for h, m in pairs if h == g])}" for g in groups)
+        lines.append(f"- no p for {what}: {why}")
     return lines
 
 

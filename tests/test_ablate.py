@@ -972,24 +972,29 @@ def test_report_says_where_a_regularizer_helps_hurts_or_ties_against_the_baselin
     assert vs["amp_lam0.001"]["metrics.inception_score"]["verdict"] == "ties"  # raw p 0.033, adjusted 0.067
     assert vs["amp_lam0.1"]["metrics.classifier_fid"]["verdict"] == "hurts"  # +1 on a lower-is-better score
     assert vs["amp_lam0.01"]["metrics.classifier_fid"]["verdict"] == "ties"
-    signed = vs["amp_lam0.1"]["metrics.power_spectrum_db_high"]  # +3 dB, p tiny: still no verdict
-    assert signed["verdict"] is None and signed["p_holm"] < 1e-3 and "closer to zero" in signed["why"]
+    signed = vs["amp_lam0.1"]["metrics.power_spectrum_db_high"]  # +3 dB: tested on each seed's |error|
+    base_abs = [abs(v) for v in SCORES["power_spectrum_db_high"]["baseline"]]  # 0, 0.1, 0.1: mean 0.0667
+    assert signed["tested"] == "|error|" and signed["difference"] == pytest.approx(3.0)
+    assert signed["abs_difference"] == pytest.approx(3.0 - 0.2 / 3)
+    assert signed["p"] == pytest.approx(stats.ttest_ind([3.0, 3.1, 2.9], base_abs, equal_var=False).pvalue, rel=1e-12)
+    assert signed["verdict"] == "hurts" and signed["p_holm"] < 1e-3
     flat = vs["amp_lam0.1"]["metrics.pixel_histogram_tv"]
     assert flat["difference"] == 0 and flat["p"] is None and flat["verdict"] is None and "no spread" in flat["why"]
     assert json.loads((grid["out"] / "results.json").read_text())["rows"][1]["versus_baseline"] == vs["amp_lam0.1"]
     md = (grid["out"] / "results.md").read_text()
     assert (
-        "versus the baseline (baseline): difference of means, group - baseline (Holm-adjusted p), verdict; Welch's "
-        "t-test (two-sided), Holm-Bonferroni over the 3 groups per metric, alpha 0.05; 3 seeds per group;" in md
+        "versus the baseline (baseline), per metric: difference of means, group - baseline (Holm-adjusted p), "
+        "verdict at alpha 0.05\n\n- Welch's t-test (two-sided) over each group's seeds (3 seeds per group); "
+        "Holm-Bonferroni over the 3 groups with a p, per metric\n" in md
     )
     assert (
-        "| variant | lambda | inception_score (higher) | classifier_fid (lower) | power_spectrum_db_high (signed) |"
-        in md
+        "| variant | lambda | inception_score (higher) | classifier_fid (lower) | power_spectrum_db_high (signed; "
+        "\\|error\\|, lower) |" in md
     )
-    assert f"| amp | 0.1 | +1 ({holm[0]:.2g}) helps | +1 ({holm[0]:.2g}) hurts | +3 (" in md
+    assert f"| amp | 0.1 | +1 ({holm[0]:.2g}) helps | +1 ({holm[0]:.2g}) hurts | +3, \\|error\\| +2.93 (" in md
     assert "| amp | 0.001 | +0.13 (0.067) ties |" in md
-    assert "no verdict for power_spectrum_db_high: a signed error" in md
-    assert "no verdict for pixel_histogram_tv: no spread on either side" in md
+    assert "\n\n- no p for pixel_histogram_tv (every group): no spread on either side" in md
+    assert "no p for" not in md.replace("no p for pixel_histogram_tv", "")  # one line per reason
     assert md.index("| baseline | - | 3 |") < md.index("versus the baseline") < md.index("results.png")
 
 
@@ -1028,7 +1033,7 @@ def test_alpha_sets_the_level_of_the_verdicts(tmp_path):
     grid, cells = _scored_grid(tmp_path, {"inception_score": SCORES["inception_score"]}, alpha=0.1)
     res = ablate.report(grid, cells)
     assert res["rows"][3]["versus_baseline"]["metrics.inception_score"]["verdict"] == "helps"  # adjusted p 0.067
-    assert "alpha 0.1;" in (grid["out"] / "results.md").read_text()
+    assert "verdict at alpha 0.1\n" in (grid["out"] / "results.md").read_text()
     with pytest.raises(SystemExit, match="^--set: alpha must be a number in"):
         ablate.load_grid(tmp_path / "grid.yaml", ablate.grid_sets(["alpha=0"]))
 
@@ -1043,3 +1048,23 @@ def test_one_seed_per_group_or_no_baseline_reports_why_there_is_no_comparison(tm
     assert f"\nversus the baseline: no comparison ({why})\n" in md and "| amp | 0.1 | 1 | 7 (1 seed) |" in md
     res = ablate.report(grid, [c for c in cells if c["variant"] == "amp"])  # --only amp
     assert res["versus_baseline"]["absent"] == "no baseline: no group without a regularizer among those reported"
+
+
+def test_the_holm_family_and_the_no_p_lines_count_only_the_groups_with_a_p(tmp_path):
+    """A group with one seed has no p: Holm runs over the others (the header says how many), and one short line
+    per reason names the groups without a p (was: every (group, metric) pair, and the header counted all)."""
+    from scipy import stats
+
+    scores = {m: SCORES[m] for m in ("inception_score", "classifier_fid")}
+    grid, cells = _scored_grid(tmp_path, scores)
+    res = ablate.report(grid, [c for c in cells if c["group"] != "amp_lam0.001" or c["seed"] == 0])
+    rows = {r["group"]: r for r in res["rows"]}
+    raw = [stats.ttest_ind(SCORES["inception_score"][g], SCORES["inception_score"]["baseline"], equal_var=False)
+           .pvalue for g in ("amp_lam0.1", "amp_lam0.01")]  # fmt: skip
+    got = [rows[g]["versus_baseline"]["metrics.inception_score"]["p_holm"] for g in ("amp_lam0.1", "amp_lam0.01")]
+    assert got == pytest.approx([2 * raw[0], raw[1]], rel=1e-12)  # m = 2, not 3
+    md = (grid["out"] / "results.md").read_text()
+    assert "(3 seeds per group but amp_lam0.001 1); Holm-Bonferroni over the 2 groups with a p, per metric" in md
+    assert (
+        "\n- no p for amp_lam0.001 (every metric): 1 value against the baseline's 3 (a t-test needs 2 a side)\n" in md
+    )
