@@ -197,9 +197,12 @@ def test_inspect_reads_a_release(tmp_path, exported):
 
 
 def test_the_shipped_models_are_small_and_complete():
-    """The repository stays lean: every shipped release has its card, config and loss curve, a few MB in all."""
+    """The repository stays lean: every shipped release has its card, config and loss curve, about 10 MB in all."""
     files = list(release.PRETRAINED.glob("*"))
-    assert sum(p.stat().st_size for p in files) < 8e6
+    # 11 MB: issue 16 ships the four converged baselines (5.0 MB: three fp16 UNets of 1.3-1.5 MB, one fp32
+    # DiffWave of 0.74 MB) and the best regularized model of each of their grids, fp16 (same networks: about
+    # 0.37 + 1.31 + 1.54 + 1.39 MB), about 9.7 MB in all; the rest is headroom for a card or a re-export.
+    assert sum(p.stat().st_size for p in files) < 11e6
     for path in release.shipped_models().values():
         for ext in (".md", ".yaml", ".loss.json"):
             assert path.with_name(path.stem + ext).is_file(), f"{path} ships without its {ext}"
