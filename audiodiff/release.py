@@ -29,7 +29,9 @@ SUFFIX = ".safetensors"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # Metadata every release carries; generation reads the first five, the card the rest.
 REQUIRED = ("format", "config", "architecture", "step", "dtype")
-LOG_LINE = re.compile(r"step (\d+) (\w+=\S+(?: \w+=\S+)*)$")  # train's "step N loss=.. denoise=.." lines
+# train's "step N denoise=.. loss=.. lr=.." lines; a regularized run also logs "spec/<label>=.." terms
+# (e.g. spec/amp, spec/bior1.3), whose keys are not \w+
+LOG_LINE = re.compile(r"step (\d+) ([^\s=]+=\S+(?: [^\s=]+=\S+)*)$")
 
 
 def shipped_models() -> dict[str, Path]:

@@ -165,6 +165,23 @@ def test_a_resumed_step_keeps_its_last_logged_value(tmp_path):
     assert release.recorded(log, "commit") == ["abc", "def"]
 
 
+def test_a_regularized_runs_log_lines_give_its_curve(tmp_path):
+    # a regularized run logs "spec/<label>=" terms (keys with '/' and '.'); the curve must not come back empty
+    log = tmp_path / "log.txt"
+    log.write_text(
+        "commit abc\nstep 50 denoise=0.396098 spec/amp=0.194082 loss=0.419387 spectral=0.0232899 lambda_eff=0.12 "
+        "spectral_ratio=0.0587983 lr=0.0005 grad_norm=0.4767 skipped=0\n"
+        "step 100 denoise=0.2 spec/bior1.3=0.1 loss=0.21 spectral=0.01 lr=0.001 grad_norm=0.6 skipped=0\n"
+        "checkpoint ckpt-00000100.pt saved at step 100, train_seconds=20.5\n"
+    )
+    assert release.loss_curve(log, 100) == {
+        "step": [50, 100],
+        "loss": [0.419387, 0.21],
+        "denoise": [0.396098, 0.2],
+        "spectral": [0.0232899, 0.01],
+    }
+
+
 def test_export_options_are_checked(tmp_path, run):
     out = fail_cli("export", run, "--out", tmp_path / "x", "--prepare", "checkers size=16")
     assert "unknown corpus 'checkers'" in out
