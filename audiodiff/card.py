@@ -106,23 +106,57 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
+RULE = "Convergence (issue 16's rule: the last doubling of steps improves the metric by < 5%):"
+
+
+def _judged(rule: dict) -> bool:
+    """Whether a curve.json verdict judged its metric (learning_curve's converged is None without two
+    checkpoints, and the steps and values are then missing)."""
+    numbers = ("from_step", "to_step", "before", "after", "improvement")
+    return isinstance(rule.get("converged"), bool) and all(isinstance(rule.get(k), (int, float)) for k in numbers)
+
+
+def _why_not_judged(steps: list | None) -> str:
+    """Why the rule has no verdict, from the steps at which the curve has the metric (None: not known)."""
+    needs = "the rule needs the step nearest half of the last"
+    if steps is None or len(steps) > 1:
+        return "the curve.json holds no verdict"
+    if not steps:
+        return f"the curve has no checkpoint with a value; {needs}"
+    return f"the curve has one checkpoint (step {steps[0]}); {needs}"
+
+
+def _convergence_lines(metrics: dict) -> list[str]:
+    """The rule's table for the judged metrics; a sentence, never a "no", for those the curve could not judge."""
+    rules = [r for r in metrics["convergence"] if isinstance(r, dict) and "metric" in r]
+    if not rules:
+        return []
+    judged = [r for r in rules if _judged(r)]
+    reasons: dict[str, list[str]] = {}
+    for r in rules:
+        if not _judged(r):
+            reasons.setdefault(_why_not_judged(metrics.get("checkpoints", {}).get(r["metric"])), []).append(r["metric"])
+    lines = ["", RULE, ""]
+    if judged:
+        lines += ["| metric | steps | before | after | improvement | converged |", "|---|---|---:|---:|---:|---|"]
+        lines += [
+            f"| {r['metric']} | {r['from_step']} -> {r['to_step']} | {r['before']:.4g} | {r['after']:.4g} "
+            f"| {100 * r['improvement']:+.1f}% | {'yes' if r['converged'] else 'no'} |"
+            for r in judged
+        ]
+    alone = not judged and len(reasons) == 1  # every metric, for one reason: no names needed
+    for reason, names in reasons.items():
+        lines += [*([""] if lines[-1] else []), f"Not judged{'' if alone else ' for ' + ', '.join(names)}: {reason}."]
+    return lines
+
+
 def _metric_lines(metrics: dict | None) -> list[str]:
     if not metrics:
         return ["Not measured for this card (`audiodiff export --metrics metrics.json|curve.json`)."]
     at = f" at step {metrics['step']}" if metrics["step"] is not None else ""
     lines = [f"From `{metrics['source']}`{at}:", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in metrics["values"].items()]
-    rules = [r for r in metrics["convergence"] if isinstance(r, dict) and {"metric", "converged"} <= r.keys()]
-    if rules:
-        lines += ["", "Convergence (issue 16's rule: the last doubling of steps improves the metric by < 5%):", ""]
-        lines += ["| metric | steps | before | after | improvement | converged |", "|---|---|---:|---:|---:|---|"]
-        lines += [
-            f"| {r['metric']} | {r.get('from_step')} -> {r.get('to_step')} | {r.get('before', float('nan')):.4g} "
-            f"| {r.get('after', float('nan')):.4g} | {100 * r.get('improvement', float('nan')):+.1f}% "
-            f"| {'yes' if r['converged'] else 'no'} |"
-            for r in rules
-        ]
-    return lines
+    return lines + _convergence_lines(metrics)
 
 
 def _curve_lines(curve: dict, name: str) -> list[str]:

@@ -339,8 +339,9 @@ def _loss_record(facts: dict) -> dict:
 
 
 def _metrics(path: str | Path, step: int) -> dict:
-    """{"source", "step", "values", "convergence"} from an evaluate metrics.json or a learning_curve
-    curve.json (its row at `step`); numbers measured at another step than the exported one are refused."""
+    """{"source", "step", "values", "convergence", "checkpoints"} from an evaluate metrics.json or a
+    learning_curve curve.json (its row at `step`; "checkpoints": each metric's steps with a value, which say
+    why a verdict is missing); numbers measured at another step than the exported one are refused."""
     from audiodiff.checkpoint import read_json
 
     found = read_json(path)
@@ -350,12 +351,16 @@ def _metrics(path: str | Path, step: int) -> dict:
         if measured is not None and measured != step:
             raise ValueError(f"--metrics {path}: measured on samples of step {measured}, the export is step {step}")
         values = {k: v for k, v in found["metrics"].items() if isinstance(v, (int, float))}
-        return {"source": str(path), "step": measured, "values": values, "convergence": []}
+        return {"source": str(path), "step": measured, "values": values, "convergence": [], "checkpoints": {}}
     if isinstance(found, dict) and isinstance(found.get("rows"), list) and found["rows"]:  # curve.json
         row = next((r for r in found["rows"] if isinstance(r, dict) and r.get("step") == step), None)
         if row is None:
             steps = [r.get("step") for r in found["rows"] if isinstance(r, dict)]
             raise ValueError(f"--metrics {path}: no row at step {step}, the exported one (rows at steps {steps})")
         values = {k: v for k, v in row.items() if k not in ("step", "wall_s") and isinstance(v, (int, float))}
-        return {"source": str(path), "step": step, "values": values, "convergence": found.get("convergence") or []}
+        rows = [r for r in found["rows"] if isinstance(r, dict) and isinstance(r.get("step"), int)]
+        names = {k for r in rows for k in r if k not in ("step", "wall_s")}
+        steps = {m: sorted(r["step"] for r in rows if isinstance(r.get(m), (int, float))) for m in names}
+        verdicts = found.get("convergence") or []
+        return {"source": str(path), "step": step, "values": values, "convergence": verdicts, "checkpoints": steps}
     raise ValueError(f"--metrics {path}: neither an evaluate metrics.json ('metrics') nor a curve.json ('rows')")

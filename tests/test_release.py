@@ -286,6 +286,35 @@ def test_the_card_tabulates_the_convergence_rule_per_metric():
     assert "higher_is_better" not in text  # one readable row per metric, not the raw record
 
 
+def test_a_curve_too_short_to_judge_says_so_and_never_says_not_converged(tmp_path, run):
+    """A curve.json with one checkpoint has no verdict (learning_curve's converged is None): the card said
+    "| is | None -> None | nan | nan | +nan% | no |", "not converged" for what was not judged."""
+    from recipes.learning_curve import convergence
+
+    rows = [{"step": 4, "wall_s": 1.0, "is": 2.5, "fid": 0.5}]
+    curve = tmp_path / "curve.json"
+    curve.write_text(json.dumps({"rows": rows, "convergence": [convergence(rows, "is", "higher")]}))
+    assert run_cli("export", run, "--out", tmp_path / "one", "--metrics", curve).exit_code == 0
+    card = (tmp_path / "one.md").read_text()
+    section = card[card.index("Convergence (issue 16's rule") : card.index("## Reproduce")]
+    assert "Not judged: the curve has one checkpoint (step 4); the rule needs the step nearest half" in section
+    assert "| no |" not in section and "None" not in section and "nan" not in section
+
+
+def test_the_card_judges_what_it_can_and_names_what_it_cannot():
+    from audiodiff.card import _metric_lines
+    from recipes.learning_curve import convergence
+
+    rows = [{"step": 2000, "is": 2.0, "fid": None}, {"step": 4000, "is": 2.01, "fid": 0.5}]
+    metrics = {"source": "curve.json", "step": 4000, "values": {"is": 2.01, "fid": 0.5}, "checkpoints": {"fid": [4000]}}
+    metrics["convergence"] = [convergence(rows, "is", "higher"), convergence(rows, "fid", "lower")]
+    text = "\n".join(_metric_lines(metrics)).split("Convergence")[1]
+    assert "| is | 2000 -> 4000 | 2 | 2.01 | +0.5% | yes |" in text and "| fid |" not in text
+    assert "Not judged for fid: the curve has one checkpoint (step 4000)" in text
+    metrics["checkpoints"] = {}  # a card built without the curve's steps: no reason invented
+    assert "Not judged for fid: the curve.json holds no verdict." in "\n".join(_metric_lines(metrics))
+
+
 def test_the_card_of_a_mel_features_model_dumps_its_log_mels_before_training():
     """A model trained on dumped log-mels (task mel_features) cannot be re-trained from the prepared
     corpus alone: the card's reproduce commands dump them with the run's preset and rate."""
